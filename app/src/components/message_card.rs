@@ -1,0 +1,47 @@
+//! A message on screen: sealed until clicked, then shown with a countdown before it leaves.
+
+use leptos::prelude::*;
+
+use crate::room::{Card, CardState, Room};
+
+#[component]
+pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
+    let countdown = move || {
+        card.left.get().map(|left| view! { <span class="countdown">{format!("Disappears in {left} s")}</span> })
+    };
+    let body = move || match card.state.get() {
+        CardState::Sealed => view! {
+            <button class="sealed" on:click=move |_| room.open_card(card.id)>
+                "🔒 Encrypted message. Click to decrypt and view"
+            </button>
+        }
+        .into_any(),
+        CardState::Opening => view! { <p class="status">"Decrypting…"</p> }.into_any(),
+        CardState::Open(text) => view! { <p class="text">{text}</p> }.into_any(),
+        CardState::Unreadable => view! {
+            <p class="error">"This message could not be decrypted."</p>
+        }
+        .into_any(),
+        CardState::Mine { text, stored } => view! {
+            <p class="text">{text}</p>
+            <p class="status">{if stored { "Waiting to be read" } else { "Sending…" }}</p>
+        }
+        .into_any(),
+        CardState::Burned(text) => view! {
+            <p class="text">{text}</p>
+            <p class="status">"Read and deleted from the server"</p>
+        }
+        .into_any(),
+        CardState::Gone(why) => view! { <p class="status">{why}</p> }.into_any(),
+    };
+    let class = move || match card.state.get() {
+        CardState::Mine { .. } | CardState::Burned(_) => "card mine",
+        _ => "card theirs",
+    };
+    view! {
+        <li class=class>
+            {body}
+            {countdown}
+        </li>
+    }
+}

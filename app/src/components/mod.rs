@@ -1,0 +1,4 @@
+//! Components shared by the pages, one family per file.
+
+pub mod copy_button;
+pub mod message_card;

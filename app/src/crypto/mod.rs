@@ -1,0 +1,30 @@
+//! Ephemeral Chat's client cryptography, crypto spec v1 (`docs/CRYPTO.md`).
+//!
+//! Pure Rust with no browser or framework dependency, so `cargo test -p app` runs it natively
+//! and other clients (the server's tests, the load generator) use the very same code.
+//!
+//! - [`code`]: room codes (Crockford base32 with a check symbol): generate, parse, display.
+//! - [`keys`]: the key schedule: PBKDF2 → room id, message key, fingerprint.
+//! - [`message`]: message ids, bodies, padding and the sealed payload.
+
+pub mod code;
+pub mod keys;
+pub mod message;
+pub mod primitives;
+#[cfg(test)]
+mod vectors;
+
+pub use code::{CodeError, RoomCode};
+pub use keys::{Fingerprint, RoomId, RoomKeys};
+pub use message::{Body, MessageId, OpenError, SealedPayload, SenderId};
+
+/// Fills `buf` from the operating system's CSPRNG (`crypto.getRandomValues` in the browser).
+///
+/// # Panics
+/// If the platform has no CSPRNG. Without one nothing here can be made safely, so there is no
+/// degraded mode to fall back to.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).expect("invariant: the platform provides a CSPRNG");
+    buf
+}

@@ -1,0 +1,136 @@
+//! The room page: reads the code from the URL fragment (then removes it from the address bar),
+//! derives the keys in the browser and shows the conversation.
+
+use leptos::prelude::*;
+
+use crate::components::message_card::MessageCard;
+use crate::crypto::RoomCode;
+use crate::room::{Connection, Room};
+
+/// Characters a person may type in one message (the body limit is in bytes, larger).
+const MAX_CHARS: usize = 4000;
+
+/// Takes the code from `location.hash` and replaces the address with the bare path, so the code
+/// does not stay in the address bar or the history entry.
+fn take_code_from_url() -> Option<RoomCode> {
+    let location = window().location();
+    let hash = location.hash().ok()?;
+    if let Ok(history) = window().history() {
+        let _ = history.replace_state_with_url(
+            &wasm_bindgen::JsValue::NULL,
+            "",
+            Some(&location.pathname().unwrap_or_default()),
+        );
+    }
+    RoomCode::parse(&hash).ok()
+}
+
+#[component]
+pub fn RoomPage() -> impl IntoView {
+    let room = Room::new();
+    let invalid = RwSignal::new(false);
+    Effect::new(move |_| match take_code_from_url() {
+        Some(code) => {
+            // Let the page paint "Deriving keys…" before the slow derivation blocks it.
+            set_timeout(move || room.start(&code), std::time::Duration::from_millis(0));
+        }
+        None => invalid.set(true),
+    });
+    view! {
+        <Show
+            when=move || !invalid.get()
+            fallback=|| view! {
+                <section class="panel">
+                    <h1>"No valid room code"</h1>
+                    <p role="alert" class="error">"This link has no valid room code. Ask for the link again, or enter the code."</p>
+                    <a href="/">"Go to the start page"</a>
+                </section>
+            }
+        >
+            <RoomView room/>
+        </Show>
+    }
+}
+
+#[component]
+fn RoomView(room: Room) -> impl IntoView {
+    let status = move || match room.connection.get() {
+        Connection::Deriving => "Deriving keys…",
+        Connection::Connecting => "Connecting…",
+        Connection::Online => "Connected",
+        Connection::Reconnecting => "Connection lost, reconnecting…",
+    };
+    let people = move || match room.participants.get() {
+        0 => String::new(),
+        1 => "Only you are here".to_owned(),
+        n => format!("{n} people here"),
+    };
+    let leave = move |_| {
+        room.leave();
+        let _ = window().location().assign("/");
+    };
+    view! {
+        <header class="room-header">
+            <h1>"Room"</h1>
+            <p class="fingerprint">
+                "Fingerprint: "
+                <strong aria-label="Room fingerprint">{move || room.fingerprint.get().unwrap_or_else(|| "…".into())}</strong>
+            </p>
+            <p class="connection" role="status" data-state=move || format!("{:?}", room.connection.get()).to_lowercase()>
+                {status} " · " {people}
+            </p>
+            <button class="secondary" on:click=leave>"Leave"</button>
+        </header>
+        <ul class="cards" aria-label="Messages">
+            <For each=move || room.cards.get() key=|card| card.id let:card>
+                <MessageCard card room/>
+            </For>
+        </ul>
+        <p class="typing" aria-live="polite">{move || room.peer_typing.get().then_some("typing…")}</p>
+        <p class="error" role="alert">{move || room.notice.get()}</p>
+        <Composer room/>
+    }
+}
+
+/// The text box: Enter sends, Shift+Enter breaks the line.
+#[component]
+fn Composer(room: Room) -> impl IntoView {
+    let draft = RwSignal::new(String::new());
+    let submit = move || {
+        if room.connection.get_untracked() != Connection::Online {
+            return;
+        }
+        if room.send_text(draft.get_untracked()) {
+            draft.set(String::new());
+        }
+    };
+    view! {
+        <form class="composer" on:submit=move |ev| {
+            ev.prevent_default();
+            submit();
+        }>
+            <label for="message" class="visually-hidden">"Message"</label>
+            <textarea
+                id="message"
+                rows="2"
+                maxlength=MAX_CHARS.to_string()
+                autocomplete="off"
+                placeholder="Write a message. It is encrypted before it leaves this page."
+                prop:value=move || draft.get()
+                on:input=move |ev| {
+                    draft.set(event_target_value(&ev));
+                    room.typed();
+                }
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        submit();
+                    }
+                }
+            ></textarea>
+            <button type="submit" class="primary" disabled=move || room.connection.get() != Connection::Online>
+                "Send"
+            </button>
+        </form>
+    }
+}

@@ -1,0 +1,114 @@
+import { test, expect, type Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+/** Rows in the server's message table, read straight from its SQLite file. */
+function messageRows(): number {
+  const db = path.join(process.env.E2E_DATA_DIR!, 'ephemeral-chat.db');
+  const script = 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("select count(*) from messages").fetchone()[0])';
+  return Number(execFileSync('python3', ['-c', script, db]).toString().trim());
+}
+
+/** Waits until the WASM bundle has hydrated the page (the app marks <body> when it has). */
+async function hydrated(page: Page) {
+  await page.locator('body[data-hydrated="true"]').waitFor();
+}
+
+/** Records the payload of every WebSocket frame the page sends or receives. */
+function captureFrames(page: Page, frames: string[]) {
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => frames.push(String(f.payload)));
+    ws.on('framereceived', (f) => frames.push(String(f.payload)));
+  });
+}
+
+async function generateCode(page: Page): Promise<string> {
+  await page.getByRole('button', { name: 'Generate new code' }).click();
+  const code = (await page.getByLabel('Room code', { exact: true }).textContent())!.trim();
+  expect(code).toMatch(/^([0-9A-HJKMNP-TV-Z]{5}-){4}[0-9A-HJKMNP-TV-Z]{5}$/);
+  return code;
+}
+
+test('two people exchange a message that is read once and then gone', async ({ browser }) => {
+  const alice = await (await browser.newContext()).newPage();
+  const bob = await (await browser.newContext()).newPage();
+  const frames: string[] = [];
+  captureFrames(alice, frames);
+  captureFrames(bob, frames);
+
+  await alice.goto('/');
+  await hydrated(alice);
+  const code = await generateCode(alice);
+  await expect(alice.getByLabel('Invite link')).toContainText(`/room#${code}`);
+  await alice.getByRole('button', { name: 'Enter room' }).click();
+  await hydrated(alice);
+  await expect(alice.getByRole('status')).toContainText('Connected');
+  expect(alice.url()).not.toContain('#');
+
+  await bob.goto('/');
+  await hydrated(bob);
+  await bob.getByLabel('Room code or invite link').fill(code);
+  await bob.getByRole('button', { name: 'Join' }).click();
+  await hydrated(bob);
+  await expect(bob.getByRole('status')).toContainText('Connected');
+  await expect(alice.getByRole('status')).toContainText('2 people here');
+  await expect(bob.getByLabel('Room fingerprint')).toHaveText((await alice.getByLabel('Room fingerprint').textContent())!);
+
+  const composer = alice.getByLabel('Message', { exact: true });
+  await composer.pressSequentially('hello from A');
+  await expect(bob.getByText('typing…')).toBeVisible();
+  await composer.press('Enter');
+  await expect(composer).toHaveValue('');
+
+  const sealed = bob.getByRole('button', { name: /Click to decrypt and view/ });
+  await expect(sealed).toBeVisible();
+  await expect(alice.getByText('Waiting to be read')).toBeVisible();
+  expect(messageRows()).toBe(1);
+
+  await sealed.click();
+  await expect(bob.locator('.card .text')).toHaveText('hello from A');
+  await expect(bob.getByText(/Disappears in \d+ s/)).toBeVisible();
+  await expect.poll(messageRows).toBe(0);
+  await expect(alice.getByText('Read and deleted from the server')).toBeVisible();
+  await expect(bob.locator('.card')).toHaveCount(0, { timeout: 20_000 });
+  await expect(alice.locator('.card')).toHaveCount(0, { timeout: 20_000 });
+
+  const canonical = code.replace(/-/g, '');
+  expect(frames.some((f) => f.includes('"type":"send"'))).toBe(true);
+  expect(frames.some((f) => f.includes('"type":"payload"'))).toBe(true);
+  for (const frame of frames) {
+    expect(frame).not.toContain('hello from A');
+    expect(frame).not.toContain(canonical);
+    expect(frame).not.toContain(code);
+  }
+});
+
+test('an invite link opens the room and leaves no code in the address bar', async ({ page, browser }) => {
+  await page.goto('/');
+  await hydrated(page);
+  const code = await generateCode(page);
+  const link = (await page.getByLabel('Invite link').textContent())!.trim();
+  const other = await (await browser.newContext()).newPage();
+  await other.goto(link);
+  await hydrated(other);
+  await expect(other.getByRole('status')).toContainText('Connected');
+  expect(other.url()).toMatch(/\/room$/);
+  expect(other.url()).not.toContain(code);
+});
+
+test('an invalid code is refused before any network traffic', async ({ page }) => {
+  await page.goto('/');
+  await hydrated(page);
+  const code = await generateCode(page);
+  // Change the check symbol: a single-symbol error the check always catches.
+  const last = code.at(-1)!;
+  const typo = code.slice(0, -1) + (last === '0' ? '1' : '0');
+  const traffic: string[] = [];
+  page.on('request', (r) => traffic.push(r.url()));
+  page.on('websocket', (ws) => traffic.push(ws.url()));
+  await page.getByLabel('Room code or invite link').fill(typo);
+  await page.getByRole('button', { name: 'Join' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'Invalid room code' })).toBeVisible();
+  expect(traffic).toEqual([]);
+  expect(new URL(page.url()).pathname).toBe('/');
+});

@@ -1,0 +1,273 @@
+//! Configuration: every setting is a flag and an environment variable, so `--help` documents
+//! them all. Values are validated here; a bad one stops start-up with one line naming it.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::at_rest::ServerKey;
+
+/// Default database name when PostgreSQL is chosen through the `PG*` variables.
+pub const DEFAULT_PG_DATABASE: &str = "ephemeral_chat";
+/// Longest `MESSAGE_TTL` allowed: unread secrets should not linger for weeks.
+pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Ephemeral Chat relay: end-to-end encrypted, burn-after-viewing room chat.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "server", version, about)]
+pub struct Config {
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address to listen on. Put a TLS-terminating proxy in front for anything but localhost.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Store: `sqlite:PATH` or `postgres://USER@HOST/DB`. Unset: PostgreSQL if any of PGHOST,
+    /// PGPORT, PGDATABASE, PGUSER, PGPASSWORD is set, otherwise SQLite at
+    /// DATA_DIR/ephemeral-chat.db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// PostgreSQL host (selects PostgreSQL when DATABASE_URL is unset).
+    #[arg(long, env = "PGHOST")]
+    pub pghost: Option<String>,
+    /// PostgreSQL port.
+    #[arg(long, env = "PGPORT")]
+    pub pgport: Option<u16>,
+    /// PostgreSQL database (default `ephemeral_chat`).
+    #[arg(long, env = "PGDATABASE")]
+    pub pgdatabase: Option<String>,
+    /// PostgreSQL user.
+    #[arg(long, env = "PGUSER")]
+    pub pguser: Option<String>,
+    /// PostgreSQL password.
+    #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
+    pub pgpassword: Option<SecretString>,
+
+    /// Directory of the SQLite database and its generated key.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// The server's at-rest key: 64 hex characters (32 bytes). Required with PostgreSQL (all
+    /// instances share it); with SQLite, generated into DATA_DIR on first start if unset.
+    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<SecretString>,
+
+    /// How long an unread message waits before it is deleted, e.g. `90s`, `30m`, `24h`, `7d`
+    /// (at most 7 days).
+    #[arg(long, env = "MESSAGE_TTL", default_value = "24h", value_parser = parse_ttl)]
+    pub message_ttl: Duration,
+
+    /// Directory of the built site (pages' JS, WASM and CSS), as cargo-leptos writes it.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: String,
+
+    /// Further origins allowed to open WebSockets (comma-separated, e.g. a static client's
+    /// `https://chat.example`). The server's own origin is always allowed.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A setting with a bad value. Its message names the setting and never repeats the value,
+/// which may be a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for '--{flag} <{env}>': {reason}")]
+pub struct ConfigError {
+    flag: &'static str,
+    env: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Self {
+        Self { flag, env, reason: reason.into() }
+    }
+}
+
+/// Where messages are stored, once every setting is resolved.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite { path: PathBuf },
+    Postgres(PgConnectOptions),
+}
+
+impl Config {
+    /// Parses flags and environment and validates every value. On a bad value prints one line
+    /// naming the setting and returns the exit code; `--help` and `--version` print and succeed.
+    pub fn from_env_and_args() -> Result<Self, ExitCode> {
+        let config = Self::try_parse().map_err(|err| {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            let rendered = err.render().to_string();
+            eprintln!("{}", rendered.lines().next().unwrap_or("error: invalid configuration"));
+            ExitCode::from(2)
+        })?;
+        if let Err(err) = config.validate() {
+            eprintln!("error: {err}");
+            return Err(ExitCode::from(2));
+        }
+        Ok(config)
+    }
+
+    /// Checks the values clap takes as plain strings (secrets, whose values must not be echoed).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server_key()?;
+        self.database()?;
+        Ok(())
+    }
+
+    /// The at-rest key, if one is configured.
+    pub fn server_key(&self) -> Result<Option<ServerKey>, ConfigError> {
+        self.encryption_key
+            .as_ref()
+            .map(|key| {
+                ServerKey::from_hex(key.expose_secret().trim())
+                    .map_err(|err| ConfigError::new("encryption-key", "ENCRYPTION_KEY", err.to_string()))
+            })
+            .transpose()
+    }
+
+    /// The store this configuration selects.
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        match &self.database_url {
+            Some(url) => parse_database_url(url.expose_secret())
+                .map_err(|reason| ConfigError::new("database-url", "DATABASE_URL", reason)),
+            None if self.any_pg_setting() => Ok(Database::Postgres(self.pg_options())),
+            None => Ok(Database::Sqlite { path: self.data_dir.join("ephemeral-chat.db") }),
+        }
+    }
+
+    fn any_pg_setting(&self) -> bool {
+        self.pghost.is_some()
+            || self.pgport.is_some()
+            || self.pgdatabase.is_some()
+            || self.pguser.is_some()
+            || self.pgpassword.is_some()
+    }
+
+    /// libpq-style settings; flags override what sqlx reads from the `PG*` environment.
+    fn pg_options(&self) -> PgConnectOptions {
+        let mut options = PgConnectOptions::new();
+        if let Some(host) = &self.pghost {
+            options = options.host(host);
+        }
+        if let Some(port) = self.pgport {
+            options = options.port(port);
+        }
+        options = options.database(self.pgdatabase.as_deref().unwrap_or(DEFAULT_PG_DATABASE));
+        if let Some(user) = &self.pguser {
+            options = options.username(user);
+        }
+        if let Some(password) = &self.pgpassword {
+            options = options.password(password.expose_secret());
+        }
+        options
+    }
+}
+
+fn parse_database_url(value: &str) -> Result<Database, String> {
+    if let Some(rest) = value.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err("a sqlite: URL needs a file path, e.g. sqlite:data/ephemeral-chat.db".into());
+        }
+        return Ok(Database::Sqlite { path: PathBuf::from(path) });
+    }
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        return PgConnectOptions::from_str(value)
+            .map(Database::Postgres)
+            .map_err(|_| "not a valid postgres:// URL".to_owned());
+    }
+    Err("must start with sqlite: or postgres://".into())
+}
+
+/// Parses `N` followed by `s`, `m`, `h` or `d`; a bare number is seconds.
+pub fn parse_ttl(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| "expected a duration such as 90s, 30m, 24h or 7d".to_owned())?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(|| "expected a duration such as 90s, 30m, 24h or 7d".to_owned())?;
+    let ttl = Duration::from_secs(secs);
+    if ttl.is_zero() || ttl > MAX_MESSAGE_TTL {
+        return Err("must be between 1s and 7d".into());
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_malformed_port_names_the_setting() {
+        let err = parse(&["--port", "http"]).unwrap_err().render().to_string();
+        assert!(err.lines().next().unwrap().contains("--port"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_key_names_the_setting_and_hides_the_value() {
+        let err = parse(&["--encryption-key", "abcd"]).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("--encryption-key") && err.contains("ENCRYPTION_KEY") && err.contains("64 hex"), "{err}");
+        assert!(!err.contains("abcd"), "{err}");
+    }
+
+    #[test]
+    fn database_urls_must_name_a_known_backend() {
+        let err = parse(&["--database-url", "mysql://u:hunter2@x"]).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL") && !err.contains("hunter2"), "{err}");
+        assert!(parse(&["--database-url", "sqlite:"]).unwrap().validate().is_err());
+        let config = parse(&["--database-url", "sqlite://tmp/x.db"]).unwrap();
+        assert!(matches!(config.database().unwrap(), Database::Sqlite { path } if path == PathBuf::from("tmp/x.db")));
+        let config = parse(&["--database-url", "postgres://u@h/db"]).unwrap();
+        assert!(matches!(config.database().unwrap(), Database::Postgres(_)));
+    }
+
+    #[test]
+    fn pg_settings_select_postgres_with_the_default_database() {
+        let config = parse(&["--pghost", "db.internal"]).unwrap();
+        match config.database().unwrap() {
+            Database::Postgres(options) => {
+                assert_eq!(options.get_host(), "db.internal");
+                assert_eq!(options.get_database(), Some(DEFAULT_PG_DATABASE));
+            }
+            other => panic!("expected postgres, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ttls_parse_with_units_and_are_bounded() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("7d"), Ok(MAX_MESSAGE_TTL));
+        assert!(parse_ttl("8d").is_err());
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("").is_err());
+    }
+}

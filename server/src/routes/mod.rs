@@ -1,0 +1,86 @@
+//! The HTTP surface: the Leptos pages, the `/ws` endpoint and a health check. No access log.
+
+use std::sync::Arc;
+
+use app::protocol::WS_PATH;
+use app::{shell, App};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+
+use crate::startup::{AppState, Relay};
+use crate::ws::{session, HARD_MAX_MESSAGE_SIZE, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+
+/// Every route of the application.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    Router::new()
+        .route(WS_PATH, get(ws_upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .leptos_routes(&state, routes, {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+async fn ws_upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if !origin_allowed(&headers, &state.relay.allowed_origins) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let relay: Arc<Relay> = state.relay.clone();
+    ws.max_message_size(HARD_MAX_MESSAGE_SIZE)
+        .max_frame_size(HARD_MAX_MESSAGE_SIZE)
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(WRITE_BUFFER_SIZE)
+        .on_upgrade(move |socket| session::run(socket, relay))
+}
+
+/// Browsers always send `Origin` on WebSocket upgrades: it must be this server's own origin
+/// (same host and port as `Host`) or one configured in `ALLOWED_ORIGINS`. Clients that are not
+/// browsers send none and carry no ambient credentials, so they are let through.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    if allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
+        return true;
+    }
+    let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_servers_own_origin_is_allowed_and_others_are_not() {
+        assert!(origin_allowed(&headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000"), &[]));
+        assert!(!origin_allowed(&headers(Some("http://evil.example"), "127.0.0.1:3000"), &[]));
+        assert!(!origin_allowed(&headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000"), &[]));
+        assert!(!origin_allowed(&headers(Some("null"), "127.0.0.1:3000"), &[]));
+        assert!(origin_allowed(&headers(None, "127.0.0.1:3000"), &[]));
+    }
+
+    #[test]
+    fn configured_origins_are_allowed() {
+        let allowed = vec!["https://chat.example".to_owned()];
+        assert!(origin_allowed(&headers(Some("https://chat.example"), "relay.example"), &allowed));
+        assert!(!origin_allowed(&headers(Some("https://other.example"), "relay.example"), &allowed));
+    }
+}

@@ -1,0 +1,209 @@
+//! Wires configuration, store, hub and routes into a running [`Application`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::FromRef;
+use leptos::config::{Env, LeptosOptions};
+use tokio::net::TcpListener;
+
+use crate::at_rest::ServerKey;
+use crate::config::{Config, Database};
+use crate::store::Store;
+use crate::ws::hub::{EventKind, Hub};
+
+/// File name of the generated key, beside the SQLite database.
+pub const KEY_FILE_NAME: &str = "ephemeral-chat.key";
+/// Slowest expiry sweep: an expired message waits at most this long for deletion.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What every connection shares.
+pub struct Relay {
+    pub store: Store,
+    pub hub: Hub,
+    pub key: ServerKey,
+    pub message_ttl: Duration,
+    pub allowed_origins: Vec<String>,
+}
+
+/// axum state: the Leptos options for page rendering and the relay for `/ws`.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub relay: Arc<Relay>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// A bound, ready server. Tests build it on port 0 and read [`Application::port`].
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store, resolves the key and binds the port. Fails with the setting to fix.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database = config.database()?;
+        let key = resolve_key(&config, &database)?;
+        let store = Store::connect(&database).await.with_context(|| match &database {
+            Database::Sqlite { path } => format!("cannot open SQLite database {}", path.display()),
+            Database::Postgres(_) => "cannot open PostgreSQL database (check DATABASE_URL / PG* settings)".into(),
+        })?;
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("PORT: cannot listen on {addr}"))?;
+        let local = listener.local_addr().context("PORT: cannot read the bound address")?;
+        let leptos_options = LeptosOptions::builder()
+            .output_name("ephemeral-chat")
+            .site_root(config.site_root.clone())
+            .site_pkg_dir("pkg")
+            .site_addr(local)
+            .env(Env::PROD)
+            .build();
+        let relay = Arc::new(Relay {
+            store,
+            hub: Hub::default(),
+            key,
+            message_ttl: config.message_ttl,
+            allowed_origins: config.allowed_origins.clone(),
+        });
+        tracing::info!(
+            backend = match database {
+                Database::Sqlite { .. } => "sqlite",
+                Database::Postgres(_) => "postgres",
+            },
+            "store ready"
+        );
+        Ok(Self { listener, state: AppState { leptos_options, relay } })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The relay, for tests that inspect the store.
+    pub fn relay(&self) -> Arc<Relay> {
+        self.state.relay.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM, sweeping expired messages meanwhile.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let relay = self.state.relay.clone();
+        let sweeper = tokio::spawn(sweep_expired(relay.clone()));
+        let router = crate::routes::router(self.state);
+        tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
+        let served = tokio::select! {
+            served = axum::serve(self.listener, router.into_make_service()) => served.context("server failed"),
+            () = shutdown_signal() => Ok(()),
+        };
+        sweeper.abort();
+        relay.store.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// The at-rest key: `ENCRYPTION_KEY`, else (SQLite only) the key file beside the database.
+fn resolve_key(config: &Config, database: &Database) -> anyhow::Result<ServerKey> {
+    if let Some(key) = config.server_key()? {
+        return Ok(key);
+    }
+    match database {
+        Database::Postgres(_) => {
+            anyhow::bail!(
+                "ENCRYPTION_KEY is required with PostgreSQL (every instance must share it): 64 hex characters"
+            )
+        }
+        Database::Sqlite { path } => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let key = load_or_create_key(&dir.join(KEY_FILE_NAME))?;
+            tracing::warn!(
+                "ENCRYPTION_KEY is unset: using the key file beside the database; it protects a copy \
+                 of the database file, not a copy of the whole data directory"
+            );
+            Ok(key)
+        }
+    }
+}
+
+/// Reads the key file, or creates it (mode 0600) with a fresh key.
+fn load_or_create_key(path: &PathBuf) -> anyhow::Result<ServerKey> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            ServerKey::from_hex(text.trim()).map_err(|err| anyhow::anyhow!("key file {}: {err}", path.display()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder.create(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            }
+            let key = ServerKey::generate();
+            write_private(path, key.to_hex().as_bytes())
+                .with_context(|| format!("cannot write key file {}", path.display()))?;
+            tracing::info!("generated a new at-rest key file");
+            Ok(key)
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot read key file {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Deletes expired messages now and then, telling their rooms.
+async fn sweep_expired(relay: Arc<Relay>) {
+    let period = (relay.message_ttl / 4).clamp(Duration::from_secs(1), MAX_SWEEP_INTERVAL);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        match relay.store.delete_expired().await {
+            Ok(expired) => {
+                for (room, id) in expired {
+                    relay.hub.publish(&room, None, EventKind::Expired(id));
+                }
+            }
+            Err(err) => tracing::error!("expiry sweep failed: {err}"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

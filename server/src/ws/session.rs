@@ -1,0 +1,304 @@
+//! One WebSocket connection: reads client frames, applies them to the store and the hub, and
+//! forwards the room's events. One task owns the socket; nothing here outlives the connection.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use app::crypto::{MessageId, RoomId, SealedPayload};
+use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::hub::{ConnectionId, EventKind, RoomEvent};
+use super::{CLOSE_GRACE, IDLE_TIMEOUT, MAX_MESSAGE_SIZE, PING_INTERVAL};
+use crate::at_rest::{AtRestError, RoomHash};
+use crate::startup::Relay;
+use crate::store::{Inserted, NewMessage, StoreError};
+
+/// WebSocket close code 1009: message too big (RFC 6455 §7.4.1).
+const CLOSE_TOO_BIG: u16 = 1009;
+/// WebSocket close code 1001: going away (idle timeout).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// A refused frame: the code to send back.
+type Refusal = ErrorCode;
+
+/// The room a connection joined, and what it did there.
+struct Joined {
+    room: RoomHash,
+    /// Messages this connection sent: it may not fetch or view them.
+    sent: HashSet<MessageId>,
+    /// Messages this connection fetched: only these may it confirm as viewed.
+    fetched: HashSet<MessageId>,
+}
+
+/// One connection's protocol state.
+pub struct Session {
+    relay: Arc<Relay>,
+    id: ConnectionId,
+    joined: Option<Joined>,
+}
+
+/// Serves one upgraded socket until it closes, idles out or breaks.
+pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
+    let mut session = Session { id: relay.hub.connection_id(), relay, joined: None };
+    let mut events: Option<broadcast::Receiver<RoomEvent>> = None;
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                // A read error: a broken socket, or a frame past the hard limit.
+                let Some(Ok(message)) = incoming else { break };
+                last_heard = Instant::now();
+                if let Message::Text(text) = &message {
+                    if text.len() > MAX_MESSAGE_SIZE {
+                        let _ = send(&mut socket, &ServerFrame::error(ErrorCode::FrameTooLarge)).await;
+                        close_gracefully(&mut socket, CLOSE_TOO_BIG, "frame too large").await;
+                        break;
+                    }
+                }
+                let replies = match message {
+                    Message::Text(text) => session.handle_text(text.as_str(), &mut events).await,
+                    Message::Binary(_) => vec![ServerFrame::error(ErrorCode::BinaryFrame)],
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                if send_all(&mut socket, &replies).await.is_err() {
+                    break;
+                }
+            }
+            event = next_event(&mut events) => {
+                let frames = match event {
+                    Ok(event) => session.frame_for(event).into_iter().collect(),
+                    Err(RecvError::Lagged(_)) => session.resync().await,
+                    Err(RecvError::Closed) => break,
+                };
+                if send_all(&mut socket, &frames).await.is_err() {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    close_gracefully(&mut socket, CLOSE_GOING_AWAY, "idle").await;
+                    break;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(joined) = &session.joined {
+        session.relay.hub.leave(&joined.room, session.id);
+    }
+}
+
+async fn next_event(events: &mut Option<broadcast::Receiver<RoomEvent>>) -> Result<RoomEvent, RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), axum::Error> {
+    socket.send(Message::Text(frame.to_json().into())).await
+}
+
+async fn send_all(socket: &mut WebSocket, frames: &[ServerFrame]) -> Result<(), axum::Error> {
+    for frame in frames {
+        send(socket, frame).await?;
+    }
+    Ok(())
+}
+
+/// Sends a close frame and waits (briefly) for the client's reply, so the close code arrives
+/// instead of a reset from unread data.
+async fn close_gracefully(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    if socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+impl Session {
+    /// Applies one text frame; returns the frames to send back to this connection.
+    async fn handle_text(
+        &mut self,
+        text: &str,
+        events: &mut Option<broadcast::Receiver<RoomEvent>>,
+    ) -> Vec<ServerFrame> {
+        let Ok(frame) = serde_json::from_str::<ClientFrame>(text) else {
+            return vec![ServerFrame::error(ErrorCode::BadFrame)];
+        };
+        let result = match frame {
+            ClientFrame::Join { room_id } => self.join(&room_id, events).await,
+            ClientFrame::Send { message_id, sealed } => self.send(&message_id, &sealed).await,
+            ClientFrame::Fetch { message_id } => self.fetch(&message_id).await,
+            ClientFrame::Viewed { message_id } => self.viewed(&message_id).await,
+            ClientFrame::Typing { active } => self.typing(active),
+        };
+        match result {
+            Ok(frames) => frames,
+            Err(code) => vec![ServerFrame::error(code)],
+        }
+    }
+
+    fn joined(&mut self) -> Result<&mut Joined, Refusal> {
+        self.joined.as_mut().ok_or(ErrorCode::NotJoined)
+    }
+
+    async fn join(
+        &mut self,
+        room_id: &str,
+        events: &mut Option<broadcast::Receiver<RoomEvent>>,
+    ) -> Result<Vec<ServerFrame>, Refusal> {
+        if self.joined.is_some() {
+            return Err(ErrorCode::AlreadyJoined);
+        }
+        let room = RoomHash(RoomId::parse(room_id).ok_or(ErrorCode::BadRoomId)?.storage_hash());
+        // Subscribe before reading what waits, so a message stored meanwhile is in one or both.
+        let (rx, participants) = self.relay.hub.join(room, self.id);
+        let pending = match self.relay.store.pending(&room).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                self.relay.hub.leave(&room, self.id);
+                return Err(internal(&err));
+            }
+        };
+        *events = Some(rx);
+        self.joined = Some(Joined { room, sent: HashSet::new(), fetched: HashSet::new() });
+        let pending = pending.into_iter().map(MessageId::to_hex).collect();
+        Ok(vec![ServerFrame::Joined { participants, pending }])
+    }
+
+    async fn send(&mut self, message_id: &str, sealed: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        let room = self.joined()?.room;
+        let id = parse_id(message_id)?;
+        let sealed = SealedPayload::from_base64(sealed).map_err(|err| match err {
+            app::crypto::message::PayloadError::Encoding => ErrorCode::BadEncoding,
+            app::crypto::message::PayloadError::Size => ErrorCode::BadSize,
+            app::crypto::message::PayloadError::Version => ErrorCode::BadVersion,
+        })?;
+        let body = self.relay.key.seal(&room, &id, &sealed);
+        let inserted = self
+            .relay
+            .store
+            .insert(NewMessage { room: &room, id: &id, body: &body, ttl: self.relay.message_ttl })
+            .await
+            .map_err(|err| internal(&err))?;
+        match inserted {
+            Inserted::New => {
+                self.joined()?.sent.insert(id);
+                self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
+            }
+            Inserted::Exists(existing) => {
+                let same = match self.relay.key.open(&room, &id, &existing) {
+                    Ok(stored) => bool::from(stored.as_bytes().ct_eq(sealed.as_bytes())),
+                    Err(_) => false,
+                };
+                if !same {
+                    return Err(ErrorCode::IdConflict);
+                }
+                // A resend of the same message: acknowledge again, notify nobody twice.
+                self.joined()?.sent.insert(id);
+            }
+        }
+        Ok(vec![ServerFrame::Sent { message_id: id.to_hex() }])
+    }
+
+    async fn fetch(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        let id = parse_id(message_id)?;
+        let joined = self.joined()?;
+        let room = joined.room;
+        if joined.sent.contains(&id) {
+            return Err(ErrorCode::OwnMessage);
+        }
+        let stored = self.relay.store.get(&room, &id).await.map_err(|err| internal(&err))?;
+        let stored = stored.ok_or(ErrorCode::UnknownMessage)?;
+        match self.relay.key.open(&room, &id, &stored) {
+            Ok(sealed) => {
+                self.joined()?.fetched.insert(id);
+                Ok(vec![ServerFrame::Payload { message_id: id.to_hex(), sealed: sealed.to_base64() }])
+            }
+            Err(err) => {
+                // Unreadable at rest (key rotated away, or corrupt): purge it as expired.
+                if matches!(err, AtRestError::Corrupt) {
+                    tracing::error!("a stored message failed at-rest authentication; purging it");
+                }
+                self.relay.store.delete(&room, &id).await.map_err(|err| internal(&err))?;
+                self.relay.hub.publish(&room, None, EventKind::Expired(id));
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    async fn viewed(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        let id = parse_id(message_id)?;
+        let joined = self.joined()?;
+        let room = joined.room;
+        if !joined.fetched.contains(&id) {
+            return Err(ErrorCode::NotFetched);
+        }
+        let deleted = self.relay.store.delete(&room, &id).await.map_err(|err| internal(&err))?;
+        if deleted {
+            // Everyone, this connection included, hears it from the room.
+            self.relay.hub.publish(&room, None, EventKind::Deleted(id));
+            Ok(Vec::new())
+        } else {
+            // Already gone: the same answer as the first time.
+            Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }])
+        }
+    }
+
+    fn typing(&mut self, active: bool) -> Result<Vec<ServerFrame>, Refusal> {
+        let room = self.joined()?.room;
+        self.relay.hub.publish(&room, Some(self.id), EventKind::Typing(active));
+        Ok(Vec::new())
+    }
+
+    /// The frame, if any, this connection gets for a room event.
+    fn frame_for(&self, event: RoomEvent) -> Option<ServerFrame> {
+        let own = event.origin == Some(self.id);
+        match event.kind {
+            EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
+            EventKind::Deleted(id) => Some(ServerFrame::Deleted { message_id: id.to_hex() }),
+            EventKind::Expired(id) => Some(ServerFrame::Expired { message_id: id.to_hex() }),
+            EventKind::Presence(participants) if !own => Some(ServerFrame::Presence { participants }),
+            EventKind::Typing(active) if !own => Some(ServerFrame::Typing { active }),
+            _ => None,
+        }
+    }
+
+    /// After this connection fell behind its room's channel: re-announce what waits.
+    async fn resync(&self) -> Vec<ServerFrame> {
+        let Some(joined) = &self.joined else { return Vec::new() };
+        match self.relay.store.pending(&joined.room).await {
+            Ok(pending) => pending
+                .into_iter()
+                .filter(|id| !joined.sent.contains(id))
+                .map(|id| ServerFrame::Message { message_id: id.to_hex() })
+                .collect(),
+            Err(err) => vec![ServerFrame::error(internal(&err))],
+        }
+    }
+}
+
+fn parse_id(message_id: &str) -> Result<MessageId, Refusal> {
+    MessageId::parse(message_id).ok_or(ErrorCode::BadMessageId)
+}
+
+/// Logs a store failure (its text never holds row values) and refuses with `internal`.
+fn internal(err: &StoreError) -> Refusal {
+    tracing::error!("store: {err}");
+    ErrorCode::Internal
+}

@@ -1,0 +1,230 @@
+//! The test harness: a real server on port 0 over a fresh database, and real WebSocket clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::crypto::message::{open, seal};
+use app::crypto::{Body, MessageId, RoomCode, RoomKeys, SealedPayload, SenderId};
+use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use clap::Parser as _;
+use futures::{SinkExt as _, StreamExt as _};
+use server::config::Config;
+use server::startup::{Application, Relay};
+use sqlx::ConnectOptions as _;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected frame before failing.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// The at-rest key every test server uses.
+pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The maintenance URL of the test PostgreSQL server (`TEST_POSTGRES_URL`, else local trust).
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A running server and the database only it uses.
+pub struct TestApp {
+    pub port: u16,
+    pub relay: Arc<Relay>,
+    pub backend: Backend,
+    pub database_url: String,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+    pg_database: Option<String>,
+}
+
+/// Starts the real application on port 0 over a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// As [`spawn_app`], with extra command-line settings.
+pub async fn spawn_app_with(backend: Backend, extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, pg_database) = match backend {
+        Backend::Sqlite => (format!("sqlite:{}", dir.path().join("test.db").display()), None),
+        Backend::Postgres => {
+            let name = format!("ec_test_{}", hex::encode(app::crypto::random_bytes::<8>()));
+            let admin = postgres_admin_url();
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+            (format!("{base}/{name}"), Some(name))
+        }
+    };
+    let mut args = vec![
+        "server",
+        "--port",
+        "0",
+        "--database-url",
+        &database_url,
+        "--encryption-key",
+        TEST_KEY,
+        "--site-root",
+        "target/site",
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::try_parse_from(args).expect("valid test config");
+    server::telemetry::init();
+    let app = Application::build(config).await.expect("application starts");
+    let port = app.port();
+    let relay = app.relay();
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    TestApp { port, relay, backend, database_url, server, _dir: dir, pg_database }
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// A client connected to `/ws` (not yet joined).
+    pub async fn client(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.expect("websocket connects");
+        Client { ws }
+    }
+
+    /// A client joined to the room of `code`, after its `joined` frame.
+    pub async fn joined(&self, room: &TestRoom) -> (Client, u32, Vec<String>) {
+        let mut client = self.client().await;
+        client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
+        match client.recv().await {
+            ServerFrame::Joined { participants, pending } => (client, participants, pending),
+            other => panic!("expected joined, got {other:?}"),
+        }
+    }
+
+    /// Every stored body, read with a separate connection straight from the database.
+    pub async fn stored_bodies(&self) -> Vec<Vec<u8>> {
+        let sql = "SELECT body FROM messages";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn =
+                    self.database_url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn =
+                    self.database_url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    pub async fn row_count(&self) -> usize {
+        self.stored_bodies().await.len()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        if let Some(name) = self.pg_database.take() {
+            // Drop the database from a fresh runtime: Drop cannot await.
+            let admin = postgres_admin_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    let mut conn = admin.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A room as a client sees it: its code and keys.
+pub struct TestRoom {
+    pub keys: RoomKeys,
+}
+
+impl TestRoom {
+    pub fn new() -> Self {
+        Self { keys: RoomKeys::derive(&RoomCode::generate()) }
+    }
+
+    /// Seals `text` as a fresh message of a given sender.
+    pub fn seal(&self, text: &str, sender: SenderId) -> (MessageId, SealedPayload) {
+        let id = MessageId::generate();
+        let body = Body { id, sender, text: text.into(), sent_at: 1 };
+        (id, seal(&self.keys, &body).unwrap())
+    }
+
+    pub fn open(&self, id: &str, sealed: &str) -> Body {
+        let id = MessageId::parse(id).unwrap();
+        open(&self.keys, &id, &SealedPayload::from_base64(sealed).unwrap()).expect("payload opens")
+    }
+}
+
+/// A real WebSocket client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_raw(Message::Text(serde_json::to_string(frame).unwrap().into())).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_raw(Message::Text(text.to_owned().into())).await;
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send frame");
+    }
+
+    /// The next protocol frame (pings and pongs skipped), or a panic after [`FRAME_TIMEOUT`].
+    pub async fn recv(&mut self) -> ServerFrame {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("socket still open")
+                .expect("frame reads");
+            match message {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("server frames parse"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be an error with `code`.
+    pub async fn expect_error(&mut self, code: ErrorCode) {
+        match self.recv().await {
+            ServerFrame::Error { code: got, .. } => assert_eq!(got, code),
+            other => panic!("expected error {code:?}, got {other:?}"),
+        }
+    }
+
+    /// Proves the connection is alive and nothing else is queued for it: a round trip whose
+    /// answer must be the very next frame.
+    pub async fn assert_quiet_and_alive(&mut self) {
+        self.send_text("ping?").await;
+        self.expect_error(ErrorCode::BadFrame).await;
+    }
+
+    /// Waits for the server to close the socket; returns the close code if one was sent.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await.expect("closes within the timeout") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
