@@ -1,0 +1,48 @@
+# Ephemeral Chat. The two commands that matter: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := run
+
+# Builds go to CARGO_TARGET_DIR when it is set (CI keeps one outside the clone), else ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+export CARGO_TARGET_DIR := $(TARGET_DIR)
+# cargo-leptos writes the site (JS, WASM, CSS) here: see site-root in Cargo.toml.
+SITE_ROOT := $(CURDIR)/target/site
+SERVER_BIN := $(TARGET_DIR)/release/server
+ENV := source scripts/env.sh &&
+
+.PHONY: run setup build test check-format lint unit-and-integration e2e clean
+
+## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
+run: build
+	LEPTOS_SITE_ROOT=$(SITE_ROOT) $(SERVER_BIN)
+
+## Install toolchains and tools this project needs (idempotent).
+setup:
+	@scripts/setup.sh
+
+## The release build: server binary and wasm-opt'd WASM bundle.
+build: setup
+	$(ENV) cargo leptos build --release
+
+## Every check: formatting, lints (server and wasm32), unit and integration tests on SQLite and
+## PostgreSQL, then Playwright in Chromium against the release build.
+test: setup check-format lint unit-and-integration build e2e
+
+check-format:
+	$(ENV) cargo fmt --all --check
+
+lint:
+	$(ENV) cargo clippy -p app -p server --all-targets -- -D warnings
+	$(ENV) cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+## Unit tests (app, server) and the integration tests (server/tests), both backends.
+## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
+unit-and-integration:
+	$(ENV) cargo test -p app -p server
+
+e2e:
+	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) npx playwright test
+
+clean:
+	rm -rf target end2end/test-results

@@ -1,0 +1,19 @@
+# Sourced by the other scripts: chooses the Rust toolchain that can build for wasm32, and puts
+# cargo's bin directory on PATH. Every build in this project uses the same toolchain, so one
+# target directory serves them all.
+#
+# - A rustup toolchain with the wasm32-unknown-unknown target (the normal route, with internet).
+# - Otherwise Debian's rustc-web linked into rustup as `debian-web`, with a wasm32 std built
+#   from source by scripts/setup.sh (machines where rustup cannot download the target).
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+ec_has_wasm_std() { # $1: toolchain name, or empty for the default
+    local sysroot
+    sysroot=$(RUSTUP_TOOLCHAIN="${1:-${RUSTUP_TOOLCHAIN:-}}" rustc --print sysroot 2>/dev/null) || return 1
+    compgen -G "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib/libstd-*.rlib" >/dev/null
+}
+
+if [ -z "${RUSTUP_TOOLCHAIN:-}" ] && ! ec_has_wasm_std "" && ec_has_wasm_std debian-web; then
+    export RUSTUP_TOOLCHAIN=debian-web
+fi
