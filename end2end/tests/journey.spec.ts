@@ -39,7 +39,7 @@ test('two people exchange a message that is read once and then gone', async ({ b
   await alice.goto('/');
   await hydrated(alice);
   const code = await generateCode(alice);
-  await expect(alice.getByLabel('Invite link')).toContainText(`/room#${code}`);
+  await expect(alice.getByLabel('Invite link', { exact: true })).toContainText(`/room#${code}`);
   await alice.getByRole('button', { name: 'Enter room' }).click();
   await hydrated(alice);
   await expect(alice.getByRole('status')).toContainText('Connected');
@@ -87,7 +87,7 @@ test('an invite link opens the room and leaves no code in the address bar', asyn
   await page.goto('/');
   await hydrated(page);
   const code = await generateCode(page);
-  const link = (await page.getByLabel('Invite link').textContent())!.trim();
+  const link = (await page.getByLabel('Invite link', { exact: true }).textContent())!.trim();
   const other = await (await browser.newContext()).newPage();
   await other.goto(link);
   await hydrated(other);
