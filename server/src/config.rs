@@ -96,7 +96,7 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub enum Database {
     Sqlite { path: PathBuf },
-    Postgres(PgConnectOptions),
+    Postgres(Box<PgConnectOptions>),
 }
 
 impl Config {
@@ -143,7 +143,7 @@ impl Config {
         match &self.database_url {
             Some(url) => parse_database_url(url.expose_secret())
                 .map_err(|reason| ConfigError::new("database-url", "DATABASE_URL", reason)),
-            None if self.any_pg_setting() => Ok(Database::Postgres(self.pg_options())),
+            None if self.any_pg_setting() => Ok(Database::Postgres(Box::new(self.pg_options()))),
             None => Ok(Database::Sqlite { path: self.data_dir.join("ephemeral-chat.db") }),
         }
     }
@@ -187,7 +187,7 @@ fn parse_database_url(value: &str) -> Result<Database, String> {
     }
     if value.starts_with("postgres://") || value.starts_with("postgresql://") {
         return PgConnectOptions::from_str(value)
-            .map(Database::Postgres)
+            .map(|options| Database::Postgres(Box::new(options)))
             .map_err(|_| "not a valid postgres:// URL".to_owned());
     }
     Err("must start with sqlite: or postgres://".into())
@@ -218,6 +218,8 @@ pub fn parse_ttl(value: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
@@ -243,7 +245,7 @@ mod tests {
         assert!(err.contains("DATABASE_URL") && !err.contains("hunter2"), "{err}");
         assert!(parse(&["--database-url", "sqlite:"]).unwrap().validate().is_err());
         let config = parse(&["--database-url", "sqlite://tmp/x.db"]).unwrap();
-        assert!(matches!(config.database().unwrap(), Database::Sqlite { path } if path == PathBuf::from("tmp/x.db")));
+        assert!(matches!(config.database().unwrap(), Database::Sqlite { path } if path == Path::new("tmp/x.db")));
         let config = parse(&["--database-url", "postgres://u@h/db"]).unwrap();
         assert!(matches!(config.database().unwrap(), Database::Postgres(_)));
     }

@@ -114,7 +114,7 @@ impl SealedPayload {
     /// Accepts raw bytes that have a valid version and length.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, PayloadError> {
         let len = bytes.len();
-        if !(MIN_SEALED_LEN..=MAX_SEALED_LEN).contains(&len) || (len - SEAL_OVERHEAD) % PAD_BLOCK != 0 {
+        if !(MIN_SEALED_LEN..=MAX_SEALED_LEN).contains(&len) || !(len - SEAL_OVERHEAD).is_multiple_of(PAD_BLOCK) {
             return Err(PayloadError::Size);
         }
         if bytes[0] != VERSION {
