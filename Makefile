@@ -11,18 +11,22 @@ SITE_ROOT := $(CURDIR)/target/site
 SERVER_BIN := $(TARGET_DIR)/release/server
 ENV := source scripts/env.sh &&
 
-.PHONY: run setup build test check-format lint unit-and-integration e2e clean
+.PHONY: run setup setup-build build test check-format lint unit-and-integration e2e clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
 	LEPTOS_SITE_ROOT=$(SITE_ROOT) $(SERVER_BIN)
 
-## Install toolchains and tools this project needs (idempotent).
+## Install the toolchains and tools this project needs (idempotent): `setup-build` for building
+## and serving, `setup` for that plus what the browser tests need.
 setup:
 	@scripts/setup.sh
 
+setup-build:
+	@EC_SETUP_E2E=0 scripts/setup.sh
+
 ## The release build: server binary and wasm-opt'd WASM bundle.
-build: setup
+build: setup-build
 	$(ENV) cargo leptos build --release
 
 ## Every check: formatting, lints (server and wasm32), unit and integration tests on SQLite and
