@@ -50,7 +50,7 @@ export default defineConfig({
     stderr: 'pipe',
     env: {
       PORT: String(port),
-      HOST: '127.0.0.1',
+      BIND_ADDR: '127.0.0.1',
       DATA_DIR: dataDir,
       LEPTOS_SITE_ROOT: siteRoot,
       MESSAGE_TTL: '1h',

@@ -21,8 +21,36 @@ use leptos_router::StaticSegment;
 
 use pages::{landing::LandingPage, room::RoomPage};
 
+/// The Content-Security-Policy of every page: scripts only from this origin plus the one inline
+/// hydration script carrying this response's nonce; WASM may compile; connections (the
+/// WebSocket, the WASM fetch) only to this origin; no framing, no `<base>`, no plugins.
+pub fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         connect-src 'self'; img-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// Sets the page-only response headers (the CSP needs the nonce Leptos made for this render).
+#[cfg(feature = "ssr")]
+fn set_page_headers() {
+    use leptos_axum::ResponseOptions;
+    let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<ResponseOptions>()) else {
+        return;
+    };
+    let policy = content_security_policy(&nonce.to_string());
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+    // Pages are never cached: nothing about a room should linger in a cache.
+    response.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+}
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    set_page_headers();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -31,6 +59,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="referrer" content="no-referrer"/>
                 <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>

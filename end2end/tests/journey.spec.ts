@@ -22,6 +22,15 @@ function captureFrames(page: Page, frames: string[]) {
   });
 }
 
+/** Collects console errors and CSP violations: a page that works only because a policy is off
+ * (or that breaks under it) fails here. */
+function watchConsole(page: Page, problems: string[]) {
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(msg.text());
+  });
+  page.on('pageerror', (err) => problems.push(String(err)));
+}
+
 async function generateCode(page: Page): Promise<string> {
   await page.getByRole('button', { name: 'Generate new code' }).click();
   const code = (await page.getByLabel('Room code', { exact: true }).textContent())!.trim();
@@ -35,6 +44,9 @@ test('two people exchange a message that is read once and then gone', async ({ b
   const frames: string[] = [];
   captureFrames(alice, frames);
   captureFrames(bob, frames);
+  const problems: string[] = [];
+  watchConsole(alice, problems);
+  watchConsole(bob, problems);
 
   await alice.goto('/');
   await hydrated(alice);
@@ -81,6 +93,8 @@ test('two people exchange a message that is read once and then gone', async ({ b
     expect(frame).not.toContain(canonical);
     expect(frame).not.toContain(code);
   }
+  // The pages ran under their Content-Security-Policy without a single violation or error.
+  expect(problems).toEqual([]);
 });
 
 test('an invite link opens the room and leaves no code in the address bar', async ({ page, browser }) => {
@@ -97,7 +111,9 @@ test('an invite link opens the room and leaves no code in the address bar', asyn
 });
 
 test('an invalid code is refused before any network traffic', async ({ page }) => {
-  await page.goto('/');
+  const response = await page.goto('/');
+  // The page runs under its nonce-based policy (the journey test checks for violations).
+  expect(response!.headers()['content-security-policy']).toContain("'nonce-");
   await hydrated(page);
   const code = await generateCode(page);
   // Change the check symbol: a single-symbol error the check always catches.

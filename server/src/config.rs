@@ -27,8 +27,8 @@ pub struct Config {
     pub port: u16,
 
     /// Address to listen on. Put a TLS-terminating proxy in front for anything but localhost.
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-    pub host: IpAddr,
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1")]
+    pub bind_addr: IpAddr,
 
     /// Store: `sqlite:PATH` or `postgres://USER@HOST/DB`. Unset: PostgreSQL if any of PGHOST,
     /// PGPORT, PGDATABASE, PGUSER, PGPASSWORD is set, otherwise SQLite at

@@ -57,7 +57,7 @@ impl Application {
             Database::Sqlite { path } => format!("cannot open SQLite database {}", path.display()),
             Database::Postgres(_) => "cannot open PostgreSQL database (check DATABASE_URL / PG* settings)".into(),
         })?;
-        let addr = SocketAddr::new(config.host, config.port);
+        let addr = SocketAddr::new(config.bind_addr, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("PORT: cannot listen on {addr}"))?;
         let local = listener.local_addr().context("PORT: cannot read the bound address")?;
         let leptos_options = LeptosOptions::builder()

@@ -273,12 +273,41 @@ async fn a_hostile_origin_is_refused_before_the_upgrade() {
 }
 
 #[tokio::test]
-async fn the_landing_page_is_rendered_by_the_server() {
+async fn pages_are_rendered_with_a_nonce_csp_and_hardening_headers() {
     let app = spawn_app(Backend::Sqlite).await;
-    let html = http_get(app.port, "/").await;
-    assert!(html.starts_with("HTTP/1.1 200"), "{html}");
-    assert!(html.contains("Generate new code"));
-    assert!(html.contains("/pkg/ephemeral-chat.js"));
+    for path in ["/", "/room"] {
+        let response = http_get(app.port, path).await;
+        let (head, html) = response.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("{path}: no {name} header in {head}"))
+        };
+        // The one inline script carries the nonce the policy names; it differs per response.
+        let nonce = nonce_of(html);
+        let csp = header("content-security-policy");
+        assert!(
+            csp.contains(&format!("script-src 'self' 'nonce-{}' 'wasm-unsafe-eval'", nonce.to_ascii_lowercase())),
+            "{csp}"
+        );
+        for directive in ["connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"] {
+            assert!(csp.contains(directive), "{csp} lacks {directive}");
+        }
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cross-origin-opener-policy"), "same-origin");
+        assert_eq!(header("cache-control"), "no-store");
+        assert!(header("permissions-policy").contains("camera=()"));
+    }
+    let first = http_get(app.port, "/").await;
+    assert!(first.contains("Generate new code") && first.contains("/pkg/ephemeral-chat.js"));
+    assert_ne!(nonce_of(&first), nonce_of(&http_get(app.port, "/").await), "a fresh nonce per response");
+}
+
+fn nonce_of(response: &str) -> String {
+    response.split(r#"<script type="module" nonce=""#).nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned()
 }
 
 #[tokio::test]
