@@ -34,6 +34,8 @@ impl fmt::Debug for RoomHash {
 pub enum KeyError {
     #[error("must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")]
     Malformed,
+    #[error("has the same key id byte as ENCRYPTION_KEY (the same key, or a 1-in-256 clash): generate another key")]
+    SameId,
 }
 
 /// Why a stored record could not be opened. Opaque: the record is unusable either way.
@@ -126,6 +128,43 @@ impl ServerKey {
     }
 }
 
+/// The keys a server holds: the current one seals; it and the previous one (during a rotation)
+/// open, picked by the record's key id byte.
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    current: ServerKey,
+    previous: Option<ServerKey>,
+}
+
+impl KeyRing {
+    /// A ring; refuses a previous key whose id byte equals the current one's (1 in 256 for two
+    /// random keys, or the same key twice), since records could then not say which key sealed them.
+    pub fn new(current: ServerKey, previous: Option<ServerKey>) -> Result<Self, KeyError> {
+        if previous.as_ref().is_some_and(|p| p.id == current.id) {
+            return Err(KeyError::SameId);
+        }
+        Ok(Self { current, previous })
+    }
+
+    /// The key that seals new records.
+    pub fn current(&self) -> &ServerKey {
+        &self.current
+    }
+
+    /// Seals under the current key.
+    pub fn seal(&self, room: &RoomHash, id: &MessageId, sealed: &SealedPayload) -> Vec<u8> {
+        self.current.seal(room, id, sealed)
+    }
+
+    /// Opens with whichever held key the record names.
+    pub fn open(&self, room: &RoomHash, id: &MessageId, stored: &[u8]) -> Result<SealedPayload, AtRestError> {
+        match (stored.first(), &self.previous) {
+            (Some(&key_id), Some(previous)) if key_id == previous.id => previous.open(room, id, stored),
+            _ => self.current.open(room, id, stored),
+        }
+    }
+}
+
 impl fmt::Debug for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ServerKey(id {:#04x})", self.id)
@@ -183,6 +222,36 @@ mod tests {
         }
         assert_eq!(key.open(&room, &id, &[]), Err(AtRestError::Corrupt));
         assert_eq!(key.open(&room, &id, &stored[..5]), Err(AtRestError::Corrupt));
+    }
+
+    #[test]
+    fn a_ring_opens_records_of_its_previous_key_and_seals_with_the_current() {
+        let (old, new) = distinct_keys();
+        let (room, id) = (RoomHash([1; 32]), MessageId([2; 16]));
+        let old_record = old.seal(&room, &id, &payload());
+        let ring = KeyRing::new(new.clone(), Some(old.clone())).unwrap();
+        assert_eq!(ring.open(&room, &id, &old_record), Ok(payload()));
+        let new_record = ring.seal(&room, &id, &payload());
+        assert_eq!(new_record[0], new.id());
+        assert_eq!(ring.open(&room, &id, &new_record), Ok(payload()));
+        let without_old = KeyRing::new(new, None).unwrap();
+        assert_eq!(without_old.open(&room, &id, &old_record), Err(AtRestError::UnknownKey));
+    }
+
+    #[test]
+    fn a_previous_key_with_the_same_id_is_refused() {
+        let key = ServerKey::generate();
+        assert_eq!(KeyRing::new(key.clone(), Some(key)).unwrap_err(), KeyError::SameId);
+    }
+
+    fn distinct_keys() -> (ServerKey, ServerKey) {
+        let old = ServerKey::generate();
+        loop {
+            let new = ServerKey::generate();
+            if new.id() != old.id() {
+                return (old, new);
+            }
+        }
     }
 
     #[test]

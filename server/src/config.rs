@@ -11,7 +11,7 @@ use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::at_rest::ServerKey;
+use crate::at_rest::{KeyRing, ServerKey};
 
 /// Default database name when PostgreSQL is chosen through the `PG*` variables.
 pub const DEFAULT_PG_DATABASE: &str = "ephemeral_chat";
@@ -60,6 +60,11 @@ pub struct Config {
     /// instances share it); with SQLite, generated into DATA_DIR on first start if unset.
     #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<SecretString>,
+
+    /// The key being rotated away (64 hex characters): records sealed under it still open;
+    /// new ones are sealed under ENCRYPTION_KEY. Drop it once MESSAGE_TTL has passed.
+    #[arg(long, env = "ENCRYPTION_KEY_PREVIOUS", hide_env_values = true, requires = "encryption_key")]
+    pub encryption_key_previous: Option<SecretString>,
 
     /// How long an unread message waits before it is deleted, e.g. `90s`, `30m`, `24h`, `7d`
     /// (at most 7 days).
@@ -122,20 +127,27 @@ impl Config {
 
     /// Checks the values clap takes as plain strings (secrets, whose values must not be echoed).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server_key()?;
+        self.key_ring()?;
         self.database()?;
         Ok(())
     }
 
-    /// The at-rest key, if one is configured.
-    pub fn server_key(&self) -> Result<Option<ServerKey>, ConfigError> {
-        self.encryption_key
+    /// The at-rest keys, if configured: ENCRYPTION_KEY and, during a rotation, the previous one.
+    pub fn key_ring(&self) -> Result<Option<KeyRing>, ConfigError> {
+        let parse = |value: &SecretString, flag, env| {
+            ServerKey::from_hex(value.expose_secret().trim())
+                .map_err(|err| ConfigError::new(flag, env, err.to_string()))
+        };
+        let Some(current) = &self.encryption_key else { return Ok(None) };
+        let current = parse(current, "encryption-key", "ENCRYPTION_KEY")?;
+        let previous = self
+            .encryption_key_previous
             .as_ref()
-            .map(|key| {
-                ServerKey::from_hex(key.expose_secret().trim())
-                    .map_err(|err| ConfigError::new("encryption-key", "ENCRYPTION_KEY", err.to_string()))
-            })
-            .transpose()
+            .map(|p| parse(p, "encryption-key-previous", "ENCRYPTION_KEY_PREVIOUS"))
+            .transpose()?;
+        KeyRing::new(current, previous)
+            .map(Some)
+            .map_err(|err| ConfigError::new("encryption-key-previous", "ENCRYPTION_KEY_PREVIOUS", err.to_string()))
     }
 
     /// The store this configuration selects.

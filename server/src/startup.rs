@@ -10,7 +10,7 @@ use axum::extract::FromRef;
 use leptos::config::{Env, LeptosOptions};
 use tokio::net::TcpListener;
 
-use crate::at_rest::ServerKey;
+use crate::at_rest::{KeyRing, ServerKey};
 use crate::config::{Config, Database};
 use crate::store::Store;
 use crate::ws::hub::{EventKind, Hub};
@@ -24,7 +24,7 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Relay {
     pub store: Store,
     pub hub: Hub,
-    pub key: ServerKey,
+    pub keys: KeyRing,
     pub message_ttl: Duration,
     pub allowed_origins: Vec<String>,
 }
@@ -52,7 +52,7 @@ impl Application {
     /// Opens the store, resolves the key and binds the port. Fails with the setting to fix.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = config.database()?;
-        let key = resolve_key(&config, &database)?;
+        let keys = resolve_keys(&config, &database)?;
         let store = Store::connect(&database).await.with_context(|| match &database {
             Database::Sqlite { path } => format!("cannot open SQLite database {}", path.display()),
             Database::Postgres(_) => "cannot open PostgreSQL database (check DATABASE_URL / PG* settings)".into(),
@@ -70,7 +70,7 @@ impl Application {
         let relay = Arc::new(Relay {
             store,
             hub: Hub::default(),
-            key,
+            keys,
             message_ttl: config.message_ttl,
             allowed_origins: config.allowed_origins.clone(),
         });
@@ -111,10 +111,11 @@ impl Application {
     }
 }
 
-/// The at-rest key: `ENCRYPTION_KEY`, else (SQLite only) the key file beside the database.
-fn resolve_key(config: &Config, database: &Database) -> anyhow::Result<ServerKey> {
-    if let Some(key) = config.server_key()? {
-        return Ok(key);
+/// The at-rest keys: `ENCRYPTION_KEY` (and `ENCRYPTION_KEY_PREVIOUS`), else (SQLite only) the
+/// key file beside the database.
+fn resolve_keys(config: &Config, database: &Database) -> anyhow::Result<KeyRing> {
+    if let Some(keys) = config.key_ring()? {
+        return Ok(keys);
     }
     match database {
         Database::Postgres(_) => {
@@ -129,7 +130,7 @@ fn resolve_key(config: &Config, database: &Database) -> anyhow::Result<ServerKey
                 "ENCRYPTION_KEY is unset: using the key file beside the database; it protects a copy \
                  of the database file, not a copy of the whole data directory"
             );
-            Ok(key)
+            Ok(KeyRing::new(key, None)?)
         }
     }
 }

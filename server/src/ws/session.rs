@@ -189,7 +189,7 @@ impl Session {
             app::crypto::message::PayloadError::Size => ErrorCode::BadSize,
             app::crypto::message::PayloadError::Version => ErrorCode::BadVersion,
         })?;
-        let body = self.relay.key.seal(&room, &id, &sealed);
+        let body = self.relay.keys.seal(&room, &id, &sealed);
         let inserted = self
             .relay
             .store
@@ -202,7 +202,7 @@ impl Session {
                 self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
             }
             Inserted::Exists(existing) => {
-                let same = match self.relay.key.open(&room, &id, &existing) {
+                let same = match self.relay.keys.open(&room, &id, &existing) {
                     Ok(stored) => bool::from(stored.as_bytes().ct_eq(sealed.as_bytes())),
                     Err(_) => false,
                 };
@@ -225,7 +225,7 @@ impl Session {
         }
         let stored = self.relay.store.get(&room, &id).await.map_err(|err| internal(&err))?;
         let stored = stored.ok_or(ErrorCode::UnknownMessage)?;
-        match self.relay.key.open(&room, &id, &stored) {
+        match self.relay.keys.open(&room, &id, &stored) {
             Ok(sealed) => {
                 self.joined()?.fetched.insert(id);
                 Ok(vec![ServerFrame::Payload { message_id: id.to_hex(), sealed: sealed.to_base64() }])

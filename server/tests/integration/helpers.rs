@@ -31,75 +31,29 @@ fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A running server and the database only it uses.
-pub struct TestApp {
-    pub port: u16,
-    pub relay: Arc<Relay>,
+/// A fresh database only one test uses: a temp SQLite file, or a uniquely named PostgreSQL
+/// database dropped when this is dropped.
+pub struct TestDatabase {
     pub backend: Backend,
-    pub database_url: String,
-    server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-    pg_database: Option<String>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
 }
 
-/// Starts the real application on port 0 over a fresh database.
-pub async fn spawn_app(backend: Backend) -> TestApp {
-    spawn_app_with(backend, &[]).await
-}
-
-/// As [`spawn_app`], with extra command-line settings.
-pub async fn spawn_app_with(backend: Backend, extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (database_url, pg_database) = match backend {
-        Backend::Sqlite => (format!("sqlite:{}", dir.path().join("test.db").display()), None),
-        Backend::Postgres => {
-            let name = format!("ec_test_{}", hex::encode(app::crypto::random_bytes::<8>()));
-            let admin = postgres_admin_url();
-            let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
-            (format!("{base}/{name}"), Some(name))
-        }
-    };
-    let mut args = vec![
-        "server",
-        "--port",
-        "0",
-        "--database-url",
-        &database_url,
-        "--encryption-key",
-        TEST_KEY,
-        "--site-root",
-        "target/site",
-    ];
-    args.extend_from_slice(extra);
-    let config = Config::try_parse_from(args).expect("valid test config");
-    server::telemetry::init();
-    let app = Application::build(config).await.expect("application starts");
-    let port = app.port();
-    let relay = app.relay();
-    let server = tokio::spawn(async move {
-        let _ = app.run_until_stopped().await;
-    });
-    TestApp { port, relay, backend, database_url, server, _dir: dir, pg_database }
-}
-
-impl TestApp {
-    pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
-    }
-
-    /// A client connected to `/ws` (not yet joined).
-    pub async fn client(&self) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.expect("websocket connects");
-        Client { ws }
-    }
-
-    /// A client joined to the room of `code`, after its `joined` frame.
-    pub async fn joined(&self, room: &TestRoom) -> (Client, u32, Vec<String>) {
-        let mut client = self.client().await;
-        client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
-        match client.recv().await {
-            ServerFrame::Joined { participants, pending } => (client, participants, pending),
-            other => panic!("expected joined, got {other:?}"),
+impl TestDatabase {
+    pub fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite:{}", dir.path().join("test.db").display());
+                Self { backend, url, dir, pg_name: None }
+            }
+            Backend::Postgres => {
+                let name = format!("ec_test_{}", hex::encode(app::crypto::random_bytes::<8>()));
+                let admin = postgres_admin_url();
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+                Self { backend, url: format!("{base}/{name}"), dir, pg_name: Some(name) }
+            }
         }
     }
 
@@ -108,27 +62,20 @@ impl TestApp {
         let sql = "SELECT body FROM messages";
         match self.backend {
             Backend::Sqlite => {
-                let mut conn =
-                    self.database_url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
+                let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
                 sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
             }
             Backend::Postgres => {
-                let mut conn =
-                    self.database_url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
+                let mut conn = self.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
                 sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
             }
         }
     }
-
-    pub async fn row_count(&self) -> usize {
-        self.stored_bodies().await.len()
-    }
 }
 
-impl Drop for TestApp {
+impl Drop for TestDatabase {
     fn drop(&mut self) {
-        self.server.abort();
-        if let Some(name) = self.pg_database.take() {
+        if let Some(name) = self.pg_name.take() {
             // Drop the database from a fresh runtime: Drop cannot await.
             let admin = postgres_admin_url();
             let _ = std::thread::spawn(move || {
@@ -145,14 +92,87 @@ impl Drop for TestApp {
     }
 }
 
+/// A running server (in this process) and its database.
+pub struct TestApp {
+    pub port: u16,
+    pub relay: Arc<Relay>,
+    pub db: Arc<TestDatabase>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the real application on port 0 over a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// As [`spawn_app`], with extra command-line settings.
+pub async fn spawn_app_with(backend: Backend, extra: &[&str]) -> TestApp {
+    spawn_app_on(Arc::new(TestDatabase::new(backend)), extra).await
+}
+
+/// Starts the application over an existing test database (a restart). Uses [`TEST_KEY`] unless
+/// `extra` names `--encryption-key`.
+pub async fn spawn_app_on(db: Arc<TestDatabase>, extra: &[&str]) -> TestApp {
+    let mut args = vec!["server", "--port", "0", "--database-url", &db.url, "--site-root", "target/site"];
+    if !extra.contains(&"--encryption-key") {
+        args.extend(["--encryption-key", TEST_KEY]);
+    }
+    args.extend_from_slice(extra);
+    let config = Config::try_parse_from(args).expect("valid test config");
+    server::telemetry::init();
+    let app = Application::build(config).await.expect("application starts");
+    let port = app.port();
+    let relay = app.relay();
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    TestApp { port, relay, db, server }
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// A client connected to `/ws` (not yet joined).
+    pub async fn client(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.expect("websocket connects");
+        Client { ws }
+    }
+
+    /// A client joined to the room of `code`, after its `joined` frame.
+    pub async fn joined(&self, room: &TestRoom) -> (Client, u32, Vec<String>) {
+        let mut client = self.client().await;
+        let (participants, pending) = client.join(room).await;
+        (client, participants, pending)
+    }
+
+    pub async fn stored_bodies(&self) -> Vec<Vec<u8>> {
+        self.db.stored_bodies().await
+    }
+
+    pub async fn row_count(&self) -> usize {
+        self.stored_bodies().await.len()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// A room as a client sees it: its code and keys.
 pub struct TestRoom {
+    pub code: RoomCode,
     pub keys: RoomKeys,
 }
 
 impl TestRoom {
     pub fn new() -> Self {
-        Self { keys: RoomKeys::derive(&RoomCode::generate()) }
+        let code = RoomCode::generate();
+        let keys = RoomKeys::derive(&code);
+        Self { code, keys }
     }
 
     /// Seals `text` as a fresh message of a given sender.
@@ -174,6 +194,19 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self { ws }
+    }
+
+    /// Joins `room` and returns the `joined` frame's participants and pending ids.
+    pub async fn join(&mut self, room: &TestRoom) -> (u32, Vec<String>) {
+        self.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
+        match self.recv().await {
+            ServerFrame::Joined { participants, pending } => (participants, pending),
+            other => panic!("expected joined, got {other:?}"),
+        }
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame) {
         self.send_raw(Message::Text(serde_json::to_string(frame).unwrap().into())).await;
     }

@@ -2,10 +2,13 @@
 //! file or PostgreSQL database per test, assertions on frames and on the rows left behind.
 
 mod helpers;
+mod process;
+mod restarts;
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use helpers::{spawn_app, spawn_app_with, Backend, TestRoom};
+use restarts::*;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Runs an async test body once per backend, as two separately named tests.
@@ -33,6 +36,9 @@ on_both_backends!(
     an_oversized_frame_closes_only_that_connection,
     unread_messages_expire_and_the_room_is_told,
     presence_and_typing_reach_the_others_only,
+    keys_rotate_without_losing_waiting_messages,
+    a_killed_server_delivers_waiting_messages_after_restart,
+    logs_never_name_an_address_room_message_code_key_or_payload,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {
@@ -334,10 +340,10 @@ async fn sqlite_without_a_key_generates_one_privately_and_reuses_it() {
     assert_eq!(key.trim().len(), 64);
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
-    let first_id = first.relay().key.id();
+    let first_id = first.relay().keys.current().id();
     drop(first);
     let second = build().await;
-    assert_eq!(second.relay().key.id(), first_id);
+    assert_eq!(second.relay().keys.current().id(), first_id);
     assert_eq!(std::fs::read_to_string(&key_path).unwrap(), key);
 }
 

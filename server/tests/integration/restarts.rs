@@ -1,0 +1,132 @@
+//! What must survive a restart: waiting messages across kill -9, and across a key rotation;
+//! and what must never appear in the server's output.
+
+use std::sync::Arc;
+
+use app::crypto::{MessageId, SenderId};
+use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use server::at_rest::ServerKey;
+
+use super::helpers::{spawn_app_on, Backend, Client, TestDatabase, TestRoom, TEST_KEY};
+use super::process::ServerProcess;
+
+/// Two keys whose id bytes differ, as a rotation needs.
+fn two_keys() -> (String, String) {
+    let old = ServerKey::generate();
+    loop {
+        let new = ServerKey::generate();
+        if new.id() != old.id() {
+            return (old.to_hex().to_string(), new.to_hex().to_string());
+        }
+    }
+}
+
+/// Sends `text` and waits for the server's `sent`.
+async fn send(client: &mut Client, room: &TestRoom, text: &str) -> (MessageId, String) {
+    let (id, sealed) = room.seal(text, SenderId([7; 8]));
+    client.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    assert_eq!(client.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
+    (id, sealed.to_base64())
+}
+
+/// Fetches, opens and confirms a message; returns its text.
+async fn read_and_burn(client: &mut Client, room: &TestRoom, id: &MessageId) -> String {
+    client.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    let ServerFrame::Payload { message_id, sealed } = client.recv().await else { panic!("expected payload") };
+    let text = room.open(&message_id, &sealed).text;
+    client.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+    assert_eq!(client.recv().await, ServerFrame::Deleted { message_id: id.to_hex() });
+    text
+}
+
+pub async fn keys_rotate_without_losing_waiting_messages(backend: Backend) {
+    let db = Arc::new(TestDatabase::new(backend));
+    let (old, new) = two_keys();
+    let room = TestRoom::new();
+    let first = spawn_app_on(db.clone(), &["--encryption-key", &old]).await;
+    let (mut alice, _, _) = first.joined(&room).await;
+    let (kept, _) = send(&mut alice, &room, "sealed under the old key").await;
+    let (lost, _) = send(&mut alice, &room, "outlives its key").await;
+    drop((alice, first));
+
+    let rotating = spawn_app_on(db.clone(), &["--encryption-key", &new, "--encryption-key-previous", &old]).await;
+    let (mut bob, _, pending) = rotating.joined(&room).await;
+    assert_eq!(pending.len(), 2);
+    assert_eq!(read_and_burn(&mut bob, &room, &kept).await, "sealed under the old key");
+    drop((bob, rotating));
+
+    // The old key is gone: its record is purged as expired, never a crash or a leak.
+    let rotated = spawn_app_on(db.clone(), &["--encryption-key", &new]).await;
+    let (mut carol, _, pending) = rotated.joined(&room).await;
+    assert_eq!(pending, vec![lost.to_hex()]);
+    carol.send(&ClientFrame::Fetch { message_id: lost.to_hex() }).await;
+    assert_eq!(carol.recv().await, ServerFrame::Expired { message_id: lost.to_hex() });
+    assert_eq!(rotated.row_count().await, 0);
+    carol.send(&ClientFrame::Fetch { message_id: lost.to_hex() }).await;
+    carol.expect_error(ErrorCode::UnknownMessage).await;
+}
+
+pub async fn a_killed_server_delivers_waiting_messages_after_restart(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let env = [("DATABASE_URL", db.url.as_str()), ("ENCRYPTION_KEY", TEST_KEY)];
+    let output = db.dir.path().join("server.log");
+    let room = TestRoom::new();
+    let mut server = ServerProcess::start(&env, output.clone()).await;
+    let mut alice = server.client_from([127, 0, 0, 1]).await;
+    alice.join(&room).await;
+    let (first, _) = send(&mut alice, &room, "before the crash, one").await;
+    let (second, _) = send(&mut alice, &room, "before the crash, two").await;
+    server.kill9();
+    drop(server);
+
+    let restarted = ServerProcess::start(&env, output).await;
+    let mut bob = restarted.client_from([127, 0, 0, 1]).await;
+    let (_, pending) = bob.join(&room).await;
+    assert_eq!(pending.len(), 2);
+    assert!(pending.contains(&first.to_hex()) && pending.contains(&second.to_hex()));
+    assert_eq!(read_and_burn(&mut bob, &room, &first).await, "before the crash, one");
+    assert_eq!(read_and_burn(&mut bob, &room, &second).await, "before the crash, two");
+    assert!(db.stored_bodies().await.is_empty());
+}
+
+pub async fn logs_never_name_an_address_room_message_code_key_or_payload(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let env = [("DATABASE_URL", db.url.as_str()), ("ENCRYPTION_KEY", TEST_KEY), ("RUST_LOG", "trace")];
+    let output = db.dir.path().join("server.log");
+    let mut server = ServerProcess::start(&env, output).await;
+    let room = TestRoom::new();
+    let mut alice = server.client_from([127, 0, 0, 2]).await;
+    let mut bob = server.client_from([127, 0, 0, 2]).await;
+    alice.join(&room).await;
+    bob.join(&room).await;
+    let _ = alice.recv().await; // presence
+    alice.send(&ClientFrame::Typing { active: true }).await;
+    let (id, sealed) = send(&mut alice, &room, "a secret for the logs test").await;
+    assert_eq!(bob.recv().await, ServerFrame::Typing { active: true });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(read_and_burn(&mut bob, &room, &id).await, "a secret for the logs test");
+    // Errors are logged paths too: make some.
+    bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    bob.expect_error(ErrorCode::UnknownMessage).await;
+    bob.send_text("{not json").await;
+    bob.expect_error(ErrorCode::BadFrame).await;
+    drop((alice, bob));
+    server.terminate();
+
+    let log = server.output_text();
+    assert!(log.contains("listening"), "the server logged its lifecycle: {log}");
+    let room_hash = hex::encode(room.keys.room_id.storage_hash());
+    for (what, needle) in [
+        ("client address", "127.0.0.2".to_owned()),
+        ("room id", room.keys.room_id.to_hex()),
+        ("room hash", room_hash),
+        ("message id", id.to_hex()),
+        ("code", room.code.canonical().to_owned()),
+        ("grouped code", room.code.grouped()),
+        ("server key", TEST_KEY.to_owned()),
+        ("sealed payload", sealed[..40].to_owned()),
+        ("plaintext", "a secret for the logs test".to_owned()),
+    ] {
+        assert!(!log.contains(&needle), "the log names the {what}:\n{log}");
+    }
+}
