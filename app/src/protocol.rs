@@ -81,6 +81,12 @@ pub enum ErrorCode {
     NotFetched,
     /// A `send` reusing a stored message id with a different payload.
     IdConflict,
+    /// Frames arrive faster than the rate limit; this one was dropped. Slow down.
+    RateLimited,
+    /// The room holds as many participants as it may.
+    RoomFull,
+    /// The room holds as many waiting messages as it may.
+    TooManyPending,
     /// The server failed; nothing was changed. Safe to retry.
     Internal,
 }
@@ -115,6 +121,9 @@ impl ErrorCode {
             Self::OwnMessage => "this is your own message",
             Self::NotFetched => "fetch the message before confirming it was viewed",
             Self::IdConflict => "message_id already used for another payload",
+            Self::RateLimited => "too many frames, slow down",
+            Self::RoomFull => "this room is full",
+            Self::TooManyPending => "too many messages wait unread in this room",
             Self::Internal => "internal error, nothing was changed",
         }
     }

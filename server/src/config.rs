@@ -75,10 +75,46 @@ pub struct Config {
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
 
+    #[command(flatten)]
+    pub limits: Limits,
+
     /// Further origins allowed to open WebSockets (comma-separated, e.g. a static client's
     /// `https://chat.example`). The server's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+}
+
+/// Bounds on what one client can make the server do. Every one is a named setting with a
+/// default; `server --help` lists them.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Limits {
+    /// Frames a connection may send per second on average (token bucket refill rate).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_second: u32,
+    /// Frames a connection may send in a burst (token bucket size). Past it, frames get
+    /// `rate_limited`; a connection that keeps sending as many again while limited is closed.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+    /// WebSocket connections one client address may hold open (counted in memory only).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+    /// Messages that may wait unread in one room; the next `send` gets `too_many_pending`.
+    #[arg(long, env = "MAX_PENDING_PER_ROOM", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending_per_room: u32,
+    /// Connections one room may hold; the next `join` gets `room_full`.
+    #[arg(long, env = "MAX_ROOM_PARTICIPANTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_room_participants: u32,
+    /// A connection that sends nothing (not even a pong) for this long is closed (`30s`, `2m`).
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "120s", value_parser = parse_idle_timeout)]
+    pub idle_timeout: Duration,
+}
+
+fn parse_idle_timeout(value: &str) -> Result<Duration, String> {
+    let timeout = parse_ttl(value)?;
+    if timeout < Duration::from_secs(2) || timeout > Duration::from_secs(3600) {
+        return Err("must be between 2s and 1h".into());
+    }
+    Ok(timeout)
 }
 
 /// A setting with a bad value. Its message names the setting and never repeats the value,

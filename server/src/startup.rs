@@ -11,9 +11,10 @@ use leptos::config::{Env, LeptosOptions};
 use tokio::net::TcpListener;
 
 use crate::at_rest::{KeyRing, ServerKey};
-use crate::config::{Config, Database};
+use crate::config::{Config, Database, Limits};
 use crate::store::Store;
 use crate::ws::hub::{EventKind, Hub};
+use crate::ws::limits::AddressCounter;
 
 /// File name of the generated key, beside the SQLite database.
 pub const KEY_FILE_NAME: &str = "ephemeral-chat.key";
@@ -27,6 +28,9 @@ pub struct Relay {
     pub keys: KeyRing,
     pub message_ttl: Duration,
     pub allowed_origins: Vec<String>,
+    pub limits: Limits,
+    /// Open connections per client address; never logged or stored.
+    pub addresses: AddressCounter,
 }
 
 /// axum state: the Leptos options for page rendering and the relay for `/ws`.
@@ -73,6 +77,8 @@ impl Application {
             keys,
             message_ttl: config.message_ttl,
             allowed_origins: config.allowed_origins.clone(),
+            limits: config.limits,
+            addresses: AddressCounter::default(),
         });
         tracing::info!(
             backend = match database {
@@ -98,10 +104,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let relay = self.state.relay.clone();
         let sweeper = tokio::spawn(sweep_expired(relay.clone()));
-        let router = crate::routes::router(self.state);
+        let router = crate::routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
         let served = tokio::select! {
-            served = axum::serve(self.listener, router.into_make_service()) => served.context("server failed"),
+            served = axum::serve(self.listener, router) => served.context("server failed"),
             () = shutdown_signal() => Ok(()),
         };
         sweeper.abort();

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use app::protocol::WS_PATH;
 use app::{shell, App};
-use axum::extract::{State, WebSocketUpgrade};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -47,16 +49,28 @@ pub fn router(state: AppState) -> Router {
     router
 }
 
-async fn ws_upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if !origin_allowed(&headers, &state.relay.allowed_origins) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let relay: Arc<Relay> = state.relay.clone();
+    let max = relay.limits.max_connections_per_address;
+    let Some(slot) = relay.addresses.try_acquire(peer.ip(), max) else {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response();
+    };
     ws.max_message_size(HARD_MAX_MESSAGE_SIZE)
         .max_frame_size(HARD_MAX_MESSAGE_SIZE)
         .read_buffer_size(READ_BUFFER_SIZE)
         .write_buffer_size(WRITE_BUFFER_SIZE)
-        .on_upgrade(move |socket| session::run(socket, relay))
+        .on_upgrade(move |socket| async move {
+            session::run(socket, relay).await;
+            drop(slot);
+        })
 }
 
 /// Browsers always send `Origin` on WebSocket upgrades: it must be this server's own origin

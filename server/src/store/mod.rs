@@ -111,6 +111,15 @@ impl Store {
         Ok(rows.iter().filter_map(|id| id_from_row(id)).collect())
     }
 
+    /// How many unexpired messages wait in `room`.
+    pub async fn pending_count(&self, room: &RoomHash) -> Result<u64, StoreError> {
+        let count = match self {
+            Self::Sqlite(pool) => sqlite::pending_count(pool, room, now_ms()).await?,
+            Self::Postgres(pool) => postgres::pending_count(pool, room, now_ms()).await?,
+        };
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     /// Deletes every expired message and says which, so their rooms can be told.
     pub async fn delete_expired(&self) -> Result<Vec<(RoomHash, MessageId)>, StoreError> {
         let rows = match self {

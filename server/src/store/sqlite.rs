@@ -104,3 +104,11 @@ pub(super) async fn delete_expired(pool: &SqlitePool, now: i64) -> Result<Vec<(V
         .fetch_all(pool)
         .await?)
 }
+
+pub(super) async fn pending_count(pool: &SqlitePool, room: &RoomHash, now: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE room_hash = ?1 AND expires_at > ?2")
+        .bind(&room.0[..])
+        .bind(now)
+        .fetch_one(pool)
+        .await?)
+}

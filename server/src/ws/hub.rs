@@ -56,18 +56,22 @@ impl Hub {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Enters a room: subscribes first (so nothing published afterwards is missed), then counts
-    /// the participant and announces the new count. Returns the receiver and the count.
-    pub fn join(&self, room: RoomHash, who: ConnectionId) -> (broadcast::Receiver<RoomEvent>, u32) {
+    /// Enters a room unless it already holds `max` participants: subscribes first (so nothing
+    /// published afterwards is missed), then counts the participant and announces the new
+    /// count. Returns the receiver and the count, or `None` if the room is full.
+    pub fn join(&self, room: RoomHash, who: ConnectionId, max: u32) -> Option<(broadcast::Receiver<RoomEvent>, u32)> {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = rooms
             .entry(room)
             .or_insert_with(|| Room { tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0, participants: 0 });
+        if entry.participants >= max {
+            return None;
+        }
         let rx = entry.tx.subscribe();
         entry.participants += 1;
         let count = entry.participants;
         let _ = entry.tx.send(RoomEvent { origin: Some(who), kind: EventKind::Presence(count) });
-        (rx, count)
+        Some((rx, count))
     }
 
     /// Leaves a room; removes it when empty, otherwise announces the new count.
@@ -105,10 +109,11 @@ mod tests {
     fn a_room_lives_exactly_while_someone_is_in_it() {
         let hub = Hub::default();
         let room = RoomHash([1; 32]);
-        let (_rx_a, n) = hub.join(room, 1);
+        let (_rx_a, n) = hub.join(room, 1, 2).unwrap();
         assert_eq!(n, 1);
-        let (mut rx_b, n) = hub.join(room, 2);
+        let (mut rx_b, n) = hub.join(room, 2, 2).unwrap();
         assert_eq!(n, 2);
+        assert!(hub.join(room, 3, 2).is_none(), "a full room refuses");
         assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Presence(2));
         hub.leave(&room, 1);
         assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Presence(1));
@@ -120,8 +125,8 @@ mod tests {
     #[test]
     fn events_reach_only_their_room() {
         let hub = Hub::default();
-        let (mut rx_a, _) = hub.join(RoomHash([1; 32]), 1);
-        let (mut rx_b, _) = hub.join(RoomHash([2; 32]), 2);
+        let (mut rx_a, _) = hub.join(RoomHash([1; 32]), 1, 10).unwrap();
+        let (mut rx_b, _) = hub.join(RoomHash([2; 32]), 2, 10).unwrap();
         hub.publish(&RoomHash([1; 32]), Some(1), EventKind::Typing(true));
         assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Presence(1));
         assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Typing(true));

@@ -1,6 +1,7 @@
 //! The WebSocket side of the relay: the per-room [`hub::Hub`] and one [`session`] per socket.
 
 pub mod hub;
+pub mod limits;
 pub mod session;
 
 use std::time::Duration;
@@ -19,9 +20,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 /// Per-socket write buffer before a flush.
 pub const WRITE_BUFFER_SIZE: usize = 4 * 1024;
-/// A socket that sends nothing (not even a pong) for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often the server pings, keeping proxies from cutting quiet connections.
+/// How often the server pings (at most; more often under a short `IDLE_TIMEOUT`), keeping
+/// proxies from cutting quiet connections.
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Events a room's channel buffers for its slowest member before that member lags.
 pub const ROOM_CHANNEL_CAPACITY: usize = 256;

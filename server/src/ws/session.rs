@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::hub::{ConnectionId, EventKind, RoomEvent};
-use super::{CLOSE_GRACE, IDLE_TIMEOUT, MAX_MESSAGE_SIZE, PING_INTERVAL};
+use super::limits::TokenBucket;
+use super::{CLOSE_GRACE, MAX_MESSAGE_SIZE, PING_INTERVAL};
 use crate::at_rest::{AtRestError, RoomHash};
 use crate::startup::Relay;
 use crate::store::{Inserted, NewMessage, StoreError};
@@ -21,6 +22,8 @@ use crate::store::{Inserted, NewMessage, StoreError};
 const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code 1001: going away (idle timeout).
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// WebSocket close code 1008: policy violation (a flood past the rate limit).
+const CLOSE_POLICY: u16 = 1008;
 
 /// A refused frame: the code to send back.
 type Refusal = ErrorCode;
@@ -45,14 +48,33 @@ pub struct Session {
 pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
     let mut session = Session { id: relay.hub.connection_id(), relay, joined: None };
     let mut events: Option<broadcast::Receiver<RoomEvent>> = None;
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let limits = session.relay.limits;
+    let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
     let mut last_heard = Instant::now();
+    let mut bucket = TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst);
+    // Frames refused in a row for the rate limit; a burst's worth more means a flood.
+    let mut refused_in_a_row = 0u32;
     loop {
         tokio::select! {
             incoming = socket.recv() => {
                 // A read error: a broken socket, or a frame past the hard limit.
                 let Some(Ok(message)) = incoming else { break };
                 last_heard = Instant::now();
+                if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                    if bucket.try_take() {
+                        refused_in_a_row = 0;
+                    } else {
+                        refused_in_a_row += 1;
+                        if refused_in_a_row > limits.rate_limit_burst {
+                            close_gracefully(&mut socket, CLOSE_POLICY, "rate limit").await;
+                            break;
+                        }
+                        if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited)).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 if let Message::Text(text) = &message {
                     if text.len() > MAX_MESSAGE_SIZE {
                         let _ = send(&mut socket, &ServerFrame::error(ErrorCode::FrameTooLarge)).await;
@@ -81,7 +103,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
+                if last_heard.elapsed() > limits.idle_timeout {
                     close_gracefully(&mut socket, CLOSE_GOING_AWAY, "idle").await;
                     break;
                 }
@@ -167,7 +189,8 @@ impl Session {
         }
         let room = RoomHash(RoomId::parse(room_id).ok_or(ErrorCode::BadRoomId)?.storage_hash());
         // Subscribe before reading what waits, so a message stored meanwhile is in one or both.
-        let (rx, participants) = self.relay.hub.join(room, self.id);
+        let max = self.relay.limits.max_room_participants;
+        let (rx, participants) = self.relay.hub.join(room, self.id, max).ok_or(ErrorCode::RoomFull)?;
         let pending = match self.relay.store.pending(&room).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -189,6 +212,10 @@ impl Session {
             app::crypto::message::PayloadError::Size => ErrorCode::BadSize,
             app::crypto::message::PayloadError::Version => ErrorCode::BadVersion,
         })?;
+        let pending = self.relay.store.pending_count(&room).await.map_err(|err| internal(&err))?;
+        if pending >= u64::from(self.relay.limits.max_pending_per_room) {
+            return Err(ErrorCode::TooManyPending);
+        }
         let body = self.relay.keys.seal(&room, &id, &sealed);
         let inserted = self
             .relay

@@ -250,6 +250,18 @@ impl Client {
         self.expect_error(ErrorCode::BadFrame).await;
     }
 
+    /// The next protocol frame (`Err`), or the close (`Ok` with its code) if that comes first.
+    pub async fn closed_or_frame(&mut self) -> Result<Option<u16>, ServerFrame> {
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await.expect("a frame or close in time") {
+                Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| f.code.into())),
+                Some(Ok(Message::Text(text))) => return Err(serde_json::from_str(text.as_str()).unwrap()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(None),
+            }
+        }
+    }
+
     /// Waits for the server to close the socket; returns the close code if one was sent.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {

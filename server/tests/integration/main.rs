@@ -2,12 +2,14 @@
 //! file or PostgreSQL database per test, assertions on frames and on the rows left behind.
 
 mod helpers;
+mod limits;
 mod process;
 mod restarts;
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use helpers::{spawn_app, spawn_app_with, Backend, TestRoom};
+use limits::*;
 use restarts::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,6 +41,10 @@ on_both_backends!(
     keys_rotate_without_losing_waiting_messages,
     a_killed_server_delivers_waiting_messages_after_restart,
     logs_never_name_an_address_room_message_code_key_or_payload,
+    frames_past_the_rate_limit_are_refused_and_a_flood_is_cut_off,
+    a_full_room_refuses_the_next_join,
+    a_room_holds_a_bounded_number_of_waiting_messages,
+    an_address_holds_a_bounded_number_of_connections,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {
