@@ -78,6 +78,16 @@ pub struct Config {
     #[command(flatten)]
     pub limits: Limits,
 
+    /// Proxies whose `X-Forwarded-For` is believed for the per-address limits (comma-separated
+    /// addresses or CIDR blocks, e.g. `127.0.0.1,10.0.0.0/8`). Others' headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// The public URL people use (e.g. `https://chat.example`). Its origin may open WebSockets,
+    /// and when it is https every response carries Strict-Transport-Security.
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Further origins allowed to open WebSockets (comma-separated, e.g. a static client's
     /// `https://chat.example`). The server's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -115,6 +125,65 @@ fn parse_idle_timeout(value: &str) -> Result<Duration, String> {
         return Err("must be between 2s and 1h".into());
     }
     Ok(timeout)
+}
+
+/// An address block: an IP address and a prefix length (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let (bytes, bits) = (usize::from(prefix / 8), prefix % 8);
+    a[..bytes] == b[..bytes] && (bits == 0 || (a[bytes] ^ b[bytes]) >> (8 - bits) == 0)
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`, panicking on bad input: for tests.
+    #[cfg(test)]
+    pub(crate) fn parse(value: &str) -> Self {
+        parse_ip_net(value).expect("a valid address block")
+    }
+}
+
+fn parse_ip_net(value: &str) -> Result<IpNet, String> {
+    let bad = || format!("expected an IP address or CIDR block, got {value:?}");
+    let (addr, prefix) = match value.trim().split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (value.trim(), None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+        None => max,
+    };
+    Ok(IpNet { addr, prefix })
+}
+
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('/') => Ok(value.to_owned()),
+        _ => Err("expected an origin such as https://chat.example (no path)".into()),
+    }
 }
 
 /// A setting with a bad value. Its message names the setting and never repeats the value,
@@ -308,6 +377,26 @@ mod tests {
             }
             other => panic!("expected postgres, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn address_blocks_match_their_prefix() {
+        let net = parse_ip_net("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = parse_ip_net("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()) && !one.contains("127.0.0.2".parse().unwrap()));
+        assert!(parse_ip_net("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(parse_ip_net("10.0.0.0/33").is_err());
+        assert!(parse_ip_net("proxy.internal").is_err());
+    }
+
+    #[test]
+    fn public_urls_are_origins() {
+        assert_eq!(parse_public_url("https://chat.example/").unwrap(), "https://chat.example");
+        assert!(parse_public_url("chat.example").is_err());
+        assert!(parse_public_url("https://chat.example/app").is_err());
     }
 
     #[test]

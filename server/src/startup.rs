@@ -11,7 +11,7 @@ use leptos::config::{Env, LeptosOptions};
 use tokio::net::TcpListener;
 
 use crate::at_rest::{KeyRing, ServerKey};
-use crate::config::{Config, Database, Limits};
+use crate::config::{Config, Database, IpNet, Limits};
 use crate::store::Store;
 use crate::ws::hub::{EventKind, Hub};
 use crate::ws::limits::AddressCounter;
@@ -28,6 +28,7 @@ pub struct Relay {
     pub keys: KeyRing,
     pub message_ttl: Duration,
     pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
     /// Open connections per client address; never logged or stored.
     pub addresses: AddressCounter,
@@ -38,6 +39,8 @@ pub struct Relay {
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub relay: Arc<Relay>,
+    /// Send Strict-Transport-Security (PUBLIC_URL is https).
+    pub hsts: bool,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -76,7 +79,8 @@ impl Application {
             hub: Hub::default(),
             keys,
             message_ttl: config.message_ttl,
-            allowed_origins: config.allowed_origins.clone(),
+            allowed_origins: config.allowed_origins.iter().cloned().chain(config.public_url.clone()).collect(),
+            trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
             addresses: AddressCounter::default(),
         });
@@ -87,7 +91,8 @@ impl Application {
             },
             "store ready"
         );
-        Ok(Self { listener, state: AppState { leptos_options, relay } })
+        let hsts = config.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
+        Ok(Self { listener, state: AppState { leptos_options, relay, hsts } })
     }
 
     /// The port actually bound (useful with port 0).

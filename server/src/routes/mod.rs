@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use app::protocol::WS_PATH;
 use app::{shell, App};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -14,6 +14,7 @@ use axum::Router;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::config::IpNet;
 use crate::startup::{AppState, Relay};
 use crate::ws::{session, HARD_MAX_MESSAGE_SIZE, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
 
@@ -34,6 +35,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
 /// Every route of the application.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
+    let hsts = state.hsts;
     let mut router = Router::new()
         .route(WS_PATH, get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
@@ -45,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value)));
+    }
+    if hsts {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ));
     }
     router
 }
@@ -60,7 +68,8 @@ async fn ws_upgrade(
     }
     let relay: Arc<Relay> = state.relay.clone();
     let max = relay.limits.max_connections_per_address;
-    let Some(slot) = relay.addresses.try_acquire(peer.ip(), max) else {
+    let client = client_address(peer.ip(), &headers, &relay.trusted_proxies);
+    let Some(slot) = relay.addresses.try_acquire(client, max) else {
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response();
     };
     ws.max_message_size(HARD_MAX_MESSAGE_SIZE)
@@ -71,6 +80,32 @@ async fn ws_upgrade(
             session::run(socket, relay).await;
             drop(slot);
         })
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left
+/// are whatever the client chose to send). Used for limits only; never logged or stored.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => client = ip,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Browsers always send `Origin` on WebSocket upgrades: it must be this server's own origin
@@ -108,6 +143,19 @@ mod tests {
         assert!(!origin_allowed(&headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000"), &[]));
         assert!(!origin_allowed(&headers(Some("null"), "127.0.0.1:3000"), &[]));
         assert!(origin_allowed(&headers(None, "127.0.0.1:3000"), &[]));
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted = vec![IpNet::parse("10.0.0.0/8")];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.0.0.2"));
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_address(proxy, &h, &trusted), "203.0.113.7".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_address(stranger, &h, &trusted), stranger, "an untrusted peer's header is ignored");
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(client_address(proxy, &h, &[]), proxy);
     }
 
     #[test]

@@ -94,3 +94,53 @@ pub async fn an_address_holds_a_bounded_number_of_connections(backend: Backend) 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A WebSocket request with extra headers.
+fn request_with(
+    url: &str,
+    headers: &[(&'static str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let app =
+        spawn_app_with(Backend::Sqlite, &["--trusted-proxies", "127.0.0.0/8", "--max-connections-per-address", "1"])
+            .await;
+    let via = |client: &str| request_with(&app.ws_url(), &[("x-forwarded-for", client)]);
+    let _first = tokio_tungstenite::connect_async(via("203.0.113.1")).await.expect("first client");
+    let _second = tokio_tungstenite::connect_async(via("203.0.113.2")).await.expect("another client");
+    match tokio_tungstenite::connect_async(via("203.0.113.1")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("expected HTTP 429, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_forwarded_headers_are_ignored() {
+    let app = spawn_app_with(Backend::Sqlite, &["--max-connections-per-address", "1"]).await;
+    let via = |client: &str| request_with(&app.ws_url(), &[("x-forwarded-for", client)]);
+    let _first = tokio_tungstenite::connect_async(via("203.0.113.1")).await.expect("first client");
+    match tokio_tungstenite::connect_async(via("203.0.113.2")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("a forged header must not buy a second slot, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn an_https_public_url_turns_on_hsts_and_allows_its_origin() {
+    let app = spawn_app_with(Backend::Sqlite, &["--public-url", "https://chat.example"]).await;
+    let head = super::http_get(app.port, "/").await.to_ascii_lowercase();
+    assert!(head.contains("strict-transport-security: max-age=63072000; includesubdomains"), "{head}");
+    let request = request_with(&app.ws_url(), &[("origin", "https://chat.example")]);
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    let plain = spawn_app_with(Backend::Sqlite, &[]).await;
+    let head = super::http_get(plain.port, "/").await.to_ascii_lowercase();
+    assert!(!head.contains("strict-transport-security"), "no HSTS without an https PUBLIC_URL");
+}
