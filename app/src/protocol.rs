@@ -13,8 +13,10 @@ pub const WS_PATH: &str = "/ws";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
-    /// Enter a room. Must be the first frame, and is allowed once.
-    Join { room_id: String },
+    /// Enter a room. Must be the first frame, and is allowed once. `session` is 32 hex
+    /// characters the page picked at random and keeps in memory: rejoining with it (within the
+    /// server's grace period) is the same participant.
+    Join { room_id: String, session: String },
     /// Store a sealed message and notify the room.
     Send { message_id: String, sealed: String },
     /// Ask for a waiting message's sealed payload. Never destructive.
@@ -37,8 +39,10 @@ pub enum ServerFrame {
     Message { message_id: String },
     /// The sealed payload of a fetched message, the server's at-rest layer removed.
     Payload { message_id: String, sealed: String },
-    /// A message was viewed and its row deleted.
+    /// A message was viewed by everyone who had to, and its row deleted.
     Deleted { message_id: String },
+    /// `viewed` of the `of` recipients of a message have viewed it; it waits for the others.
+    Receipt { message_id: String, viewed: u32, of: u32 },
     /// A message expired unread and its row was deleted.
     Expired { message_id: String },
     /// The number of connected participants changed.
@@ -69,13 +73,17 @@ pub enum ErrorCode {
     BadSize,
     /// The sealed payload's version byte is unknown.
     BadVersion,
+    /// `session` is not 32 lower-case hex characters.
+    BadSession,
+    /// `fetch` or `viewed` of a message this participant is not a recipient of.
+    NotRecipient,
     /// A frame other than `join` before joining.
     NotJoined,
     /// A second `join` on one connection.
     AlreadyJoined,
     /// No such message in this room (never sent, already deleted, expired, or another room's).
     UnknownMessage,
-    /// `fetch` or `viewed` of a message this connection sent.
+    /// `fetch` or `viewed` of a message this participant sent.
     OwnMessage,
     /// `viewed` before a `fetch` of that message on this connection.
     NotFetched,
@@ -115,6 +123,8 @@ impl ErrorCode {
             Self::BadEncoding => "sealed must be base64url without padding",
             Self::BadSize => "sealed payload has an invalid size",
             Self::BadVersion => "sealed payload has an unknown version",
+            Self::BadSession => "session must be 32 lower-case hex characters",
+            Self::NotRecipient => "this message is for the participants who were here when it was sent",
             Self::NotJoined => "join a room first",
             Self::AlreadyJoined => "this connection already joined a room",
             Self::UnknownMessage => "no such message in this room",

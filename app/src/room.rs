@@ -49,8 +49,9 @@ pub enum CardState {
     Open(String),
     /// The payload failed to open.
     Unreadable,
-    /// Our own message: sent (`stored` once the server confirmed) and not yet read.
-    Mine { text: String, stored: bool },
+    /// Our own message: sent (`stored` once the server confirmed), not yet read by all; `seen`
+    /// is how many of how many recipients have viewed it so far.
+    Mine { text: String, stored: bool, seen: Option<(u32, u32)> },
     /// Our own message was read and deleted.
     Burned(String),
     /// Gone unread: expired, or read by someone else.
@@ -77,6 +78,8 @@ pub struct Room {
     pub notice: RwSignal<Option<String>>,
     keys: StoredValue<Option<RoomKeys>>,
     sender: StoredValue<SenderId>,
+    /// This page session's token (hex): rejoining with it is the same participant.
+    session: StoredValue<String>,
     outbox: StoredValue<Option<UnboundedSender<String>>>,
     /// Our messages not yet confirmed stored, by id: resent after a reconnect.
     unacked: StoredValue<HashMap<MessageId, String>>,
@@ -105,6 +108,7 @@ impl Room {
             notice: RwSignal::new(None),
             keys: StoredValue::new(None),
             sender: StoredValue::new(SenderId([0; 8])),
+            session: StoredValue::new(String::new()),
             outbox: StoredValue::new(None),
             unacked: StoredValue::new(HashMap::new()),
             shown: StoredValue::new(HashSet::new()),
@@ -121,6 +125,7 @@ impl Room {
         self.fingerprint.set(Some(keys.fingerprint.display()));
         self.keys.set_value(Some(keys));
         self.sender.set_value(SenderId::generate());
+        self.session.set_value(hex::encode(crate::crypto::random_bytes::<16>()));
         self.connect();
     }
 
@@ -145,7 +150,7 @@ impl Room {
         };
         let (mut write, mut read) = socket.split();
         let (tx, mut rx) = unbounded::<String>();
-        let join = ClientFrame::Join { room_id };
+        let join = ClientFrame::Join { room_id, session: self.session.get_value() };
         let _ = tx.unbounded_send(serde_json::to_string(&join).unwrap_or_default());
         self.outbox.set_value(Some(tx));
         spawn_local(async move {
@@ -217,6 +222,13 @@ impl Room {
             }),
             ServerFrame::Payload { message_id, sealed } => self.with_id(&message_id, |id| self.on_payload(id, &sealed)),
             ServerFrame::Deleted { message_id } => self.with_id(&message_id, |id| self.on_deleted(id)),
+            ServerFrame::Receipt { message_id, viewed, of } => self.with_id(&message_id, |id| {
+                self.update_card(id, |state| {
+                    if let CardState::Mine { seen, .. } = state {
+                        *seen = Some((viewed, of));
+                    }
+                });
+            }),
             ServerFrame::Expired { message_id } => self.with_id(&message_id, |id| {
                 self.update_card(id, |state| *state = CardState::Gone("Expired unread"));
                 self.count_down(id);
@@ -378,7 +390,7 @@ impl Room {
         };
         let card = Card {
             id,
-            state: RwSignal::new(CardState::Mine { text: body.text, stored: false }),
+            state: RwSignal::new(CardState::Mine { text: body.text, stored: false, seen: None }),
             left: RwSignal::new(None),
         };
         self.cards.update(|cards| cards.push(card));

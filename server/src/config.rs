@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "MESSAGE_TTL", default_value = "24h", value_parser = parse_ttl)]
     pub message_ttl: Duration,
 
+    /// How long a participant whose connection dropped stays one (`30s`, `2m`; 1s to 1h). A
+    /// page that reconnects within it is the same participant; after it, it has left, and is
+    /// dropped from the recipients of what it had not viewed.
+    #[arg(long, env = "SESSION_GRACE", default_value = "60s", value_parser = parse_grace)]
+    pub session_grace: Duration,
+
     /// Directory of the built site (pages' JS, WASM and CSS), as cargo-leptos writes it.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
@@ -117,6 +123,14 @@ pub struct Limits {
     /// A connection that sends nothing (not even a pong) for this long is closed (`30s`, `2m`).
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "120s", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
+}
+
+fn parse_grace(value: &str) -> Result<Duration, String> {
+    let grace = parse_ttl(value)?;
+    if grace > Duration::from_secs(3600) {
+        return Err("must be between 1s and 1h".into());
+    }
+    Ok(grace)
 }
 
 fn parse_idle_timeout(value: &str) -> Result<Duration, String> {

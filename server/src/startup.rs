@@ -27,6 +27,7 @@ pub struct Relay {
     pub hub: Hub,
     pub keys: KeyRing,
     pub message_ttl: Duration,
+    pub session_grace: Duration,
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
@@ -79,6 +80,7 @@ impl Application {
             hub: Hub::default(),
             keys,
             message_ttl: config.message_ttl,
+            session_grace: config.session_grace,
             allowed_origins: config.allowed_origins.iter().cloned().chain(config.public_url.clone()).collect(),
             trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
@@ -109,6 +111,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let relay = self.state.relay.clone();
         let sweeper = tokio::spawn(sweep_expired(relay.clone()));
+        let absentees = tokio::spawn(drop_absent_recipients(relay.clone()));
         let router = crate::routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
         let served = tokio::select! {
@@ -116,6 +119,7 @@ impl Application {
             () = shutdown_signal() => Ok(()),
         };
         sweeper.abort();
+        absentees.abort();
         relay.store.close().await;
         tracing::info!("stopped");
         served
@@ -194,6 +198,21 @@ async fn sweep_expired(relay: Arc<Relay>) {
                 }
             }
             Err(err) => tracing::error!("expiry sweep failed: {err}"),
+        }
+    }
+}
+
+/// After a restart, recipients are named in the store but nobody is connected: those that do
+/// not come back within the grace period have left, as if they had left at the restart.
+async fn drop_absent_recipients(relay: Arc<Relay>) {
+    tokio::time::sleep(relay.session_grace).await;
+    let named = match relay.store.recipient_participants().await {
+        Ok(named) => named,
+        Err(err) => return tracing::error!("cannot list recipients after start-up: {err}"),
+    };
+    for (room, who) in named {
+        if !relay.hub.is_participant(&room, &who) {
+            crate::ws::session::participant_left(&relay, &room, &who).await;
         }
     }
 }

@@ -22,9 +22,15 @@ pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
             <p class="error">"This message could not be decrypted."</p>
         }
         .into_any(),
-        CardState::Mine { text, stored } => view! {
+        CardState::Mine { text, stored, seen } => view! {
             <p class="text">{text}</p>
-            <p class="status">{if stored { "Waiting to be read" } else { "Sending…" }}</p>
+            <p class="status">
+                {match (stored, seen) {
+                    (false, _) => "Sending…".to_owned(),
+                    (true, None) => "Waiting to be read".to_owned(),
+                    (true, Some((viewed, of))) => format!("Viewed by {viewed} of {of}"),
+                }}
+            </p>
         }
         .into_any(),
         CardState::Burned(text) => view! {

@@ -1,7 +1,12 @@
 //! The message store: one [`Store`] type, SQLite or PostgreSQL, with the same methods on both.
 //!
 //! Rows hold only what the relay needs: `SHA-256(room_id)`, the message id, the at-rest-sealed
-//! payload and an expiry time. Handlers call these methods and never see SQL.
+//! payload, an expiry time, and who sent and who must view each message, as participant hashes
+//! (random per page session). Handlers call these methods and never see SQL.
+//!
+//! The statements are written once: both dialects accept `$N` parameters, `ON CONFLICT`,
+//! `RETURNING`, `NOT viewed`, and the same sub-queries; only connecting and the migrations
+//! (schema types, storage parameters) differ, in `sqlite.rs` and `postgres.rs`.
 
 mod postgres;
 mod sqlite;
@@ -12,6 +17,7 @@ use app::crypto::MessageId;
 
 use crate::at_rest::RoomHash;
 use crate::config::Database;
+use crate::ws::hub::Participant;
 
 /// Why a store operation failed. Never carries a value from a row.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,9 @@ pub struct NewMessage<'a> {
     /// The at-rest-sealed payload.
     pub body: &'a [u8],
     pub ttl: Duration,
+    pub sender: &'a Participant,
+    /// Who must view it before it burns (the room's others at send time).
+    pub recipients: &'a [Participant],
 }
 
 /// What an insert found.
@@ -42,11 +51,43 @@ pub enum Inserted {
     Exists(Vec<u8>),
 }
 
+/// A waiting message as one participant may see it.
+#[derive(Debug)]
+pub struct Waiting {
+    pub body: Vec<u8>,
+    pub sender: Participant,
+    /// Recipients it still has (none: it is open to anyone but its sender).
+    pub recipients: i64,
+    /// Whether the asking participant is one of them.
+    pub is_recipient: bool,
+}
+
+/// What a `viewed` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Viewed {
+    /// Everyone who had to has viewed it: the row is gone.
+    Deleted,
+    /// `viewed` of `of` recipients have viewed it; it waits for the others.
+    Progress { viewed: u32, of: u32 },
+    /// It was already gone (viewed, expired, or another viewer won the race).
+    Gone,
+}
+
 /// The message store.
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
+}
+
+/// Runs the same statements on whichever pool the store has.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
 }
 
 /// Milliseconds since the Unix epoch, as stored in `expires_at`.
@@ -68,6 +109,38 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
     bytes.try_into().ok().map(RoomHash)
 }
 
+const INSERT_MESSAGE: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_hash, id) DO NOTHING";
+const INSERT_RECIPIENT: &str = "INSERT INTO recipients (room_hash, message_id, participant) VALUES ($1, $2, $3)";
+const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
+       (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id), \
+       (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
+            AND r.participant = $3) \
+     FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
+const MARK_VIEWED: &str =
+    "UPDATE recipients SET viewed = TRUE WHERE room_hash = $1 AND message_id = $2 AND participant = $3";
+const COUNT_VIEWED: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
+     FROM recipients WHERE room_hash = $1 AND message_id = $2";
+const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
+const MESSAGE_EXISTS: &str = "SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2";
+const DELETE_RECIPIENTS: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
+/// Messages `$2` may view: as an unviewed recipient, or open (no recipients) and not its own.
+const PENDING_FOR: &str = "SELECT m.id FROM messages m WHERE m.room_hash = $1 AND m.expires_at > $3 AND ( \
+       EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
+               AND r.participant = $2 AND NOT r.viewed) \
+       OR (m.sender <> $2 AND NOT EXISTS (SELECT 1 FROM recipients r \
+               WHERE r.room_hash = m.room_hash AND r.message_id = m.id))) \
+     ORDER BY m.expires_at";
+const DROP_UNVIEWED: &str = "DELETE FROM recipients WHERE room_hash = $1 AND participant = $2 AND NOT viewed";
+/// Messages of a room whose remaining recipients have all viewed them (and there is one).
+const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $1 \
+       AND EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id) \
+       AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
+               AND NOT r.viewed) \
+     RETURNING m.id";
+const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
+       WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
+
 impl Store {
     /// Opens (creating if needed) the configured database and runs its migrations.
     pub async fn connect(database: &Database) -> Result<Self, StoreError> {
@@ -77,63 +150,161 @@ impl Store {
         }
     }
 
-    /// Stores a message unless one with its id already waits in its room.
-    pub async fn insert(&self, message: NewMessage<'_>) -> Result<Inserted, StoreError> {
-        let expires_at = expiry(message.ttl);
-        match self {
-            Self::Sqlite(pool) => sqlite::insert(pool, &message, expires_at).await,
-            Self::Postgres(pool) => postgres::insert(pool, &message, expires_at).await,
-        }
+    /// Stores a message and its recipients unless its id already waits in its room.
+    pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
+        let expires_at = expiry(m.ttl);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(INSERT_MESSAGE)
+                .bind(&m.room.0[..])
+                .bind(&m.id.0[..])
+                .bind(m.body)
+                .bind(expires_at)
+                .bind(&m.sender.0[..])
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                let body: Option<Vec<u8>> = sqlx::query_scalar("SELECT body FROM messages WHERE room_hash = $1 AND id = $2")
+                    .bind(&m.room.0[..])
+                    .bind(&m.id.0[..])
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                // None: gone between the two statements; the id is free again, so try once more.
+                return match body {
+                    Some(body) => Ok(Inserted::Exists(body)),
+                    None => Box::pin(self.insert(m)).await,
+                };
+            }
+            for recipient in m.recipients {
+                sqlx::query(INSERT_RECIPIENT)
+                    .bind(&m.room.0[..])
+                    .bind(&m.id.0[..])
+                    .bind(&recipient.0[..])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Inserted::New)
+        })
     }
 
-    /// The stored body of a waiting, unexpired message of `room`.
-    pub async fn get(&self, room: &RoomHash, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::get(pool, room, id, now_ms()).await,
-            Self::Postgres(pool) => postgres::get(pool, room, id, now_ms()).await,
-        }
+    /// A waiting, unexpired message of `room`, as `who` may see it.
+    pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
+        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, pool => sqlx::query_as(SELECT_WAITING)
+            .bind(&room.0[..])
+            .bind(&id.0[..])
+            .bind(&who.0[..])
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await?);
+        Ok(row.map(|(body, sender, recipients, mine)| Waiting {
+            body,
+            sender: Participant::from_row(&sender),
+            recipients,
+            is_recipient: mine > 0,
+        }))
     }
 
-    /// Deletes a message of `room`; `false` if there was none.
+    /// Records that `who` viewed the message and deletes it once every recipient has (or at once
+    /// if it is open).
+    pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(MARK_VIEWED).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
+            let (of, viewed): (i64, i64) =
+                sqlx::query_as(COUNT_VIEWED).bind(&room.0[..]).bind(&id.0[..]).fetch_one(&mut *tx).await?;
+            let outcome = if viewed < of {
+                let exists = sqlx::query(MESSAGE_EXISTS)
+                    .bind(&room.0[..])
+                    .bind(&id.0[..])
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                if exists {
+                    Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
+                } else {
+                    Viewed::Gone
+                }
+            } else {
+                let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
+                sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
+                if done.rows_affected() == 1 { Viewed::Deleted } else { Viewed::Gone }
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+
+    /// Deletes a message of `room` and its recipients; `false` if there was none.
     pub async fn delete(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::delete(pool, room, id).await,
-            Self::Postgres(pool) => postgres::delete(pool, room, id).await,
-        }
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
+            sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
-    /// Ids of the unexpired messages waiting in `room`, oldest expiry first.
-    pub async fn pending(&self, room: &RoomHash) -> Result<Vec<MessageId>, StoreError> {
-        let rows = match self {
-            Self::Sqlite(pool) => sqlite::pending(pool, room, now_ms()).await?,
-            Self::Postgres(pool) => postgres::pending(pool, room, now_ms()).await?,
-        };
+    /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
+    pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
+        let rows: Vec<Vec<u8>> = on_pool!(self, pool => sqlx::query_scalar(PENDING_FOR)
+            .bind(&room.0[..])
+            .bind(&who.0[..])
+            .bind(now_ms())
+            .fetch_all(pool)
+            .await?);
         Ok(rows.iter().filter_map(|id| id_from_row(id)).collect())
     }
 
     /// How many unexpired messages wait in `room`.
     pub async fn pending_count(&self, room: &RoomHash) -> Result<u64, StoreError> {
-        let count = match self {
-            Self::Sqlite(pool) => sqlite::pending_count(pool, room, now_ms()).await?,
-            Self::Postgres(pool) => postgres::pending_count(pool, room, now_ms()).await?,
-        };
+        let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $2";
+        let count: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(sql).bind(&room.0[..]).bind(now_ms()).fetch_one(pool).await?);
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
-    /// Deletes every expired message and says which, so their rooms can be told.
+    /// A participant left for good: it is dropped from the recipients of what it had not viewed;
+    /// messages every remaining recipient has viewed are deleted. Returns those messages' ids.
+    pub async fn drop_participant(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
+        let deleted: Vec<Vec<u8>> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
+            let deleted: Vec<Vec<u8>> = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(&mut *tx).await?;
+            sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;
+            tx.commit().await?;
+            deleted
+        });
+        Ok(deleted.iter().filter_map(|id| id_from_row(id)).collect())
+    }
+
+    /// Every (room, participant) still named as a recipient: after a restart, the ones that do
+    /// not come back are dropped.
+    pub async fn recipient_participants(&self) -> Result<Vec<(RoomHash, Participant)>, StoreError> {
+        let sql = "SELECT DISTINCT room_hash, participant FROM recipients";
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        Ok(rows.iter().filter_map(|(room, who)| Some((room_from_row(room)?, Participant::from_row(who)))).collect())
+    }
+
+    /// Deletes every expired message (and its recipients) and says which, so rooms can be told.
     pub async fn delete_expired(&self) -> Result<Vec<(RoomHash, MessageId)>, StoreError> {
-        let rows = match self {
-            Self::Sqlite(pool) => sqlite::delete_expired(pool, now_ms()).await?,
-            Self::Postgres(pool) => postgres::delete_expired(pool, now_ms()).await?,
-        };
+        let sql = "DELETE FROM messages WHERE expires_at <= $1 RETURNING room_hash, id";
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(sql).bind(now_ms()).fetch_all(&mut *tx).await?;
+            if !rows.is_empty() {
+                sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            rows
+        });
         Ok(rows.iter().filter_map(|(room, id)| Some((room_from_row(room)?, id_from_row(id)?))).collect())
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(pool) => pool.close().await,
-            Self::Postgres(pool) => pool.close().await,
-        }
+        on_pool!(self, pool => pool.close().await)
     }
 }

@@ -3,12 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use app::crypto::MessageId;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use super::{Inserted, NewMessage, StoreError};
-use crate::at_rest::RoomHash;
+use super::StoreError;
 
 /// SQLite serialises writers; a few connections serve concurrent readers.
 const MAX_CONNECTIONS: u32 = 4;
@@ -39,76 +37,4 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     builder
         .create(dir)
         .map_err(|err| StoreError::Setup(format!("cannot create data directory {}: {err}", dir.display())))
-}
-
-pub(super) async fn insert(pool: &SqlitePool, m: &NewMessage<'_>, expires_at: i64) -> Result<Inserted, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO messages (room_hash, id, body, expires_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (room_hash, id) DO NOTHING",
-    )
-    .bind(&m.room.0[..])
-    .bind(&m.id.0[..])
-    .bind(m.body)
-    .bind(expires_at)
-    .execute(pool)
-    .await?;
-    if done.rows_affected() == 1 {
-        return Ok(Inserted::New);
-    }
-    let body: Option<Vec<u8>> = sqlx::query_scalar("SELECT body FROM messages WHERE room_hash = ?1 AND id = ?2")
-        .bind(&m.room.0[..])
-        .bind(&m.id.0[..])
-        .fetch_optional(pool)
-        .await?;
-    // Gone between the two statements (viewed or expired): the id is free again, so try once more.
-    match body {
-        Some(body) => Ok(Inserted::Exists(body)),
-        None => Box::pin(insert(pool, m, expires_at)).await,
-    }
-}
-
-pub(super) async fn get(
-    pool: &SqlitePool,
-    room: &RoomHash,
-    id: &MessageId,
-    now: i64,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT body FROM messages WHERE room_hash = ?1 AND id = ?2 AND expires_at > ?3")
-        .bind(&room.0[..])
-        .bind(&id.0[..])
-        .bind(now)
-        .fetch_optional(pool)
-        .await?)
-}
-
-pub(super) async fn delete(pool: &SqlitePool, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM messages WHERE room_hash = ?1 AND id = ?2")
-        .bind(&room.0[..])
-        .bind(&id.0[..])
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn pending(pool: &SqlitePool, room: &RoomHash, now: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT id FROM messages WHERE room_hash = ?1 AND expires_at > ?2 ORDER BY expires_at")
-        .bind(&room.0[..])
-        .bind(now)
-        .fetch_all(pool)
-        .await?)
-}
-
-pub(super) async fn delete_expired(pool: &SqlitePool, now: i64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-    Ok(sqlx::query_as("DELETE FROM messages WHERE expires_at <= ?1 RETURNING room_hash, id")
-        .bind(now)
-        .fetch_all(pool)
-        .await?)
-}
-
-pub(super) async fn pending_count(pool: &SqlitePool, room: &RoomHash, now: i64) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE room_hash = ?1 AND expires_at > ?2")
-        .bind(&room.0[..])
-        .bind(now)
-        .fetch_one(pool)
-        .await?)
 }

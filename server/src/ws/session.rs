@@ -1,7 +1,6 @@
 //! One WebSocket connection: reads client frames, applies them to the store and the hub, and
 //! forwards the room's events. One task owns the socket; nothing here outlives the connection.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,12 +10,12 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::hub::{ConnectionId, EventKind, RoomEvent};
+use super::hub::{ConnectionId, EventKind, Participant, RoomEvent};
 use super::limits::TokenBucket;
 use super::{CLOSE_GRACE, MAX_MESSAGE_SIZE, PING_INTERVAL};
 use crate::at_rest::{AtRestError, RoomHash};
 use crate::startup::Relay;
-use crate::store::{Inserted, NewMessage, StoreError};
+use crate::store::{Inserted, NewMessage, StoreError, Viewed};
 
 /// WebSocket close code 1009: message too big (RFC 6455 §7.4.1).
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -28,13 +27,11 @@ const CLOSE_POLICY: u16 = 1008;
 /// A refused frame: the code to send back.
 type Refusal = ErrorCode;
 
-/// The room a connection joined, and what it did there.
+/// The room a connection joined, as which participant.
+#[derive(Clone, Copy)]
 struct Joined {
     room: RoomHash,
-    /// Messages this connection sent: it may not fetch or view them.
-    sent: HashSet<MessageId>,
-    /// Messages this connection fetched: only these may it confirm as viewed.
-    fetched: HashSet<MessageId>,
+    who: Participant,
 }
 
 /// One connection's protocol state.
@@ -113,8 +110,31 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
             }
         }
     }
-    if let Some(joined) = &session.joined {
-        session.relay.hub.leave(&joined.room, session.id);
+    if let Some(joined) = session.joined {
+        if let Some(generation) = session.relay.hub.disconnect(&joined.room, &joined.who, session.id) {
+            tokio::spawn(leave_after_grace(session.relay.clone(), joined, generation));
+        }
+    }
+}
+
+/// Waits out a disconnected participant's grace period; if it did not come back, it has left.
+async fn leave_after_grace(relay: Arc<Relay>, joined: Joined, generation: u64) {
+    tokio::time::sleep(relay.session_grace).await;
+    if relay.hub.expire(&joined.room, &joined.who, generation) {
+        participant_left(&relay, &joined.room, &joined.who).await;
+    }
+}
+
+/// Drops a participant that left from the recipients of what it had not viewed, and burns the
+/// messages that every remaining recipient has viewed.
+pub async fn participant_left(relay: &Relay, room: &RoomHash, who: &Participant) {
+    match relay.store.drop_participant(room, who).await {
+        Ok(deleted) => {
+            for id in deleted {
+                relay.hub.publish(room, None, EventKind::Deleted(id));
+            }
+        }
+        Err(err) => tracing::error!("store: dropping a participant that left: {err}"),
     }
 }
 
@@ -163,7 +183,7 @@ impl Session {
             return vec![ServerFrame::error(ErrorCode::BadFrame)];
         };
         let result = match frame {
-            ClientFrame::Join { room_id } => self.join(&room_id, events).await,
+            ClientFrame::Join { room_id, session } => self.join(&room_id, &session, events).await,
             ClientFrame::Send { message_id, sealed } => self.send(&message_id, &sealed).await,
             ClientFrame::Fetch { message_id } => self.fetch(&message_id).await,
             ClientFrame::Viewed { message_id } => self.viewed(&message_id).await,
@@ -175,37 +195,36 @@ impl Session {
         }
     }
 
-    fn joined(&mut self) -> Result<&mut Joined, Refusal> {
-        self.joined.as_mut().ok_or(ErrorCode::NotJoined)
+    fn joined(&self) -> Result<Joined, Refusal> {
+        self.joined.ok_or(ErrorCode::NotJoined)
     }
 
     async fn join(
         &mut self,
         room_id: &str,
+        session: &str,
         events: &mut Option<broadcast::Receiver<RoomEvent>>,
     ) -> Result<Vec<ServerFrame>, Refusal> {
         if self.joined.is_some() {
             return Err(ErrorCode::AlreadyJoined);
         }
         let room = RoomHash(RoomId::parse(room_id).ok_or(ErrorCode::BadRoomId)?.storage_hash());
+        let token = MessageId::parse(session).ok_or(ErrorCode::BadSession)?; // 16 bytes of hex, like an id
+        let who = Participant::from_token(&token.0);
         // Subscribe before reading what waits, so a message stored meanwhile is in one or both.
         let max = self.relay.limits.max_room_participants;
-        let (rx, participants) = self.relay.hub.join(room, self.id, max).ok_or(ErrorCode::RoomFull)?;
-        let pending = match self.relay.store.pending(&room).await {
-            Ok(pending) => pending,
-            Err(err) => {
-                self.relay.hub.leave(&room, self.id);
-                return Err(internal(&err));
-            }
-        };
+        let (rx, participants) = self.relay.hub.join(room, who, self.id, max).map_err(|_| ErrorCode::RoomFull)?;
+        // From here the participant is in the hub: a failure below still leaves through the
+        // normal disconnect path when this connection ends.
+        self.joined = Some(Joined { room, who });
         *events = Some(rx);
-        self.joined = Some(Joined { room, sent: HashSet::new(), fetched: HashSet::new() });
+        let pending = self.relay.store.pending_for(&room, &who).await.map_err(|err| internal(&err))?;
         let pending = pending.into_iter().map(MessageId::to_hex).collect();
         Ok(vec![ServerFrame::Joined { participants, pending }])
     }
 
     async fn send(&mut self, message_id: &str, sealed: &str) -> Result<Vec<ServerFrame>, Refusal> {
-        let room = self.joined()?.room;
+        let Joined { room, who } = self.joined()?;
         let id = parse_id(message_id)?;
         let sealed = SealedPayload::from_base64(sealed).map_err(|err| match err {
             app::crypto::message::PayloadError::Encoding => ErrorCode::BadEncoding,
@@ -217,27 +236,27 @@ impl Session {
             return Err(ErrorCode::TooManyPending);
         }
         let body = self.relay.keys.seal(&room, &id, &sealed);
-        let inserted = self
-            .relay
-            .store
-            .insert(NewMessage { room: &room, id: &id, body: &body, ttl: self.relay.message_ttl })
-            .await
-            .map_err(|err| internal(&err))?;
+        let recipients = self.relay.hub.others(&room, &who);
+        let message = NewMessage {
+            room: &room,
+            id: &id,
+            body: &body,
+            ttl: self.relay.message_ttl,
+            sender: &who,
+            recipients: &recipients,
+        };
+        let inserted = self.relay.store.insert(message).await.map_err(|err| internal(&err))?;
         match inserted {
-            Inserted::New => {
-                self.joined()?.sent.insert(id);
-                self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
-            }
+            Inserted::New => self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id)),
             Inserted::Exists(existing) => {
                 let same = match self.relay.keys.open(&room, &id, &existing) {
                     Ok(stored) => bool::from(stored.as_bytes().ct_eq(sealed.as_bytes())),
                     Err(_) => false,
                 };
+                // A resend of the same message is acknowledged again and notifies nobody twice.
                 if !same {
                     return Err(ErrorCode::IdConflict);
                 }
-                // A resend of the same message: acknowledge again, notify nobody twice.
-                self.joined()?.sent.insert(id);
             }
         }
         Ok(vec![ServerFrame::Sent { message_id: id.to_hex() }])
@@ -245,16 +264,18 @@ impl Session {
 
     async fn fetch(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
         let id = parse_id(message_id)?;
-        let joined = self.joined()?;
-        let room = joined.room;
-        if joined.sent.contains(&id) {
+        let Joined { room, who } = self.joined()?;
+        let waiting = self.relay.store.get(&room, &id, &who).await.map_err(|err| internal(&err))?;
+        let waiting = waiting.ok_or(ErrorCode::UnknownMessage)?;
+        if waiting.sender == who {
             return Err(ErrorCode::OwnMessage);
         }
-        let stored = self.relay.store.get(&room, &id).await.map_err(|err| internal(&err))?;
-        let stored = stored.ok_or(ErrorCode::UnknownMessage)?;
-        match self.relay.keys.open(&room, &id, &stored) {
+        if waiting.recipients > 0 && !waiting.is_recipient {
+            return Err(ErrorCode::NotRecipient);
+        }
+        match self.relay.keys.open(&room, &id, &waiting.body) {
             Ok(sealed) => {
-                self.joined()?.fetched.insert(id);
+                self.relay.hub.mark_fetched(&room, &who, id);
                 Ok(vec![ServerFrame::Payload { message_id: id.to_hex(), sealed: sealed.to_base64() }])
             }
             Err(err) => {
@@ -271,19 +292,22 @@ impl Session {
 
     async fn viewed(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
         let id = parse_id(message_id)?;
-        let joined = self.joined()?;
-        let room = joined.room;
-        if !joined.fetched.contains(&id) {
+        let Joined { room, who } = self.joined()?;
+        if !self.relay.hub.has_fetched(&room, &who, &id) {
             return Err(ErrorCode::NotFetched);
         }
-        let deleted = self.relay.store.delete(&room, &id).await.map_err(|err| internal(&err))?;
-        if deleted {
-            // Everyone, this connection included, hears it from the room.
-            self.relay.hub.publish(&room, None, EventKind::Deleted(id));
-            Ok(Vec::new())
-        } else {
-            // Already gone: the same answer as the first time.
-            Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }])
+        match self.relay.store.viewed(&room, &id, &who).await.map_err(|err| internal(&err))? {
+            Viewed::Deleted => {
+                // Everyone, this connection included, hears it from the room.
+                self.relay.hub.publish(&room, None, EventKind::Deleted(id));
+                Ok(Vec::new())
+            }
+            Viewed::Progress { viewed, of } => {
+                self.relay.hub.publish(&room, None, EventKind::Receipt { id, viewed, of });
+                Ok(Vec::new())
+            }
+            // Already gone: the same answer as whoever burned it got.
+            Viewed::Gone => Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }]),
         }
     }
 
@@ -300,6 +324,7 @@ impl Session {
             EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
             EventKind::Deleted(id) => Some(ServerFrame::Deleted { message_id: id.to_hex() }),
             EventKind::Expired(id) => Some(ServerFrame::Expired { message_id: id.to_hex() }),
+            EventKind::Receipt { id, viewed, of } => Some(ServerFrame::Receipt { message_id: id.to_hex(), viewed, of }),
             EventKind::Presence(participants) if !own => Some(ServerFrame::Presence { participants }),
             EventKind::Typing(active) if !own => Some(ServerFrame::Typing { active }),
             _ => None,
@@ -309,12 +334,8 @@ impl Session {
     /// After this connection fell behind its room's channel: re-announce what waits.
     async fn resync(&self) -> Vec<ServerFrame> {
         let Some(joined) = &self.joined else { return Vec::new() };
-        match self.relay.store.pending(&joined.room).await {
-            Ok(pending) => pending
-                .into_iter()
-                .filter(|id| !joined.sent.contains(id))
-                .map(|id| ServerFrame::Message { message_id: id.to_hex() })
-                .collect(),
+        match self.relay.store.pending_for(&joined.room, &joined.who).await {
+            Ok(pending) => pending.into_iter().map(|id| ServerFrame::Message { message_id: id.to_hex() }).collect(),
             Err(err) => vec![ServerFrame::error(internal(&err))],
         }
     }

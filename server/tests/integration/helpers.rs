@@ -137,7 +137,7 @@ impl TestApp {
     /// A client connected to `/ws` (not yet joined).
     pub async fn client(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.expect("websocket connects");
-        Client { ws }
+        Client::from_stream(ws)
     }
 
     /// A client joined to the room of `code`, after its `joined` frame.
@@ -188,19 +188,25 @@ impl TestRoom {
     }
 }
 
-/// A real WebSocket client.
+/// A fresh page-session token, as a page makes one.
+pub fn new_session() -> String {
+    hex::encode(app::crypto::random_bytes::<16>())
+}
+
+/// A real WebSocket client, with the session token of the page it plays.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub session: String,
 }
 
 impl Client {
     pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
-        Self { ws }
+        Self { ws, session: new_session() }
     }
 
     /// Joins `room` and returns the `joined` frame's participants and pending ids.
     pub async fn join(&mut self, room: &TestRoom) -> (u32, Vec<String>) {
-        self.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
+        self.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: self.session.clone() }).await;
         match self.recv().await {
             ServerFrame::Joined { participants, pending } => (participants, pending),
             other => panic!("expected joined, got {other:?}"),

@@ -46,7 +46,9 @@ pub async fn a_full_room_refuses_the_next_join(backend: Backend) {
     let (_alice, _, _) = app.joined(&room).await;
     let (_bob, _, _) = app.joined(&room).await;
     let mut carol = app.client().await;
-    carol.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
+    carol
+        .send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: super::helpers::new_session() })
+        .await;
     carol.expect_error(ErrorCode::RoomFull).await;
     // Still connected, and free to join a room with space.
     let other = TestRoom::new();

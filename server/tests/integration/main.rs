@@ -140,16 +140,21 @@ async fn malformed_frames_get_errors_and_the_connection_survives(backend: Backen
     client.expect_error(ErrorCode::NotJoined).await;
     client.send(&ClientFrame::Typing { active: true }).await;
     client.expect_error(ErrorCode::NotJoined).await;
-    client.send(&ClientFrame::Join { room_id: "ab".repeat(31) }).await;
+    client.send(&ClientFrame::Join { room_id: "ab".repeat(31), session: helpers::new_session() }).await;
     client.expect_error(ErrorCode::BadRoomId).await;
-    client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex().to_uppercase() }).await;
+    client
+        .send(&ClientFrame::Join {
+            room_id: room.keys.room_id.to_hex().to_uppercase(),
+            session: helpers::new_session(),
+        })
+        .await;
     client.expect_error(ErrorCode::BadRoomId).await;
     client.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     client.expect_error(ErrorCode::BinaryFrame).await;
     // Still usable: it can join now, once.
-    client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
+    client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: helpers::new_session() }).await;
     assert!(matches!(client.recv().await, ServerFrame::Joined { participants: 1, .. }));
-    client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex() }).await;
+    client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: helpers::new_session() }).await;
     client.expect_error(ErrorCode::AlreadyJoined).await;
     client.send(&ClientFrame::Fetch { message_id: "XYZ".into() }).await;
     client.expect_error(ErrorCode::BadMessageId).await;
