@@ -137,7 +137,7 @@ const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $
        AND EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id) \
        AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
                AND NOT r.viewed) \
-     RETURNING m.id";
+     RETURNING id";
 const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
        WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
 

@@ -4,12 +4,14 @@
 mod helpers;
 mod limits;
 mod process;
+mod recipients;
 mod restarts;
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use helpers::{spawn_app, spawn_app_with, Backend, TestRoom};
 use limits::*;
+use recipients::*;
 use restarts::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,6 +47,12 @@ on_both_backends!(
     a_full_room_refuses_the_next_join,
     a_room_holds_a_bounded_number_of_waiting_messages,
     an_address_holds_a_bounded_number_of_connections,
+    a_message_burns_when_every_recipient_has_viewed_it,
+    a_recipient_who_leaves_is_dropped_and_the_message_burns,
+    an_unread_message_whose_recipients_left_is_open_to_the_next_reader,
+    a_reconnect_within_the_grace_period_is_the_same_participant,
+    a_malformed_session_is_refused,
+    participants_in_their_grace_period_still_fill_the_room,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {

@@ -1,0 +1,175 @@
+//! Who must view a message before it burns: recipients at send time, grace periods, open
+//! messages, reconnects.
+
+use app::crypto::{MessageId, SenderId};
+use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+
+use super::helpers::{spawn_app, spawn_app_with, Backend, Client, TestApp, TestRoom};
+
+async fn send(client: &mut Client, room: &TestRoom, text: &str) -> MessageId {
+    let (id, sealed) = room.seal(text, SenderId([9; 8]));
+    client.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    assert_eq!(client.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
+    id
+}
+
+async fn fetch_and_view(client: &mut Client, room: &TestRoom, id: &MessageId) {
+    client.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    let frame = until(client, |f| matches!(f, ServerFrame::Payload { .. } | ServerFrame::Error { .. })).await;
+    let ServerFrame::Payload { message_id, sealed } = frame else { panic!("expected payload, got {frame:?}") };
+    room.open(&message_id, &sealed);
+    client.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+}
+
+/// Skips room traffic (notices, presence) until an error, which must have `code`.
+async fn until_error(client: &mut Client, code: ErrorCode) {
+    match until(client, |f| matches!(f, ServerFrame::Error { .. })).await {
+        ServerFrame::Error { code: got, .. } => assert_eq!(got, code),
+        _ => unreachable!("until returned a non-error"),
+    }
+}
+
+/// Reads frames until one satisfies `wanted` (other room traffic such as presence is skipped).
+async fn until(client: &mut Client, wanted: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
+    loop {
+        let frame = client.recv().await;
+        if wanted(&frame) {
+            return frame;
+        }
+    }
+}
+
+/// Joins three clients to a fresh room; returns them with presence frames drained.
+async fn three(app: &TestApp, room: &TestRoom) -> (Client, Client, Client) {
+    let (mut a, _, _) = app.joined(room).await;
+    let (mut b, _, _) = app.joined(room).await;
+    let (c, _, _) = app.joined(room).await;
+    until(&mut a, |f| *f == ServerFrame::Presence { participants: 3 }).await;
+    until(&mut b, |f| *f == ServerFrame::Presence { participants: 3 }).await;
+    (a, b, c)
+}
+
+pub async fn a_message_burns_when_every_recipient_has_viewed_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let room = TestRoom::new();
+    let (mut alice, mut bob, mut carol) = three(&app, &room).await;
+    let id = send(&mut alice, &room, "for both of you").await;
+    fetch_and_view(&mut bob, &room, &id).await;
+    let receipt = ServerFrame::Receipt { message_id: id.to_hex(), viewed: 1, of: 2 };
+    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Receipt { .. })).await, receipt);
+    assert_eq!(app.row_count().await, 1, "carol has not read it yet");
+    // A repeated viewed gets the same answer and changes nothing.
+    bob.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+    assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Receipt { .. })).await, receipt);
+    until(&mut carol, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+    fetch_and_view(&mut carol, &room, &id).await;
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    assert_eq!(app.row_count().await, 0);
+}
+
+pub async fn a_recipient_who_leaves_is_dropped_and_the_message_burns(backend: Backend) {
+    let app = spawn_app_with(backend, &["--session-grace", "1s"]).await;
+    let room = TestRoom::new();
+    let (mut alice, mut bob, carol) = three(&app, &room).await;
+    let id = send(&mut alice, &room, "carol will not stay").await;
+    fetch_and_view(&mut bob, &room, &id).await;
+    until(&mut alice, |f| matches!(f, ServerFrame::Receipt { viewed: 1, of: 2, .. })).await;
+    drop(carol);
+    // After carol's grace period she has left: bob was the last who had to read it.
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    assert_eq!(app.row_count().await, 0);
+}
+
+pub async fn an_unread_message_whose_recipients_left_is_open_to_the_next_reader(backend: Backend) {
+    let app = spawn_app_with(backend, &["--session-grace", "1s"]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (bob, _, _) = app.joined(&room).await;
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 2 }).await;
+    let id = send(&mut alice, &room, "bob left before reading").await;
+    drop(bob);
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 1 }).await;
+    // A newcomer during bob's grace period is not a recipient...
+    let (mut dave, _, pending) = app.joined(&room).await;
+    assert!(pending.is_empty());
+    dave.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    until_error(&mut dave, ErrorCode::NotRecipient).await;
+    // ...but once bob's grace is over the message is open: the next reader who views it burns it.
+    let (mut erin, _, pending) = wait_for_pending(&app, &room, &id).await;
+    assert_eq!(pending, vec![id.to_hex()]);
+    alice.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    until_error(&mut alice, ErrorCode::OwnMessage).await;
+    fetch_and_view(&mut erin, &room, &id).await;
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    assert_eq!(until(&mut erin, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    // Gone for everyone, dave included.
+    dave.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    until_error(&mut dave, ErrorCode::UnknownMessage).await;
+    assert_eq!(app.row_count().await, 0);
+}
+
+/// Joins as fresh participants until one is offered `id` (bob's grace period running out is
+/// the condition waited for), leaving the others connected.
+async fn wait_for_pending(app: &TestApp, room: &TestRoom, id: &MessageId) -> (Client, u32, Vec<String>) {
+    let deadline = std::time::Instant::now() + super::helpers::FRAME_TIMEOUT;
+    loop {
+        let (client, participants, pending) = app.joined(room).await;
+        if pending.contains(&id.to_hex()) {
+            return (client, participants, pending);
+        }
+        assert!(std::time::Instant::now() < deadline, "the message never became open");
+        drop(client);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn a_reconnect_within_the_grace_period_is_the_same_participant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (mut bob, _, _) = app.joined(&room).await;
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 2 }).await;
+    let id = send(&mut alice, &room, "read me after your reconnect").await;
+    bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    until(&mut bob, |f| matches!(f, ServerFrame::Payload { .. })).await;
+    let session = bob.session.clone();
+    drop(bob);
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 1 }).await;
+    let mut again = app.client().await;
+    again.session = session;
+    let (participants, pending) = again.join(&room).await;
+    assert_eq!((participants, pending), (2, vec![id.to_hex()]));
+    // Same participant: the fetch before the drop counts, viewed needs no new fetch.
+    again.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+    assert_eq!(again.recv().await, ServerFrame::Deleted { message_id: id.to_hex() });
+    assert_eq!(app.row_count().await, 0);
+}
+
+pub async fn a_malformed_session_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let room = TestRoom::new();
+    let mut client = app.client().await;
+    for session in ["", "xyz", &"AB".repeat(16), &"ab".repeat(17)] {
+        client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: session.to_owned() }).await;
+        client.expect_error(ErrorCode::BadSession).await;
+    }
+    assert_eq!(client.join(&room).await.0, 1);
+}
+
+pub async fn participants_in_their_grace_period_still_fill_the_room(backend: Backend) {
+    let app = spawn_app_with(backend, &["--max-room-participants", "2"]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (bob, _, _) = app.joined(&room).await;
+    let session = bob.session.clone();
+    drop(bob);
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 1 }).await;
+    let mut carol = app.client().await;
+    carol.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: carol.session.clone() }).await;
+    carol.expect_error(ErrorCode::RoomFull).await;
+    let mut bob_again = app.client().await;
+    bob_again.session = session;
+    assert_eq!(bob_again.join(&room).await.0, 2, "bob's seat was kept for him");
+}
