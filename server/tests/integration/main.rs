@@ -53,6 +53,7 @@ on_both_backends!(
     a_reconnect_within_the_grace_period_is_the_same_participant,
     a_malformed_session_is_refused,
     participants_in_their_grace_period_still_fill_the_room,
+    a_burned_message_leaves_no_bytes_behind,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {

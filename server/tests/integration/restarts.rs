@@ -130,3 +130,46 @@ pub async fn logs_never_name_an_address_room_message_code_key_or_payload(backend
         assert!(!log.contains(&needle), "the log names the {what}:\n{log}");
     }
 }
+
+pub async fn a_burned_message_leaves_no_bytes_behind(backend: Backend) {
+    let app = super::helpers::spawn_app(backend).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (mut bob, _, _) = app.joined(&room).await;
+    assert_eq!(alice.recv().await, ServerFrame::Presence { participants: 2 });
+    let (id, _) = send(&mut alice, &room, "leave no trace").await;
+    let stored = app.stored_bodies().await.pop().expect("one stored record");
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(read_and_burn(&mut bob, &room, &id).await, "leave no trace");
+    match backend {
+        Backend::Sqlite => {
+            // secure_delete overwrites freed cells: once the WAL is folded into the file, the
+            // record's bytes are nowhere in it.
+            use sqlx::ConnectOptions as _;
+            let options = app.db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap();
+            let mut conn = options.connect().await.unwrap();
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await.unwrap();
+            drop(conn);
+            let path = app.db.url.strip_prefix("sqlite:").unwrap();
+            let file = std::fs::read(path).unwrap();
+            assert!(!file.windows(32).any(|w| w == &stored[13..45]), "the burned record is still in the file");
+        }
+        Backend::Postgres => {
+            // Dead tuples are reclaimed by autovacuum soon, not at its table-size-scaled default.
+            use sqlx::ConnectOptions as _;
+            let options = app.db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap();
+            let mut conn = options.connect().await.unwrap();
+            for table in ["messages", "recipients"] {
+                let reloptions: Vec<String> =
+                    sqlx::query_scalar("SELECT unnest(reloptions) FROM pg_class WHERE relname = $1")
+                        .bind(table)
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap();
+                assert!(reloptions.contains(&"autovacuum_vacuum_scale_factor=0".to_owned()), "{table}: {reloptions:?}");
+                assert!(reloptions.contains(&"autovacuum_vacuum_threshold=50".to_owned()), "{table}: {reloptions:?}");
+            }
+        }
+    }
+    assert!(app.stored_bodies().await.is_empty());
+}
