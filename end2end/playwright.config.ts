@@ -14,6 +14,29 @@ if (!serverBin || !siteRoot) {
 const dataDir = process.env.E2E_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ephemeral-chat-e2e-'));
 process.env.E2E_DATA_DIR = dataDir;
 process.env.E2E_BASE_URL = `http://127.0.0.1:${port}`;
+// A second server whose messages expire after two seconds, for the expiry journey.
+const shortTtlPort = port + 1;
+const shortTtlDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ephemeral-chat-e2e-ttl-'));
+process.env.E2E_SHORT_TTL_URL = `http://127.0.0.1:${shortTtlPort}`;
+
+function server(listenOn: number, dir: string, ttl: string) {
+  return {
+    command: serverBin!,
+    url: `http://127.0.0.1:${listenOn}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'pipe' as const,
+    stderr: 'pipe' as const,
+    env: {
+      PORT: String(listenOn),
+      BIND_ADDR: '127.0.0.1',
+      DATA_DIR: dir,
+      LEPTOS_SITE_ROOT: siteRoot!,
+      MESSAGE_TTL: ttl,
+      RUST_LOG: 'info',
+    },
+  };
+}
 
 export default defineConfig({
   testDir: './tests',
@@ -41,20 +64,5 @@ export default defineConfig({
     permissions: ['clipboard-read', 'clipboard-write'],
     trace: 'off',
   },
-  webServer: {
-    command: serverBin,
-    url: `http://127.0.0.1:${port}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'pipe',
-    stderr: 'pipe',
-    env: {
-      PORT: String(port),
-      BIND_ADDR: '127.0.0.1',
-      DATA_DIR: dataDir,
-      LEPTOS_SITE_ROOT: siteRoot,
-      MESSAGE_TTL: '1h',
-      RUST_LOG: 'info',
-    },
-  },
+  webServer: [server(port, dataDir, '1h'), server(shortTtlPort, shortTtlDir, '2s')],
 });

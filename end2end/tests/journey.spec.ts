@@ -128,3 +128,58 @@ test('an invalid code is refused before any network traffic', async ({ page }) =
   expect(traffic).toEqual([]);
   expect(new URL(page.url()).pathname).toBe('/');
 });
+
+async function enterRoom(page: Page, base: string, code: string) {
+  await page.goto(`${base}/room#${code}`);
+  await hydrated(page);
+  await expect(page.getByRole('status')).toContainText('Connected');
+}
+
+test('the sender sees who has read a message in a group, then sees it burn', async ({ browser }) => {
+  const [alice, bob, carol] = await Promise.all(
+    [0, 1, 2].map(async () => (await browser.newContext()).newPage()),
+  );
+  await alice.goto('/');
+  await hydrated(alice);
+  const code = await generateCode(alice);
+  const base = process.env.E2E_BASE_URL!;
+  for (const page of [alice, bob, carol]) await enterRoom(page, base, code);
+  await expect(alice.getByRole('status')).toContainText('3 people here');
+
+  await alice.getByLabel('Message', { exact: true }).fill('for both of you');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  await expect(alice.getByText('Waiting to be read')).toBeVisible();
+
+  await bob.getByRole('button', { name: /Click to decrypt and view/ }).click();
+  await expect(bob.locator('.card .text')).toHaveText('for both of you');
+  await expect(alice.getByText('Viewed by 1 of 2')).toBeVisible();
+  expect(messageRows()).toBe(1);
+
+  await carol.getByRole('button', { name: /Click to decrypt and view/ }).click();
+  await expect(carol.locator('.card .text')).toHaveText('for both of you');
+  await expect(alice.getByText('Read and deleted from the server')).toBeVisible();
+  await expect(alice.getByText(/Disappears in \d+ s/)).toBeVisible();
+  await expect.poll(messageRows).toBe(0);
+});
+
+test('an unread message expires and both sides see that, not an error', async ({ browser }) => {
+  const base = process.env.E2E_SHORT_TTL_URL!;
+  const alice = await (await browser.newContext()).newPage();
+  const bob = await (await browser.newContext()).newPage();
+  const problems: string[] = [];
+  watchConsole(alice, problems);
+  watchConsole(bob, problems);
+  await alice.goto(`${base}/`);
+  await hydrated(alice);
+  const code = await generateCode(alice);
+  await enterRoom(alice, base, code);
+  await enterRoom(bob, base, code);
+  await alice.getByLabel('Message', { exact: true }).fill('nobody reads this');
+  await alice.getByLabel('Message', { exact: true }).press('Enter');
+  await expect(bob.getByRole('button', { name: /Click to decrypt and view/ })).toBeVisible();
+  // MESSAGE_TTL is 2 s on this server: the sweep deletes it and tells the room.
+  await expect(bob.getByText('Expired unread')).toBeVisible();
+  await expect(alice.getByText('Expired unread')).toBeVisible();
+  await expect(bob.locator('.card')).toHaveCount(0, { timeout: 20_000 });
+  expect(problems).toEqual([]);
+});
