@@ -90,6 +90,28 @@ macro_rules! on_pool {
     };
 }
 
+/// Opens a transaction that will write. SQLite takes the write lock up front (`BEGIN
+/// IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when it turns
+/// its read into a write; PostgreSQL's row locks already order them.
+trait BeginWrite {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
 /// Milliseconds since the Unix epoch, as stored in `expires_at`.
 pub fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -154,7 +176,7 @@ impl Store {
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
         let expires_at = expiry(m.ttl);
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query(INSERT_MESSAGE)
                 .bind(&m.room.0[..])
                 .bind(&m.id.0[..])
@@ -210,7 +232,7 @@ impl Store {
     /// if it is open).
     pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(MARK_VIEWED).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
             let (of, viewed): (i64, i64) =
                 sqlx::query_as(COUNT_VIEWED).bind(&room.0[..]).bind(&id.0[..]).fetch_one(&mut *tx).await?;
@@ -239,7 +261,7 @@ impl Store {
     /// Deletes a message of `room` and its recipients; `false` if there was none.
     pub async fn delete(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
             sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
             tx.commit().await?;
@@ -270,7 +292,7 @@ impl Store {
     /// messages every remaining recipient has viewed are deleted. Returns those messages' ids.
     pub async fn drop_participant(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
         let deleted: Vec<Vec<u8>> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
             let deleted: Vec<Vec<u8>> = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(&mut *tx).await?;
             sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;
@@ -292,7 +314,7 @@ impl Store {
     pub async fn delete_expired(&self) -> Result<Vec<(RoomHash, MessageId)>, StoreError> {
         let sql = "DELETE FROM messages WHERE expires_at <= $1 RETURNING room_hash, id";
         let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(sql).bind(now_ms()).fetch_all(&mut *tx).await?;
             if !rows.is_empty() {
                 sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;

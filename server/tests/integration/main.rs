@@ -54,6 +54,7 @@ on_both_backends!(
     a_malformed_session_is_refused,
     participants_in_their_grace_period_still_fill_the_room,
     a_burned_message_leaves_no_bytes_behind,
+    two_readers_racing_for_an_open_message_burn_it_once,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {

@@ -173,3 +173,28 @@ pub async fn participants_in_their_grace_period_still_fill_the_room(backend: Bac
     bob_again.session = session;
     assert_eq!(bob_again.join(&room).await.0, 2, "bob's seat was kept for him");
 }
+
+pub async fn two_readers_racing_for_an_open_message_burn_it_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let id = send(&mut alice, &room, "first come").await; // alone: open from the start
+    let (mut bob, _, pending_b) = app.joined(&room).await;
+    let (mut carol, _, pending_c) = app.joined(&room).await;
+    assert_eq!((pending_b.len(), pending_c.len()), (1, 1));
+    for reader in [&mut bob, &mut carol] {
+        reader.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+        until(reader, |f| matches!(f, ServerFrame::Payload { .. })).await;
+    }
+    // Both confirm at once: one commit deletes it, the other is told it is gone.
+    bob.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+    carol.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    for reader in [&mut bob, &mut carol, &mut alice] {
+        assert_eq!(
+            until(reader, |f| matches!(f, ServerFrame::Deleted { .. } | ServerFrame::Receipt { .. })).await,
+            deleted
+        );
+    }
+    assert_eq!(app.row_count().await, 0);
+}
