@@ -213,6 +213,14 @@ impl Client {
         }
     }
 
+    /// Seals and sends `text` in `room`, and waits for the server's `sent`.
+    pub async fn send_message(&mut self, room: &TestRoom, text: &str) -> (MessageId, SealedPayload) {
+        let (id, sealed) = room.seal(text, SenderId([7; 8]));
+        self.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+        assert_eq!(self.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
+        (id, sealed)
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame) {
         self.send_raw(Message::Text(serde_json::to_string(frame).unwrap().into())).await;
     }

@@ -1,16 +1,13 @@
 //! Who must view a message before it burns: recipients at send time, grace periods, open
 //! messages, reconnects.
 
-use app::crypto::{MessageId, SenderId};
+use app::crypto::MessageId;
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 
 use super::helpers::{spawn_app, spawn_app_with, Backend, Client, TestApp, TestRoom};
 
 async fn send(client: &mut Client, room: &TestRoom, text: &str) -> MessageId {
-    let (id, sealed) = room.seal(text, SenderId([9; 8]));
-    client.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
-    assert_eq!(client.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
-    id
+    client.send_message(room, text).await.0
 }
 
 async fn fetch_and_view(client: &mut Client, room: &TestRoom, id: &MessageId) {

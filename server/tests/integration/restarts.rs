@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use app::crypto::{MessageId, SenderId};
+use app::crypto::MessageId;
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use server::at_rest::ServerKey;
 
@@ -21,11 +21,8 @@ fn two_keys() -> (String, String) {
     }
 }
 
-/// Sends `text` and waits for the server's `sent`.
 async fn send(client: &mut Client, room: &TestRoom, text: &str) -> (MessageId, String) {
-    let (id, sealed) = room.seal(text, SenderId([7; 8]));
-    client.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
-    assert_eq!(client.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
+    let (id, sealed) = client.send_message(room, text).await;
     (id, sealed.to_base64())
 }
 
