@@ -120,9 +120,29 @@ pub struct Limits {
     /// Connections one room may hold; the next `join` gets `room_full`.
     #[arg(long, env = "MAX_ROOM_PARTICIPANTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_room_participants: u32,
+    /// Largest message, in bytes of padded plaintext: 256 to 16384 in steps of 256. Sealed
+    /// payloads past it get `bad_size`. Spec v1's ceiling, 16 KiB, is the default.
+    #[arg(long, env = "MAX_PADDED_MESSAGE", default_value_t = 16_384, value_parser = parse_padded_limit)]
+    pub max_padded_message: usize,
+    /// Largest WebSocket text frame in bytes (at least 24576, which a 16 KiB message needs); past
+    /// it: `frame_too_large` and a close. Past twice this the socket is dropped without an answer.
+    #[arg(long, env = "MAX_FRAME_SIZE", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(24_576..=1_048_576))]
+    pub max_frame_size: u32,
+    /// Read and write buffer per socket, in bytes (tungstenite's default, 128 KiB per
+    /// connection, is far too much for thousands of idle sockets).
+    #[arg(long, env = "SOCKET_BUFFER_SIZE", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1_024..=131_072))]
+    pub socket_buffer_size: u32,
     /// A connection that sends nothing (not even a pong) for this long is closed (`30s`, `2m`).
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "120s", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
+}
+
+fn parse_padded_limit(value: &str) -> Result<usize, String> {
+    let bytes: usize = value.trim().parse().map_err(|_| "expected a number of bytes".to_owned())?;
+    if !(256..=16_384).contains(&bytes) || !bytes.is_multiple_of(256) {
+        return Err("must be a multiple of 256 from 256 to 16384".into());
+    }
+    Ok(bytes)
 }
 
 fn parse_grace(value: &str) -> Result<Duration, String> {
@@ -404,6 +424,15 @@ mod tests {
         assert!(parse_ip_net("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
         assert!(parse_ip_net("10.0.0.0/33").is_err());
         assert!(parse_ip_net("proxy.internal").is_err());
+    }
+
+    #[test]
+    fn message_size_limits_are_whole_padding_blocks_within_the_spec() {
+        assert_eq!(parse_padded_limit("512"), Ok(512));
+        assert!(parse_padded_limit("300").is_err());
+        assert!(parse_padded_limit("0").is_err());
+        assert!(parse_padded_limit("16640").is_err());
+        assert!(parse(&["--max-frame-size", "1000"]).is_err(), "too small for a 16 KiB message");
     }
 
     #[test]

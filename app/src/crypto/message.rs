@@ -141,6 +141,11 @@ impl SealedPayload {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Length of the padded plaintext inside: the message's size class.
+    pub fn padded_len(&self) -> usize {
+        self.0.len() - SEAL_OVERHEAD
+    }
 }
 
 impl fmt::Debug for SealedPayload {

@@ -16,7 +16,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::IpNet;
 use crate::startup::{AppState, Relay};
-use crate::ws::{session, HARD_MAX_MESSAGE_SIZE, READ_BUFFER_SIZE, WRITE_BUFFER_SIZE};
+use crate::ws::session;
 
 /// Headers on every response. Pages add their Content-Security-Policy (with the render's nonce)
 /// and `Cache-Control: no-store` in `app::shell`.
@@ -72,10 +72,16 @@ async fn ws_upgrade(
     let Some(slot) = relay.addresses.try_acquire(client, max) else {
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response();
     };
-    ws.max_message_size(HARD_MAX_MESSAGE_SIZE)
-        .max_frame_size(HARD_MAX_MESSAGE_SIZE)
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(WRITE_BUFFER_SIZE)
+    let limits = relay.limits;
+    // Where the library stops reading: past it the socket is dropped at once, unanswered, so a
+    // flood of huge frames costs nothing to answer. Up to it, the session answers oversized
+    // text with `frame_too_large` and a clean close.
+    let hard_limit = 2 * limits.max_frame_size as usize;
+    let buffer = limits.socket_buffer_size as usize;
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .read_buffer_size(buffer)
+        .write_buffer_size(buffer)
         .on_upgrade(move |socket| async move {
             session::run(socket, relay).await;
             drop(slot);

@@ -12,7 +12,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::hub::{ConnectionId, EventKind, Participant, RoomEvent};
 use super::limits::TokenBucket;
-use super::{CLOSE_GRACE, MAX_MESSAGE_SIZE, PING_INTERVAL};
+use super::{CLOSE_GRACE, PING_INTERVAL};
 use crate::at_rest::{AtRestError, RoomHash};
 use crate::startup::Relay;
 use crate::store::{Inserted, NewMessage, StoreError, Viewed};
@@ -73,7 +73,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
                     }
                 }
                 if let Message::Text(text) = &message {
-                    if text.len() > MAX_MESSAGE_SIZE {
+                    if text.len() > limits.max_frame_size as usize {
                         let _ = send(&mut socket, &ServerFrame::error(ErrorCode::FrameTooLarge)).await;
                         close_gracefully(&mut socket, CLOSE_TOO_BIG, "frame too large").await;
                         break;
@@ -231,6 +231,9 @@ impl Session {
             app::crypto::message::PayloadError::Size => ErrorCode::BadSize,
             app::crypto::message::PayloadError::Version => ErrorCode::BadVersion,
         })?;
+        if sealed.padded_len() > self.relay.limits.max_padded_message {
+            return Err(ErrorCode::BadSize);
+        }
         let pending = self.relay.store.pending_count(&room).await.map_err(|err| internal(&err))?;
         if pending >= u64::from(self.relay.limits.max_pending_per_room) {
             return Err(ErrorCode::TooManyPending);

@@ -146,3 +146,16 @@ async fn an_https_public_url_turns_on_hsts_and_allows_its_origin() {
     let head = super::http_get(plain.port, "/").await.to_ascii_lowercase();
     assert!(!head.contains("strict-transport-security"), "no HSTS without an https PUBLIC_URL");
 }
+
+pub async fn a_lower_message_size_limit_refuses_larger_payloads(backend: Backend) {
+    let app = spawn_app_with(backend, &["--max-padded-message", "256"]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (id, sealed) = room.seal(&"x".repeat(300), SenderId([1; 8])); // two 256-byte blocks
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.expect_error(ErrorCode::BadSize).await;
+    assert_eq!(app.row_count().await, 0);
+    let (id, sealed) = room.seal("short", SenderId([1; 8]));
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
+}

@@ -55,6 +55,7 @@ on_both_backends!(
     participants_in_their_grace_period_still_fill_the_room,
     a_burned_message_leaves_no_bytes_behind,
     two_readers_racing_for_an_open_message_burn_it_once,
+    a_lower_message_size_limit_refuses_larger_payloads,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {
@@ -243,7 +244,7 @@ async fn an_oversized_frame_closes_only_that_connection(backend: Backend) {
     let (mut abuser, _, _) = app.joined(&room).await;
     let (mut honest, _, _) = app.joined(&room).await;
     let _ = abuser.recv().await; // presence
-    abuser.send_text(&"x".repeat(server::ws::MAX_MESSAGE_SIZE + 1)).await;
+    abuser.send_text(&"x".repeat(32 * 1024 + 1)).await; // MAX_FRAME_SIZE's default, plus one
     abuser.expect_error(ErrorCode::FrameTooLarge).await;
     assert_eq!(abuser.closed().await, Some(1009));
     assert_eq!(honest.recv().await, ServerFrame::Presence { participants: 1 });
