@@ -43,7 +43,7 @@ lint:
 ## Unit tests (app, server) and the integration tests (server/tests), both backends.
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
 unit-and-integration:
-	$(ENV) cargo test -p app -p server
+	$(ENV) cargo test -p app -p server --lib --test integration
 
 e2e:
 	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) npx playwright test
