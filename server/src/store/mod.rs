@@ -144,7 +144,6 @@ const MARK_VIEWED: &str =
 const COUNT_VIEWED: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
      FROM recipients WHERE room_hash = $1 AND message_id = $2";
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
-const MESSAGE_EXISTS: &str = "SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2";
 const DELETE_RECIPIENTS: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
 /// Messages `$2` may view: as an unviewed recipient, or open (no recipients) and not its own.
 const PENDING_FOR: &str = "SELECT m.id FROM messages m WHERE m.room_hash = $1 AND m.expires_at > $3 AND ( \
@@ -236,18 +235,10 @@ impl Store {
             sqlx::query(MARK_VIEWED).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
             let (of, viewed): (i64, i64) =
                 sqlx::query_as(COUNT_VIEWED).bind(&room.0[..]).bind(&id.0[..]).fetch_one(&mut *tx).await?;
+            // Recipient rows never outlive their message (every delete removes both in one
+            // transaction), so counting them is enough: none left means open or already gone.
             let outcome = if viewed < of {
-                let exists = sqlx::query(MESSAGE_EXISTS)
-                    .bind(&room.0[..])
-                    .bind(&id.0[..])
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                if exists {
-                    Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
-                } else {
-                    Viewed::Gone
-                }
+                Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
             } else {
                 let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
                 sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
