@@ -82,7 +82,8 @@ pub fn App() -> impl IntoView {
         }
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/ephemeral-chat.css"/>
+        // The client-only build links its stylesheet from index.html (Trunk hashes the name).
+        {cfg!(not(feature = "csr")).then(|| view! { <Stylesheet id="leptos" href="/pkg/ephemeral-chat.css"/> })}
         <Title text="Ephemeral Chat"/>
         <Router>
             <main>

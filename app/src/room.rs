@@ -24,6 +24,8 @@ const TYPING_SHOWN_FOR: Duration = Duration::from_secs(4);
 const TYPING_RESEND_MS: f64 = 2_000.0;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Failed attempts in a row after which the page says the server cannot be reached.
+const UNREACHABLE_AFTER: u32 = 3;
 
 /// The state of the connection to the relay.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,6 +38,10 @@ pub enum Connection {
     Online,
     /// The socket dropped; trying again.
     Reconnecting,
+    /// Several attempts in a row failed; still trying.
+    Unreachable,
+    /// The relay refused the join: the room holds as many people as it may.
+    Full,
 }
 
 /// What a card shows.
@@ -76,6 +82,13 @@ pub struct Room {
     pub cards: RwSignal<Vec<Card>>,
     pub fingerprint: RwSignal<Option<String>>,
     pub notice: RwSignal<Option<String>>,
+    /// New sealed messages that arrived while the tab was hidden (shown in the title).
+    pub unread: RwSignal<u32>,
+    /// The latest thing to announce to screen readers (an `aria-live` region shows it).
+    pub announcement: RwSignal<String>,
+    /// Play a short tone for a message that arrives while the tab is hidden.
+    pub sound: RwSignal<bool>,
+    audio: StoredValue<Option<web_sys::AudioContext>, LocalStorage>,
     keys: StoredValue<Option<RoomKeys>>,
     sender: StoredValue<SenderId>,
     /// This page session's token (hex): rejoining with it is the same participant.
@@ -88,7 +101,10 @@ pub struct Room {
     typing_generation: StoredValue<u64>,
     last_typing_sent: StoredValue<f64>,
     backoff: StoredValue<Duration>,
-    left_room: StoredValue<bool>,
+    /// Connection attempts that failed since the last successful join.
+    failures: StoredValue<u32>,
+    /// Set by "Leave" and by a full room: no more reconnecting.
+    halted: StoredValue<bool>,
 }
 
 impl Default for Room {
@@ -106,6 +122,10 @@ impl Room {
             cards: RwSignal::new(Vec::new()),
             fingerprint: RwSignal::new(None),
             notice: RwSignal::new(None),
+            unread: RwSignal::new(0),
+            announcement: RwSignal::new(String::new()),
+            sound: RwSignal::new(false),
+            audio: StoredValue::new_local(None),
             keys: StoredValue::new(None),
             sender: StoredValue::new(SenderId([0; 8])),
             session: StoredValue::new(String::new()),
@@ -115,7 +135,8 @@ impl Room {
             typing_generation: StoredValue::new(0),
             last_typing_sent: StoredValue::new(0.0),
             backoff: StoredValue::new(Duration::from_millis(500)),
-            left_room: StoredValue::new(false),
+            failures: StoredValue::new(0),
+            halted: StoredValue::new(false),
         }
     }
 
@@ -129,17 +150,35 @@ impl Room {
         self.connect();
     }
 
-    /// Forgets the keys and every message, closes the socket and stops reconnecting.
+    /// Forgets the keys (zeroed on drop) and every message, closes the socket and stops
+    /// reconnecting.
     pub fn leave(self) {
-        self.left_room.set_value(true);
+        self.halted.set_value(true);
         self.keys.set_value(None);
         self.outbox.set_value(None); // dropping the sender closes the socket
         self.unacked.update_value(HashMap::clear);
+        self.shown.update_value(HashSet::clear);
+        self.session.set_value(String::new());
+        self.sender.set_value(SenderId([0; 8]));
+        self.fingerprint.set(None);
         self.cards.set(Vec::new());
+        self.notice.set(None);
+        self.unread.set(0);
+        self.audio.set_value(None);
+    }
+
+    /// After a full room: try to join again (someone may have left).
+    pub fn retry(self) {
+        if self.keys.with_value(Option::is_some) {
+            self.halted.set_value(false);
+            self.failures.set_value(0);
+            self.notice.set(None);
+            self.connect();
+        }
     }
 
     fn connect(self) {
-        if self.left_room.get_value() {
+        if self.halted.get_value() {
             return;
         }
         let Some(room_id) = self.keys.with_value(|k| k.as_ref().map(|k| k.room_id.to_hex())) else { return };
@@ -173,10 +212,20 @@ impl Room {
 
     fn on_closed(self) {
         self.outbox.set_value(None);
-        if !self.left_room.get_value() {
-            self.connection.set(Connection::Reconnecting);
-            self.reconnect_later();
+        if self.halted.get_value() {
+            return;
         }
+        if self.connection.get_untracked() == Connection::Online {
+            self.failures.set_value(0);
+        } else {
+            self.failures.update_value(|n| *n += 1);
+        }
+        self.connection.set(if self.failures.get_value() >= UNREACHABLE_AFTER {
+            Connection::Unreachable
+        } else {
+            Connection::Reconnecting
+        });
+        self.reconnect_later();
     }
 
     fn reconnect_later(self) {
@@ -198,6 +247,8 @@ impl Room {
         match frame {
             ServerFrame::Joined { participants, pending } => {
                 self.connection.set(Connection::Online);
+                self.failures.set_value(0);
+                self.notice.set(None);
                 self.backoff.set_value(Duration::from_millis(500));
                 self.participants.set(participants);
                 pending.iter().filter_map(|id| MessageId::parse(id)).for_each(|id| self.add_sealed(id));
@@ -231,6 +282,7 @@ impl Room {
             }),
             ServerFrame::Expired { message_id } => self.with_id(&message_id, |id| {
                 self.update_card(id, |state| *state = CardState::Gone("Expired unread"));
+                self.announcement.set("A message expired unread.".into());
                 self.count_down(id);
             }),
             ServerFrame::Presence { participants } => self.participants.set(participants),
@@ -261,6 +313,44 @@ impl Room {
         }
         let card = Card { id, state: RwSignal::new(CardState::Sealed), left: RwSignal::new(None) };
         self.cards.update(|cards| cards.push(card));
+        let waiting =
+            self.cards.with_untracked(|c| c.iter().filter(|c| c.state.get_untracked() == CardState::Sealed).count());
+        self.announcement.set(format!("New encrypted message. {waiting} waiting to be opened."));
+        if document().visibility_state() == web_sys::VisibilityState::Hidden {
+            self.unread.update(|n| *n += 1);
+            if self.sound.get_untracked() {
+                self.chime();
+            }
+        }
+    }
+
+    /// Switches the new-message tone on or off. The audio context is made here, in the click,
+    /// because browsers only let a page make sound after a person has interacted with it.
+    pub fn set_sound(self, on: bool) {
+        if on && self.audio.with_value(Option::is_none) {
+            self.audio.set_value(web_sys::AudioContext::new().ok());
+        }
+        self.sound.set(on);
+    }
+
+    /// A short, quiet tone (synthesised: no audio file to fetch).
+    fn chime(self) {
+        self.audio.with_value(|audio| {
+            let Some(ctx) = audio else { return };
+            let (Ok(osc), Ok(gain)) = (ctx.create_oscillator(), ctx.create_gain()) else { return };
+            let now = ctx.current_time();
+            osc.frequency().set_value(880.0);
+            gain.gain().set_value(0.08);
+            let _ = osc.connect_with_audio_node(&gain);
+            let _ = gain.connect_with_audio_node(&ctx.destination());
+            let _ = osc.start();
+            let _ = osc.stop_with_when(now + 0.15);
+        });
+    }
+
+    /// The tab became visible: the unread count is read.
+    pub fn seen(self) {
+        self.unread.set(0);
     }
 
     /// A click on a sealed card: ask for its payload. Nothing else fetches.
@@ -304,6 +394,7 @@ impl Room {
         match card.state.get_untracked() {
             CardState::Mine { text, .. } => {
                 card.state.set(CardState::Burned(text));
+                self.announcement.set("Your message was read and deleted from the server.".into());
                 self.count_down(id);
             }
             CardState::Sealed | CardState::Opening | CardState::Unreadable => {
@@ -331,6 +422,12 @@ impl Room {
     }
 
     fn on_error(self, code: ErrorCode, message: String) {
+        if code == ErrorCode::RoomFull {
+            self.halted.set_value(true);
+            self.outbox.set_value(None);
+            self.connection.set(Connection::Full);
+            return;
+        }
         if code == ErrorCode::UnknownMessage {
             // The message we asked for is gone (expired or read by someone else meanwhile).
             let opening = self
@@ -413,9 +510,34 @@ impl Room {
     }
 }
 
-/// `ws://` or `wss://` on this page's host.
+/// The relay's WebSocket address: on this page's host, or in the client-only build the relay
+/// named by `EC_RELAY_ORIGIN` when it was built.
 fn ws_url() -> String {
+    #[cfg(feature = "csr")]
+    if let Some(origin) = option_env!("EC_RELAY_ORIGIN") {
+        return relay_ws_url(origin);
+    }
     let location = window().location();
     let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
     format!("{scheme}://{}{WS_PATH}", location.host().unwrap_or_default())
+}
+
+/// `http(s)://host[:port]` as the matching `ws(s)://host[:port]/ws`.
+pub fn relay_ws_url(origin: &str) -> String {
+    let origin = origin.trim_end_matches('/');
+    let rest = origin.strip_prefix("https://").map(|r| ("wss", r));
+    let (scheme, host) = rest.or_else(|| origin.strip_prefix("http://").map(|r| ("ws", r))).unwrap_or(("wss", origin));
+    format!("{scheme}://{host}{WS_PATH}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_ws_url;
+
+    #[test]
+    fn a_relay_origin_becomes_its_websocket_address() {
+        assert_eq!(relay_ws_url("https://relay.example"), "wss://relay.example/ws");
+        assert_eq!(relay_ws_url("http://127.0.0.1:3110/"), "ws://127.0.0.1:3110/ws");
+        assert_eq!(relay_ws_url("relay.example:8443"), "wss://relay.example:8443/ws");
+    }
 }

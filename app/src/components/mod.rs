@@ -2,3 +2,4 @@
 
 pub mod copy_button;
 pub mod message_card;
+pub mod qr_code;

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 
 use crate::components::copy_button::CopyButton;
+use crate::components::qr_code::QrCodeImage;
 use crate::crypto::RoomCode;
 
 /// Path of the room page; the code travels only in the URL fragment, which browsers never send.
@@ -56,8 +57,9 @@ fn GeneratedCode(code: RoomCode) -> impl IntoView {
             </div>
             <div class="code-row">
                 <output class="invite-link" aria-label="Invite link">{link.clone()}</output>
-                <CopyButton text=link label="Copy link"/>
+                <CopyButton text=link.clone() label="Copy link"/>
             </div>
+            <QrCodeImage text=link label="QR code of the invite link"/>
             <button class="primary" on:click=move |_| enter_room(&enter)>"Enter room"</button>
         </div>
     }

@@ -59,7 +59,23 @@ fn RoomView(room: Room) -> impl IntoView {
         Connection::Connecting => "Connecting…",
         Connection::Online => "Connected",
         Connection::Reconnecting => "Connection lost, reconnecting…",
+        Connection::Unreachable => "Cannot reach the server. Still trying…",
+        Connection::Full => "Not connected",
     };
+    // While the tab is hidden, new messages count in the title; looking at the tab reads them.
+    Effect::new(move |_| {
+        let title = match room.unread.get() {
+            0 => "Ephemeral Chat".to_owned(),
+            n => format!("({n}) Ephemeral Chat"),
+        };
+        document().set_title(&title);
+    });
+    let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
+        if document().visibility_state() == web_sys::VisibilityState::Visible {
+            room.seen();
+        }
+    });
+    on_cleanup(move || visibility.remove());
     let people = move || match room.participants.get() {
         0 => String::new(),
         1 => "Only you are here".to_owned(),
@@ -80,12 +96,27 @@ fn RoomView(room: Room) -> impl IntoView {
                 {status} " · " {people}
             </p>
             <button class="secondary" on:click=leave>"Leave"</button>
+            <label class="toggle">
+                <input
+                    type="checkbox"
+                    prop:checked=move || room.sound.get()
+                    on:change=move |ev| room.set_sound(event_target_checked(&ev))
+                />
+                " Sound for messages that arrive while this tab is hidden"
+            </label>
         </header>
+        <Show when=move || room.connection.get() == Connection::Full>
+            <div class="panel" role="alert">
+                <p class="error">"This room is full: it holds as many people as the server allows. Try again when someone has left."</p>
+                <button class="primary" on:click=move |_| room.retry()>"Try again"</button>
+            </div>
+        </Show>
         <ul class="cards" aria-label="Messages">
             <For each=move || room.cards.get() key=|card| card.id let:card>
                 <MessageCard card room/>
             </For>
         </ul>
+        <p class="visually-hidden" aria-live="polite" id="announcer">{move || room.announcement.get()}</p>
         <p class="typing" aria-live="polite">{move || room.peer_typing.get().then_some("typing…")}</p>
         <p class="error" role="alert">{move || room.notice.get()}</p>
         <Composer room/>
@@ -96,8 +127,10 @@ fn RoomView(room: Room) -> impl IntoView {
 #[component]
 fn Composer(room: Room) -> impl IntoView {
     let draft = RwSignal::new(String::new());
+    // While reconnecting, messages are sealed and queued: they go out (once) on rejoining.
+    let can_send = move || !matches!(room.connection.get(), Connection::Deriving | Connection::Full);
     let submit = move || {
-        if room.connection.get_untracked() != Connection::Online {
+        if matches!(room.connection.get_untracked(), Connection::Deriving | Connection::Full) {
             return;
         }
         if room.send_text(draft.get_untracked()) {
@@ -128,7 +161,7 @@ fn Composer(room: Room) -> impl IntoView {
                     }
                 }
             ></textarea>
-            <button type="submit" class="primary" disabled=move || room.connection.get() != Connection::Online>
+            <button type="submit" class="primary" disabled=move || !can_send()>
                 "Send"
             </button>
         </form>
