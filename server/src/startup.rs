@@ -11,8 +11,9 @@ use leptos::config::{Env, LeptosOptions};
 use tokio::net::TcpListener;
 
 use crate::at_rest::{KeyRing, ServerKey};
+use crate::bus::InstanceId;
 use crate::config::{Config, Database, IpNet, Limits};
-use crate::store::Store;
+use crate::store::{Store, HEARTBEAT_INTERVAL};
 use crate::ws::hub::{EventKind, Hub};
 use crate::ws::limits::AddressCounter;
 
@@ -23,6 +24,8 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What every connection shares.
 pub struct Relay {
+    /// This process, among the instances sharing a PostgreSQL database.
+    pub instance: InstanceId,
     pub store: Store,
     pub hub: Hub,
     pub keys: KeyRing,
@@ -33,6 +36,8 @@ pub struct Relay {
     pub limits: Limits,
     /// Open connections per client address; never logged or stored.
     pub addresses: AddressCounter,
+    /// Times the link to the other instances was re-established (PostgreSQL).
+    pub bus_reconnects: std::sync::atomic::AtomicU64,
 }
 
 /// axum state: the Leptos options for page rendering and the relay for `/ws`.
@@ -54,6 +59,8 @@ impl FromRef<AppState> for LeptosOptions {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// SQLite: held until the server stops, so no second server opens the same file.
+    _lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -61,7 +68,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = config.database()?;
         let keys = resolve_keys(&config, &database)?;
-        let store = Store::connect(&database).await.with_context(|| match &database {
+        let instance = InstanceId::generate();
+        let (store, lock) = Store::connect(&database, instance).await.with_context(|| match &database {
             Database::Sqlite { path } => format!("cannot open SQLite database {}", path.display()),
             Database::Postgres(_) => "cannot open PostgreSQL database (check DATABASE_URL / PG* settings)".into(),
         })?;
@@ -76,6 +84,7 @@ impl Application {
             .env(Env::PROD)
             .build();
         let relay = Arc::new(Relay {
+            instance,
             store,
             hub: Hub::default(),
             keys,
@@ -85,6 +94,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
             addresses: AddressCounter::default(),
+            bus_reconnects: Default::default(),
         });
         tracing::info!(
             backend = match database {
@@ -94,7 +104,7 @@ impl Application {
             "store ready"
         );
         let hsts = config.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
-        Ok(Self { listener, state: AppState { leptos_options, relay, hsts } })
+        Ok(Self { listener, state: AppState { leptos_options, relay, hsts }, _lock: lock })
     }
 
     /// The port actually bound (useful with port 0).
@@ -112,6 +122,9 @@ impl Application {
         let relay = self.state.relay.clone();
         let sweeper = tokio::spawn(sweep_expired(relay.clone()));
         let absentees = tokio::spawn(drop_absent_recipients(relay.clone()));
+        let heartbeat = tokio::spawn(heartbeat(relay.clone()));
+        let listener =
+            relay.store.postgres_pool().cloned().map(|pool| tokio::spawn(crate::bus::listen(relay.clone(), pool)));
         let router = crate::routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
         let served = tokio::select! {
@@ -120,6 +133,10 @@ impl Application {
         };
         sweeper.abort();
         absentees.abort();
+        heartbeat.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         relay.store.close().await;
         tracing::info!("stopped");
         served
@@ -211,8 +228,33 @@ async fn drop_absent_recipients(relay: Arc<Relay>) {
         Err(err) => return tracing::error!("cannot list recipients after start-up: {err}"),
     };
     for (room, who) in named {
-        if !relay.hub.is_participant(&room, &who) {
-            crate::ws::session::participant_left(&relay, &room, &who).await;
+        match relay.store.is_participant(&room, &who).await {
+            Ok(true) => {}
+            Ok(false) => crate::ws::session::participant_left(&relay, &room, &who).await,
+            Err(err) => tracing::error!("cannot check a recipient after start-up: {err}"),
+        }
+    }
+}
+
+/// Renews this instance's participant rows, and drops those of instances that stopped renewing
+/// theirs (they died without cleaning up), telling the rooms here what that changed.
+async fn heartbeat(relay: Arc<Relay>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(err) = relay.store.heartbeat().await {
+            tracing::error!("participant heartbeat failed: {err}");
+        }
+        match relay.store.reap(relay.session_grace).await {
+            Ok(reaped) => {
+                for room in reaped {
+                    for id in room.deleted {
+                        relay.hub.publish(&room.room, None, EventKind::Deleted(id));
+                    }
+                    relay.hub.publish(&room.room, None, EventKind::Presence(room.connected));
+                }
+            }
+            Err(err) => tracing::error!("dropping vanished instances' participants failed: {err}"),
         }
     }
 }

@@ -7,6 +7,10 @@
 //! The statements are written once: both dialects accept `$N` parameters, `ON CONFLICT`,
 //! `RETURNING`, `NOT viewed`, and the same sub-queries; only connecting and the migrations
 //! (schema types, storage parameters) differ, in `sqlite.rs` and `postgres.rs`.
+//!
+//! Participants are rows too (`participants.rs`), so several instances over one PostgreSQL
+//! database share who is in each room. On PostgreSQL every write that causes a room event
+//! NOTIFYs it in the same transaction (see [`crate::bus`]); on SQLite that is a no-op.
 
 mod postgres;
 mod sqlite;
@@ -16,8 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use app::crypto::MessageId;
 
 use crate::at_rest::RoomHash;
+use crate::bus::{InstanceId, Notice, CHANNEL};
 use crate::config::Database;
-use crate::ws::hub::Participant;
+use crate::ws::hub::{EventKind, Participant};
 
 /// Why a store operation failed. Never carries a value from a row.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +43,8 @@ pub struct NewMessage<'a> {
     pub body: &'a [u8],
     pub ttl: Duration,
     pub sender: &'a Participant,
-    /// Who must view it before it burns (the room's others at send time).
-    pub recipients: &'a [Participant],
+    /// Refuse it when this many messages already wait in the room.
+    pub max_pending: u32,
 }
 
 /// What an insert found.
@@ -49,6 +54,8 @@ pub enum Inserted {
     New,
     /// A row with this id already waits in the room; here is its stored body.
     Exists(Vec<u8>),
+    /// The room already holds `max_pending` unread messages.
+    RoomBacklogFull,
 }
 
 /// A waiting message as one participant may see it.
@@ -73,9 +80,15 @@ pub enum Viewed {
     Gone,
 }
 
-/// The message store.
+/// The message store: a pool, and the instance whose events its writes announce.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+    instance: InstanceId,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
@@ -83,32 +96,53 @@ pub enum Store {
 /// Runs the same statements on whichever pool the store has.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
         }
     };
 }
 
-/// Opens a transaction that will write. SQLite takes the write lock up front (`BEGIN
-/// IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when it turns
-/// its read into a write; PostgreSQL's row locks already order them.
-trait BeginWrite {
+/// What differs between the backends inside the shared statements' transactions.
+trait Backend {
     type Db: sqlx::Database;
+    /// Opens a transaction that will write. SQLite takes the write lock up front (`BEGIN
+    /// IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when it
+    /// turns its read into a write; PostgreSQL's row locks already order them.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+    /// Announces events to the other instances when (and only if) `tx` commits.
+    async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        notices: &[String],
+    ) -> Result<(), sqlx::Error>;
 }
 
-impl BeginWrite for sqlx::SqlitePool {
+impl Backend for sqlx::SqlitePool {
     type Db = sqlx::Sqlite;
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
         self.begin_with("BEGIN IMMEDIATE").await
     }
+    /// One instance per SQLite file: nobody else to tell.
+    async fn notify(&self, _: &mut sqlx::Transaction<'static, Self::Db>, _: &[String]) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 }
 
-impl BeginWrite for sqlx::PgPool {
+impl Backend for sqlx::PgPool {
     type Db = sqlx::Postgres;
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
         self.begin().await
+    }
+    async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        notices: &[String],
+    ) -> Result<(), sqlx::Error> {
+        for notice in notices {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(notice).execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 }
 
@@ -133,7 +167,11 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_hash, id) DO NOTHING";
-const INSERT_RECIPIENT: &str = "INSERT INTO recipients (room_hash, message_id, participant) VALUES ($1, $2, $3)";
+/// The recipients of a new message: the room's other participants (connected or in their grace
+/// period, on any instance) at the moment it is stored.
+const INSERT_RECIPIENTS: &str = "INSERT INTO recipients (room_hash, message_id, participant) \
+     SELECT room_hash, $2, participant FROM participants WHERE room_hash = $1 AND participant <> $3";
+const COUNT_PENDING: &str = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $2";
 const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id), \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
@@ -162,20 +200,82 @@ const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $
 const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
        WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
 
+/// Inside a transaction on `$pool`: drops participant `$who` of `$room` from the recipients of
+/// what it had not viewed, deletes (and announces) the messages every remaining recipient has
+/// viewed, and evaluates to their ids.
+macro_rules! drop_from_recipients {
+    ($store:expr, $pool:expr, $tx:expr, $room:expr, $who:expr) => {{
+        sqlx::query(DROP_UNVIEWED).bind(&$room.0[..]).bind(&$who.0[..]).execute(&mut *$tx).await?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&$room.0[..]).fetch_all(&mut *$tx).await?;
+        sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *$tx).await?;
+        let deleted: Vec<MessageId> = rows.iter().filter_map(|id| id_from_row(id)).collect();
+        let notices: Vec<String> = deleted.iter().map(|id| $store.notice($room, EventKind::Deleted(*id))).collect();
+        $pool.notify(&mut $tx, &notices).await?;
+        deleted
+    }};
+}
+
+mod participants;
+pub use participants::{Joined, Reaped, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+
 impl Store {
-    /// Opens (creating if needed) the configured database and runs its migrations.
-    pub async fn connect(database: &Database) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the configured database and runs its migrations. `instance`
+    /// names this process in participant rows and event notices. With SQLite, also returns the
+    /// lock that keeps a second server off the file: hold it for as long as the server runs.
+    pub async fn connect(
+        database: &Database,
+        instance: InstanceId,
+    ) -> Result<(Self, Option<std::fs::File>), StoreError> {
         match database {
-            Database::Sqlite { path } => sqlite::connect(path).await.map(Self::Sqlite),
-            Database::Postgres(options) => postgres::connect(options).await.map(Self::Postgres),
+            Database::Sqlite { path } => {
+                let (pool, lock) = sqlite::connect(path).await?;
+                Ok((Self { pool: Pool::Sqlite(pool), instance }, Some(lock)))
+            }
+            Database::Postgres(options) => {
+                Ok((Self { pool: Pool::Postgres(postgres::connect(options).await?), instance }, None))
+            }
         }
     }
 
-    /// Stores a message and its recipients unless its id already waits in its room.
+    /// The PostgreSQL pool, for the event listener; `None` on SQLite.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// A room event as this instance announces it.
+    fn notice(&self, room: &RoomHash, kind: EventKind) -> String {
+        Notice { instance: self.instance, room: *room, kind }.encode()
+    }
+
+    /// Announces an event that goes with no write (typing) to the other instances.
+    pub async fn announce(&self, room: &RoomHash, kind: EventKind) -> Result<(), StoreError> {
+        if let Pool::Postgres(pool) = &self.pool {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(self.notice(room, kind)).execute(pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a message, with the room's other participants as its recipients, unless its id
+    /// already waits in its room or the room holds `max_pending` unread messages.
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
         let expires_at = expiry(m.ttl);
+        let notice = self.notice(m.room, EventKind::Message(*m.id));
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            let pending: i64 = sqlx::query_scalar(COUNT_PENDING).bind(&m.room.0[..]).bind(now_ms()).fetch_one(&mut *tx).await?;
+            if pending >= i64::from(m.max_pending) {
+                let exists: Option<Vec<u8>> = sqlx::query_scalar("SELECT body FROM messages WHERE room_hash = $1 AND id = $2")
+                    .bind(&m.room.0[..])
+                    .bind(&m.id.0[..])
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                // A resend of a stored message is still recognised in a full room.
+                return Ok(exists.map_or(Inserted::RoomBacklogFull, Inserted::Exists));
+            }
             let done = sqlx::query(INSERT_MESSAGE)
                 .bind(&m.room.0[..])
                 .bind(&m.id.0[..])
@@ -197,14 +297,13 @@ impl Store {
                     None => Box::pin(self.insert(m)).await,
                 };
             }
-            for recipient in m.recipients {
-                sqlx::query(INSERT_RECIPIENT)
-                    .bind(&m.room.0[..])
-                    .bind(&m.id.0[..])
-                    .bind(&recipient.0[..])
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            sqlx::query(INSERT_RECIPIENTS)
+                .bind(&m.room.0[..])
+                .bind(&m.id.0[..])
+                .bind(&m.sender.0[..])
+                .execute(&mut *tx)
+                .await?;
+            pool.notify(&mut tx, &[notice]).await?;
             tx.commit().await?;
             Ok(Inserted::New)
         })
@@ -244,17 +343,29 @@ impl Store {
                 sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
                 if done.rows_affected() == 1 { Viewed::Deleted } else { Viewed::Gone }
             };
+            let event = match outcome {
+                Viewed::Deleted => Some(EventKind::Deleted(*id)),
+                Viewed::Progress { viewed, of } => Some(EventKind::Receipt { id: *id, viewed, of }),
+                Viewed::Gone => None,
+            };
+            let notices: Vec<String> = event.map(|kind| self.notice(room, kind)).into_iter().collect();
+            pool.notify(&mut tx, &notices).await?;
             tx.commit().await?;
             Ok(outcome)
         })
     }
 
-    /// Deletes a message of `room` and its recipients; `false` if there was none.
-    pub async fn delete(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
+    /// Purges a message of `room` that can no longer be opened, announcing it as expired;
+    /// `false` if there was none.
+    pub async fn purge(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
+        let notice = self.notice(room, EventKind::Expired(*id));
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
             sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
+            if done.rows_affected() == 1 {
+                pool.notify(&mut tx, &[notice]).await?;
+            }
             tx.commit().await?;
             Ok(done.rows_affected() == 1)
         })
@@ -271,26 +382,16 @@ impl Store {
         Ok(rows.iter().filter_map(|id| id_from_row(id)).collect())
     }
 
-    /// How many unexpired messages wait in `room`.
-    pub async fn pending_count(&self, room: &RoomHash) -> Result<u64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $2";
-        let count: i64 =
-            on_pool!(self, pool => sqlx::query_scalar(sql).bind(&room.0[..]).bind(now_ms()).fetch_one(pool).await?);
-        Ok(u64::try_from(count).unwrap_or_default())
-    }
-
-    /// A participant left for good: it is dropped from the recipients of what it had not viewed;
-    /// messages every remaining recipient has viewed are deleted. Returns those messages' ids.
+    /// A participant with no participant row left for good: it is dropped from the recipients
+    /// of what it had not viewed; messages every remaining recipient has viewed are deleted.
+    /// Returns those messages' ids.
     pub async fn drop_participant(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
-        let deleted: Vec<Vec<u8>> = on_pool!(self, pool => {
+        on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
-            let deleted: Vec<Vec<u8>> = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(&mut *tx).await?;
-            sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;
+            let deleted = drop_from_recipients!(self, pool, tx, room, who);
             tx.commit().await?;
-            deleted
-        });
-        Ok(deleted.iter().filter_map(|id| id_from_row(id)).collect())
+            Ok(deleted)
+        })
     }
 
     /// Every (room, participant) still named as a recipient: after a restart, the ones that do
@@ -304,16 +405,20 @@ impl Store {
     /// Deletes every expired message (and its recipients) and says which, so rooms can be told.
     pub async fn delete_expired(&self) -> Result<Vec<(RoomHash, MessageId)>, StoreError> {
         let sql = "DELETE FROM messages WHERE expires_at <= $1 RETURNING room_hash, id";
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, pool => {
+        on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(sql).bind(now_ms()).fetch_all(&mut *tx).await?;
+            let expired: Vec<(RoomHash, MessageId)> =
+                rows.iter().filter_map(|(room, id)| Some((room_from_row(room)?, id_from_row(id)?))).collect();
             if !rows.is_empty() {
                 sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;
+                let notices: Vec<String> =
+                    expired.iter().map(|(room, id)| self.notice(room, EventKind::Expired(*id))).collect();
+                pool.notify(&mut tx, &notices).await?;
             }
             tx.commit().await?;
-            rows
-        });
-        Ok(rows.iter().filter_map(|(room, id)| Some((room_from_row(room)?, id_from_row(id)?))).collect())
+            Ok(expired)
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.

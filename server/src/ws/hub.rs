@@ -1,9 +1,11 @@
-//! The hub: for each room with someone in it, a `broadcast` channel and its participants.
+//! The hub: for each room with a connection on this instance, a `broadcast` channel.
 //!
 //! A participant is one page session, known by the hash of its session token. It stays a
-//! participant while disconnected, for the grace period, so a reconnect is the same participant.
-//! The map's lock is a std `Mutex` held only for map updates, never across an `.await`. A room is
-//! removed when its last participant is gone, so the hub holds nothing for empty rooms.
+//! participant while disconnected, for the grace period, so a reconnect (to any instance) is the
+//! same participant; who is in a room lives in the store (`store/participants.rs`), shared by
+//! every instance. The maps' locks are std `Mutex`es held only for map updates, never across an
+//! `.await`. A room is removed when its last local connection is gone, so the hub holds nothing
+//! for rooms nobody here is in.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -60,6 +62,9 @@ pub enum EventKind {
     Presence(u32),
     /// Someone started or stopped typing.
     Typing(bool),
+    /// Events may have been missed (the link to the other instances dropped): each connection
+    /// re-reads what waits for it from the store. Never sent between instances.
+    Resync,
 }
 
 /// An event and the connection that caused it (`None` for the server itself).
@@ -69,36 +74,20 @@ pub struct RoomEvent {
     pub kind: EventKind,
 }
 
-#[derive(Default)]
-struct ParticipantState {
-    /// The connection holding it, or `None` while in its grace period.
-    connection: Option<ConnectionId>,
-    /// Bumped at each disconnect, so a stale grace timer does nothing.
-    generation: u64,
-    /// Messages it fetched: only these may it confirm as viewed.
-    fetched: HashSet<MessageId>,
-}
-
+/// A room with connections on this instance.
 struct Room {
     tx: broadcast::Sender<RoomEvent>,
-    participants: HashMap<Participant, ParticipantState>,
+    /// This instance's connections subscribed to it.
+    connections: usize,
 }
 
-impl Room {
-    fn connected(&self) -> u32 {
-        let n = self.participants.values().filter(|p| p.connection.is_some()).count();
-        u32::try_from(n).unwrap_or(u32::MAX)
-    }
-}
-
-/// Why a join was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomFull;
-
-/// All rooms with someone in them.
+/// This instance's side of the rooms: a broadcast channel per room with local connections, and
+/// what each participant fetched here. Who is in a room, over all instances, is in the store.
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<RoomHash, Room>>,
+    /// Messages each participant fetched on this instance: only these may it confirm as viewed.
+    fetched: Mutex<HashMap<(RoomHash, Participant), HashSet<MessageId>>>,
     next_connection: AtomicU64,
 }
 
@@ -112,93 +101,59 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Enters (or, within the grace period, re-enters) a room. A new participant is refused when
-    /// the room holds `max` (those in their grace period count). Subscribes before announcing,
-    /// so nothing published afterwards is missed. Returns the receiver and the connected count.
-    pub fn join(
-        &self,
-        room: RoomHash,
-        who: Participant,
-        connection: ConnectionId,
-        max: u32,
-    ) -> Result<(broadcast::Receiver<RoomEvent>, u32), RoomFull> {
+    fn fetched(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomHash, Participant), HashSet<MessageId>>> {
+        self.fetched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A local connection starts listening to `room`. Subscribe before the join is announced,
+    /// so nothing published afterwards is missed.
+    pub fn subscribe(&self, room: RoomHash) -> broadcast::Receiver<RoomEvent> {
         let mut rooms = self.rooms();
         let entry = rooms
             .entry(room)
-            .or_insert_with(|| Room { tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0, participants: HashMap::new() });
-        if !entry.participants.contains_key(&who) && entry.participants.len() >= max as usize {
-            return Err(RoomFull);
-        }
-        let rx = entry.tx.subscribe();
-        entry.participants.entry(who).or_default().connection = Some(connection);
-        let count = entry.connected();
-        let _ = entry.tx.send(RoomEvent { origin: Some(connection), kind: EventKind::Presence(count) });
-        Ok((rx, count))
+            .or_insert_with(|| Room { tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0, connections: 0 });
+        entry.connections += 1;
+        entry.tx.subscribe()
     }
 
-    /// A connection ended. If it still held the participant, the participant enters its grace
-    /// period; returns the generation to pass to [`Hub::expire`] when the period is over.
-    pub fn disconnect(&self, room: &RoomHash, who: &Participant, connection: ConnectionId) -> Option<u64> {
+    /// A local connection stopped listening; the room goes when its last one has.
+    pub fn unsubscribe(&self, room: &RoomHash) {
         let mut rooms = self.rooms();
-        let entry = rooms.get_mut(room)?;
-        let state = entry.participants.get_mut(who)?;
-        if state.connection != Some(connection) {
-            return None; // a newer connection took this participant over
-        }
-        state.connection = None;
-        state.generation += 1;
-        let generation = state.generation;
-        let count = entry.connected();
-        let _ = entry.tx.send(RoomEvent { origin: Some(connection), kind: EventKind::Presence(count) });
-        Some(generation)
-    }
-
-    /// Ends a participant whose grace period is over, unless it reconnected meanwhile. Removes
-    /// the room when it was the last. Returns whether the participant is gone.
-    pub fn expire(&self, room: &RoomHash, who: &Participant, generation: u64) -> bool {
-        let mut rooms = self.rooms();
-        let Some(entry) = rooms.get_mut(room) else { return false };
-        match entry.participants.get(who) {
-            Some(state) if state.connection.is_none() && state.generation == generation => {
-                entry.participants.remove(who);
+        if let Some(entry) = rooms.get_mut(room) {
+            entry.connections = entry.connections.saturating_sub(1);
+            if entry.connections == 0 {
+                rooms.remove(room);
             }
-            _ => return false,
         }
-        if entry.participants.is_empty() {
-            rooms.remove(room);
-        }
-        true
-    }
-
-    /// Whether the participant is in the room (connected or in its grace period).
-    pub fn is_participant(&self, room: &RoomHash, who: &Participant) -> bool {
-        self.rooms().get(room).is_some_and(|r| r.participants.contains_key(who))
-    }
-
-    /// The room's participants other than `who`: the recipients of what `who` sends now.
-    pub fn others(&self, room: &RoomHash, who: &Participant) -> Vec<Participant> {
-        self.rooms()
-            .get(room)
-            .map(|r| r.participants.keys().filter(|p| *p != who).copied().collect())
-            .unwrap_or_default()
     }
 
     /// Remembers that `who` fetched `id`.
     pub fn mark_fetched(&self, room: &RoomHash, who: &Participant, id: MessageId) {
-        if let Some(state) = self.rooms().get_mut(room).and_then(|r| r.participants.get_mut(who)) {
-            state.fetched.insert(id);
-        }
+        self.fetched().entry((*room, *who)).or_default().insert(id);
     }
 
-    /// Whether `who` fetched `id`.
+    /// Whether `who` fetched `id` here.
     pub fn has_fetched(&self, room: &RoomHash, who: &Participant, id: &MessageId) -> bool {
-        self.rooms().get(room).and_then(|r| r.participants.get(who)).is_some_and(|s| s.fetched.contains(id))
+        self.fetched().get(&(*room, *who)).is_some_and(|ids| ids.contains(id))
     }
 
-    /// Publishes an event to everyone connected to the room; a room nobody is in drops it.
+    /// `who` left the room for good: forget what it fetched.
+    pub fn forget(&self, room: &RoomHash, who: &Participant) {
+        self.fetched().remove(&(*room, *who));
+    }
+
+    /// Publishes an event to this instance's connections to the room; a room nobody here is in
+    /// drops it.
     pub fn publish(&self, room: &RoomHash, origin: Option<ConnectionId>, kind: EventKind) {
         if let Some(entry) = self.rooms().get(room) {
             let _ = entry.tx.send(RoomEvent { origin, kind });
+        }
+    }
+
+    /// Publishes an event to every room with a connection here.
+    pub fn publish_everywhere(&self, kind: EventKind) {
+        for entry in self.rooms().values() {
+            let _ = entry.tx.send(RoomEvent { origin: None, kind });
         }
     }
 
@@ -217,49 +172,44 @@ mod tests {
     }
 
     #[test]
-    fn a_participant_outlives_its_connection_for_the_grace_period() {
+    fn a_room_lives_as_long_as_its_local_connections() {
         let hub = Hub::default();
         let room = RoomHash([1; 32]);
-        let (_rx, n) = hub.join(room, who(1), 10, 2).unwrap();
-        assert_eq!(n, 1);
-        let (mut rx_b, n) = hub.join(room, who(2), 11, 2).unwrap();
-        assert_eq!(n, 2);
-        assert_eq!(hub.join(room, who(3), 12, 2).unwrap_err(), RoomFull);
-        assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Presence(2));
-        let generation = hub.disconnect(&room, &who(1), 10).unwrap();
-        assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Presence(1));
-        // Still a participant (the room is still full for newcomers), and may come back.
-        assert!(hub.is_participant(&room, &who(1)));
-        assert_eq!(hub.join(room, who(3), 12, 2).unwrap_err(), RoomFull);
-        hub.join(room, who(1), 13, 2).unwrap();
-        assert!(!hub.expire(&room, &who(1), generation), "a reconnect cancels the expiry");
-        let generation = hub.disconnect(&room, &who(1), 13).unwrap();
-        assert!(hub.expire(&room, &who(1), generation));
-        assert!(!hub.is_participant(&room, &who(1)));
-        let generation = hub.disconnect(&room, &who(2), 11).unwrap();
-        assert!(hub.expire(&room, &who(2), generation));
+        let _a = hub.subscribe(room);
+        let mut b = hub.subscribe(room);
+        hub.unsubscribe(&room);
+        assert_eq!(hub.room_count(), 1);
+        hub.publish(&room, Some(1), EventKind::Typing(true));
+        assert_eq!(b.try_recv().unwrap().kind, EventKind::Typing(true));
+        hub.unsubscribe(&room);
+        assert_eq!(hub.room_count(), 0);
+        hub.unsubscribe(&room); // more unsubscribes than subscribes change nothing
         assert_eq!(hub.room_count(), 0);
     }
 
     #[test]
-    fn a_stale_connection_does_not_disconnect_its_successor() {
+    fn events_reach_only_their_room_and_resync_reaches_all() {
         let hub = Hub::default();
-        let room = RoomHash([1; 32]);
-        hub.join(room, who(1), 10, 5).unwrap();
-        hub.join(room, who(1), 11, 5).unwrap();
-        assert_eq!(hub.disconnect(&room, &who(1), 10), None);
-        assert!(hub.disconnect(&room, &who(1), 11).is_some());
+        let mut rx_a = hub.subscribe(RoomHash([1; 32]));
+        let mut rx_b = hub.subscribe(RoomHash([2; 32]));
+        hub.publish(&RoomHash([1; 32]), Some(1), EventKind::Typing(true));
+        assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Typing(true));
+        assert!(rx_b.try_recv().is_err());
+        hub.publish_everywhere(EventKind::Resync);
+        assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Resync);
+        assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Resync);
     }
 
     #[test]
-    fn events_reach_only_their_room() {
+    fn what_a_participant_fetched_is_remembered_until_it_leaves() {
         let hub = Hub::default();
-        let (mut rx_a, _) = hub.join(RoomHash([1; 32]), who(1), 1, 10).unwrap();
-        let (mut rx_b, _) = hub.join(RoomHash([2; 32]), who(2), 2, 10).unwrap();
-        hub.publish(&RoomHash([1; 32]), Some(1), EventKind::Typing(true));
-        assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Presence(1));
-        assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Typing(true));
-        assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Presence(1));
-        assert!(rx_b.try_recv().is_err());
+        let room = RoomHash([1; 32]);
+        let id = MessageId([5; 16]);
+        assert!(!hub.has_fetched(&room, &who(1), &id));
+        hub.mark_fetched(&room, &who(1), id);
+        assert!(hub.has_fetched(&room, &who(1), &id));
+        assert!(!hub.has_fetched(&room, &who(2), &id));
+        hub.forget(&room, &who(1));
+        assert!(!hub.has_fetched(&room, &who(1), &id));
     }
 }

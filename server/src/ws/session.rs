@@ -91,8 +91,8 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
             }
             event = next_event(&mut events) => {
                 let frames = match event {
+                    Ok(RoomEvent { kind: EventKind::Resync, .. }) | Err(RecvError::Lagged(_)) => session.resync().await,
                     Ok(event) => session.frame_for(event).into_iter().collect(),
-                    Err(RecvError::Lagged(_)) => session.resync().await,
                     Err(RecvError::Closed) => break,
                 };
                 if send_all(&mut socket, &frames).await.is_err() {
@@ -111,25 +111,34 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
         }
     }
     if let Some(joined) = session.joined {
-        if let Some(generation) = session.relay.hub.disconnect(&joined.room, &joined.who, session.id) {
-            tokio::spawn(leave_after_grace(session.relay.clone(), joined, generation));
-        }
+        drop(events);
+        session.disconnect(joined).await;
     }
 }
 
-/// Waits out a disconnected participant's grace period; if it did not come back, it has left.
-async fn leave_after_grace(relay: Arc<Relay>, joined: Joined, generation: u64) {
+/// Waits out a disconnected participant's grace period; if it did not come back (to this
+/// instance or another), it has left.
+async fn leave_after_grace(relay: Arc<Relay>, joined: Joined, generation: i64) {
     tokio::time::sleep(relay.session_grace).await;
-    if relay.hub.expire(&joined.room, &joined.who, generation) {
-        participant_left(&relay, &joined.room, &joined.who).await;
+    match relay.store.leave(&joined.room, &joined.who, generation).await {
+        Ok(Some(deleted)) => {
+            relay.hub.forget(&joined.room, &joined.who);
+            for id in deleted {
+                relay.hub.publish(&joined.room, None, EventKind::Deleted(id));
+            }
+        }
+        Ok(None) => {} // it came back
+        Err(err) => tracing::error!("store: a participant's grace period ended: {err}"),
     }
 }
 
-/// Drops a participant that left from the recipients of what it had not viewed, and burns the
-/// messages that every remaining recipient has viewed.
+/// Drops a participant with no participant row (it never came back after a restart) from the
+/// recipients of what it had not viewed, and burns the messages every remaining recipient has
+/// viewed.
 pub async fn participant_left(relay: &Relay, room: &RoomHash, who: &Participant) {
     match relay.store.drop_participant(room, who).await {
         Ok(deleted) => {
+            relay.hub.forget(room, who);
             for id in deleted {
                 relay.hub.publish(room, None, EventKind::Deleted(id));
             }
@@ -187,7 +196,7 @@ impl Session {
             ClientFrame::Send { message_id, sealed } => self.send(&message_id, &sealed).await,
             ClientFrame::Fetch { message_id } => self.fetch(&message_id).await,
             ClientFrame::Viewed { message_id } => self.viewed(&message_id).await,
-            ClientFrame::Typing { active } => self.typing(active),
+            ClientFrame::Typing { active } => self.typing(active).await,
         };
         match result {
             Ok(frames) => frames,
@@ -211,16 +220,49 @@ impl Session {
         let room = RoomHash(RoomId::parse(room_id).ok_or(ErrorCode::BadRoomId)?.storage_hash());
         let token = MessageId::parse(session).ok_or(ErrorCode::BadSession)?; // 16 bytes of hex, like an id
         let who = Participant::from_token(&token.0);
-        // Subscribe before reading what waits, so a message stored meanwhile is in one or both.
+        // Subscribe before joining and before reading what waits, so an event from then on is
+        // heard, and a message stored meanwhile is in the pending list, heard, or both.
+        let rx = self.relay.hub.subscribe(room);
         let max = self.relay.limits.max_room_participants;
-        let (rx, participants) = self.relay.hub.join(room, who, self.id, max).map_err(|_| ErrorCode::RoomFull)?;
-        // From here the participant is in the hub: a failure below still leaves through the
-        // normal disconnect path when this connection ends.
+        let joined = match self.relay.store.join(&room, &who, self.id, max).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) => {
+                self.relay.hub.unsubscribe(&room);
+                return Err(ErrorCode::RoomFull);
+            }
+            Err(err) => {
+                self.relay.hub.unsubscribe(&room);
+                return Err(internal(&err));
+            }
+        };
+        self.relay.hub.publish(&room, Some(self.id), EventKind::Presence(joined.connected));
+        let pending = match self.relay.store.pending_for(&room, &who).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                // Not joined after all: undo, so a retried join starts afresh.
+                self.disconnect(Joined { room, who }).await;
+                return Err(internal(&err));
+            }
+        };
         self.joined = Some(Joined { room, who });
         *events = Some(rx);
-        let pending = self.relay.store.pending_for(&room, &who).await.map_err(|err| internal(&err))?;
         let pending = pending.into_iter().map(MessageId::to_hex).collect();
-        Ok(vec![ServerFrame::Joined { participants, pending }])
+        Ok(vec![ServerFrame::Joined { participants: joined.connected, pending }])
+    }
+
+    /// This connection leaves `joined`: the participant enters its grace period (unless
+    /// another connection took it over), and the room hears how many are left.
+    async fn disconnect(&mut self, joined: Joined) {
+        self.joined = None;
+        self.relay.hub.unsubscribe(&joined.room);
+        match self.relay.store.disconnect(&joined.room, &joined.who, self.id).await {
+            Ok(Some((generation, connected))) => {
+                self.relay.hub.publish(&joined.room, Some(self.id), EventKind::Presence(connected));
+                tokio::spawn(leave_after_grace(self.relay.clone(), joined, generation));
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!("store: a connection ended: {err}"),
+        }
     }
 
     async fn send(&mut self, message_id: &str, sealed: &str) -> Result<Vec<ServerFrame>, Refusal> {
@@ -234,23 +276,19 @@ impl Session {
         if sealed.padded_len() > self.relay.limits.max_padded_message {
             return Err(ErrorCode::BadSize);
         }
-        let pending = self.relay.store.pending_count(&room).await.map_err(|err| internal(&err))?;
-        if pending >= u64::from(self.relay.limits.max_pending_per_room) {
-            return Err(ErrorCode::TooManyPending);
-        }
         let body = self.relay.keys.seal(&room, &id, &sealed);
-        let recipients = self.relay.hub.others(&room, &who);
         let message = NewMessage {
             room: &room,
             id: &id,
             body: &body,
             ttl: self.relay.message_ttl,
             sender: &who,
-            recipients: &recipients,
+            max_pending: self.relay.limits.max_pending_per_room,
         };
         let inserted = self.relay.store.insert(message).await.map_err(|err| internal(&err))?;
         match inserted {
             Inserted::New => self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id)),
+            Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),
             Inserted::Exists(existing) => {
                 let same = match self.relay.keys.open(&room, &id, &existing) {
                     Ok(stored) => bool::from(stored.as_bytes().ct_eq(sealed.as_bytes())),
@@ -286,8 +324,9 @@ impl Session {
                 if matches!(err, AtRestError::Corrupt) {
                     tracing::error!("a stored message failed at-rest authentication; purging it");
                 }
-                self.relay.store.delete(&room, &id).await.map_err(|err| internal(&err))?;
-                self.relay.hub.publish(&room, None, EventKind::Expired(id));
+                if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
+                    self.relay.hub.publish(&room, None, EventKind::Expired(id));
+                }
                 Ok(Vec::new())
             }
         }
@@ -314,9 +353,10 @@ impl Session {
         }
     }
 
-    fn typing(&mut self, active: bool) -> Result<Vec<ServerFrame>, Refusal> {
+    async fn typing(&mut self, active: bool) -> Result<Vec<ServerFrame>, Refusal> {
         let room = self.joined()?.room;
         self.relay.hub.publish(&room, Some(self.id), EventKind::Typing(active));
+        self.relay.store.announce(&room, EventKind::Typing(active)).await.map_err(|err| internal(&err))?;
         Ok(Vec::new())
     }
 
@@ -334,12 +374,20 @@ impl Session {
         }
     }
 
-    /// After this connection fell behind its room's channel: re-announce what waits.
+    /// After this connection fell behind its room's channel, or events from other instances
+    /// may have been missed: re-announce what waits and who is here. Clients ignore notices of
+    /// messages they already show.
     async fn resync(&self) -> Vec<ServerFrame> {
         let Some(joined) = &self.joined else { return Vec::new() };
-        match self.relay.store.pending_for(&joined.room, &joined.who).await {
-            Ok(pending) => pending.into_iter().map(|id| ServerFrame::Message { message_id: id.to_hex() }).collect(),
-            Err(err) => vec![ServerFrame::error(internal(&err))],
+        let pending = self.relay.store.pending_for(&joined.room, &joined.who).await;
+        let connected = self.relay.store.connected(&joined.room).await;
+        match (pending, connected) {
+            (Ok(pending), Ok(participants)) => pending
+                .into_iter()
+                .map(|id| ServerFrame::Message { message_id: id.to_hex() })
+                .chain([ServerFrame::Presence { participants }])
+                .collect(),
+            (Err(err), _) | (_, Err(err)) => vec![ServerFrame::error(internal(&err))],
         }
     }
 }

@@ -154,6 +154,13 @@ impl TestApp {
     pub async fn row_count(&self) -> usize {
         self.stored_bodies().await.len()
     }
+
+    /// Stops the server and waits until it has let go of its database (as a process that
+    /// exits would), so another can start on it.
+    pub async fn stop(mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+    }
 }
 
 impl Drop for TestApp {

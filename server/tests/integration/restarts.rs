@@ -44,13 +44,15 @@ pub async fn keys_rotate_without_losing_waiting_messages(backend: Backend) {
     let (mut alice, _, _) = first.joined(&room).await;
     let (kept, _) = send(&mut alice, &room, "sealed under the old key").await;
     let (lost, _) = send(&mut alice, &room, "outlives its key").await;
-    drop((alice, first));
+    drop(alice);
+    first.stop().await;
 
     let rotating = spawn_app_on(db.clone(), &["--encryption-key", &new, "--encryption-key-previous", &old]).await;
     let (mut bob, _, pending) = rotating.joined(&room).await;
     assert_eq!(pending.len(), 2);
     assert_eq!(read_and_burn(&mut bob, &room, &kept).await, "sealed under the old key");
-    drop((bob, rotating));
+    drop(bob);
+    rotating.stop().await;
 
     // The old key is gone: its record is purged as expired, never a crash or a leak.
     let rotated = spawn_app_on(db.clone(), &["--encryption-key", &new]).await;

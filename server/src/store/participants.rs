@@ -1,0 +1,206 @@
+//! Participants as rows: who is in each room, which instance holds them, and a heartbeat.
+//!
+//! A participant is connected (`connection` set) or in its grace period after a disconnect
+//! (`connection` NULL, `generation` bumped). Each instance renews `heartbeat_at` on its rows;
+//! rows whose instance stopped renewing them (it died without cleaning up) are dropped by any
+//! instance once the heartbeat timeout and the grace period have passed, as if their
+//! participants had left.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use app::crypto::MessageId;
+
+use super::{
+    id_from_row, now_ms, room_from_row, Backend as _, Pool, Store, StoreError, COMPLETED_IN_ROOM,
+    DELETE_ORPHAN_RECIPIENTS, DROP_UNVIEWED,
+};
+use crate::at_rest::RoomHash;
+use crate::ws::hub::{EventKind, Participant};
+
+/// How often an instance renews its participants' rows.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A row not renewed for this long belongs to an instance that is gone: it no longer counts as
+/// connected, and after the grace period on top it is dropped.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A join that went through: how many are connected now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    pub connected: u32,
+}
+
+/// A room whose participants from a vanished instance were dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    pub room: RoomHash,
+    /// Messages that burned because their last unviewed recipients were among them.
+    pub deleted: Vec<MessageId>,
+    /// How many are connected now.
+    pub connected: u32,
+}
+
+const COUNT_OTHERS: &str = "SELECT COUNT(*) FROM participants WHERE room_hash = $1 AND participant <> $2";
+const IS_PARTICIPANT: &str = "SELECT COUNT(*) FROM participants WHERE room_hash = $1 AND participant = $2";
+const UPSERT: &str = "INSERT INTO participants (room_hash, participant, instance, connection, heartbeat_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_hash, participant) DO UPDATE \
+     SET instance = excluded.instance, connection = excluded.connection, heartbeat_at = excluded.heartbeat_at";
+/// Connected participants whose instance is alive.
+const COUNT_CONNECTED: &str =
+    "SELECT COUNT(*) FROM participants WHERE room_hash = $1 AND connection IS NOT NULL AND heartbeat_at > $2";
+const DISCONNECT: &str = "UPDATE participants SET connection = NULL, generation = generation + 1, heartbeat_at = $5 \
+     WHERE room_hash = $1 AND participant = $2 AND instance = $3 AND connection = $4 RETURNING generation";
+const LEAVE: &str =
+    "DELETE FROM participants WHERE room_hash = $1 AND participant = $2 AND connection IS NULL AND generation = $3";
+const HEARTBEAT: &str = "UPDATE participants SET heartbeat_at = $2 WHERE instance = $1";
+const REAP: &str = "DELETE FROM participants WHERE heartbeat_at < $1 RETURNING room_hash, participant";
+
+fn alive_since() -> i64 {
+    now_ms().saturating_sub(millis(HEARTBEAT_TIMEOUT))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Store {
+    /// `who` joins `room` on `connection` of this instance (or comes back within its grace
+    /// period, from any instance). A newcomer is refused (`None`) when the room already holds
+    /// `max` participants, those in their grace period included.
+    pub async fn join(
+        &self,
+        room: &RoomHash,
+        who: &Participant,
+        connection: u64,
+        max: u32,
+    ) -> Result<Option<Joined>, StoreError> {
+        let connection = i64::try_from(connection).unwrap_or(i64::MAX);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let others: i64 = sqlx::query_scalar(COUNT_OTHERS).bind(&room.0[..]).bind(&who.0[..]).fetch_one(&mut *tx).await?;
+            let known: i64 = sqlx::query_scalar(IS_PARTICIPANT).bind(&room.0[..]).bind(&who.0[..]).fetch_one(&mut *tx).await?;
+            if known == 0 && others >= i64::from(max) {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            sqlx::query(UPSERT)
+                .bind(&room.0[..])
+                .bind(&who.0[..])
+                .bind(&self.instance.0[..])
+                .bind(connection)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
+            let connected = count(connected);
+            pool.notify(&mut tx, &[self.notice(room, EventKind::Presence(connected))]).await?;
+            tx.commit().await?;
+            Ok(Some(Joined { connected }))
+        })
+    }
+
+    /// `connection` of this instance, which held `who`, ended: `who` enters its grace period.
+    /// Returns the generation to pass to [`Store::leave`] and how many are still connected, or
+    /// `None` if another connection (here or on another instance) has taken `who` over.
+    pub async fn disconnect(
+        &self,
+        room: &RoomHash,
+        who: &Participant,
+        connection: u64,
+    ) -> Result<Option<(i64, u32)>, StoreError> {
+        let connection = i64::try_from(connection).unwrap_or(i64::MAX);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let generation: Option<i64> = sqlx::query_scalar(DISCONNECT)
+                .bind(&room.0[..])
+                .bind(&who.0[..])
+                .bind(&self.instance.0[..])
+                .bind(connection)
+                .bind(now_ms())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(generation) = generation else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
+            let connected = count(connected);
+            pool.notify(&mut tx, &[self.notice(room, EventKind::Presence(connected))]).await?;
+            tx.commit().await?;
+            Ok(Some((generation, connected)))
+        })
+    }
+
+    /// The grace period of `who` (disconnected at `generation`) is over. Unless it came back
+    /// meanwhile, it has left: its row goes, it is dropped from the recipients of what it had
+    /// not viewed, and messages that thereby have been viewed by all burn (returned).
+    pub async fn leave(
+        &self,
+        room: &RoomHash,
+        who: &Participant,
+        generation: i64,
+    ) -> Result<Option<Vec<MessageId>>, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let gone = sqlx::query(LEAVE).bind(&room.0[..]).bind(&who.0[..]).bind(generation).execute(&mut *tx).await?;
+            if gone.rows_affected() == 0 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            let deleted = drop_from_recipients!(self, pool, tx, room, who);
+            tx.commit().await?;
+            Ok(Some(deleted))
+        })
+    }
+
+    /// Renews this instance's rows: it is alive.
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(HEARTBEAT).bind(&self.instance.0[..]).bind(now_ms()).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Drops the participants of instances that stopped renewing their rows more than the
+    /// heartbeat timeout plus `grace` ago, as if each had left (see [`Store::leave`]).
+    pub async fn reap(&self, grace: Duration) -> Result<Vec<Reaped>, StoreError> {
+        let cutoff = now_ms().saturating_sub(millis(HEARTBEAT_TIMEOUT).saturating_add(millis(grace)));
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(REAP).bind(cutoff).fetch_all(&mut *tx).await?;
+            let mut rooms: BTreeMap<[u8; 32], Vec<MessageId>> = BTreeMap::new();
+            for (room, who) in &rows {
+                let Some(room) = room_from_row(room) else { continue };
+                let who = Participant::from_row(who);
+                let deleted = drop_from_recipients!(self, pool, tx, &room, &who);
+                rooms.entry(room.0).or_default().extend(deleted);
+            }
+            let mut reaped = Vec::with_capacity(rooms.len());
+            for (room, deleted) in rooms {
+                let room = RoomHash(room);
+                let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
+                let connected = count(connected);
+                pool.notify(&mut tx, &[self.notice(&room, EventKind::Presence(connected))]).await?;
+                reaped.push(Reaped { room, deleted, connected });
+            }
+            tx.commit().await?;
+            Ok(reaped)
+        })
+    }
+
+    /// Whether `who` is in `room` (connected or in its grace period, on any instance).
+    pub async fn is_participant(&self, room: &RoomHash, who: &Participant) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, pool => sqlx::query_scalar(IS_PARTICIPANT).bind(&room.0[..]).bind(&who.0[..]).fetch_one(pool).await?);
+        Ok(n > 0)
+    }
+
+    /// How many are connected to `room`, over all instances.
+    pub async fn connected(&self, room: &RoomHash) -> Result<u32, StoreError> {
+        let n: i64 = on_pool!(self, pool => sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(pool).await?);
+        Ok(count(n))
+    }
+}
