@@ -2,6 +2,7 @@
 //! file or PostgreSQL database per test, assertions on frames and on the rows left behind.
 
 mod helpers;
+mod instances;
 mod limits;
 mod process;
 mod recipients;

@@ -10,7 +10,7 @@ async fn send(client: &mut Client, room: &TestRoom, text: &str) -> MessageId {
     client.send_message(room, text).await.0
 }
 
-async fn fetch_and_view(client: &mut Client, room: &TestRoom, id: &MessageId) {
+pub async fn fetch_and_view(client: &mut Client, room: &TestRoom, id: &MessageId) {
     client.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     let frame = until(client, |f| matches!(f, ServerFrame::Payload { .. } | ServerFrame::Error { .. })).await;
     let ServerFrame::Payload { message_id, sealed } = frame else { panic!("expected payload, got {frame:?}") };
@@ -27,7 +27,7 @@ async fn until_error(client: &mut Client, code: ErrorCode) {
 }
 
 /// Reads frames until one satisfies `wanted` (other room traffic such as presence is skipped).
-async fn until(client: &mut Client, wanted: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
+pub async fn until(client: &mut Client, wanted: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
     loop {
         let frame = client.recv().await;
         if wanted(&frame) {
