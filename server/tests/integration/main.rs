@@ -5,6 +5,7 @@ mod helpers;
 mod instances;
 mod limits;
 mod process;
+mod proxy;
 mod recipients;
 mod restarts;
 
