@@ -51,6 +51,9 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
     let mut bucket = TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst);
     // Frames refused in a row for the rate limit; a burst's worth more means a flood.
     let mut refused_in_a_row = 0u32;
+    // Whether the page closed the socket itself (Leave, or the page going away). Its session
+    // token lives only in the page's memory, so it cannot come back: no grace period.
+    let mut page_closed = false;
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -82,7 +85,10 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
                 let replies = match message {
                     Message::Text(text) => session.handle_text(text.as_str(), &mut events).await,
                     Message::Binary(_) => vec![ServerFrame::error(ErrorCode::BinaryFrame)],
-                    Message::Close(_) => break,
+                    Message::Close(_) => {
+                        page_closed = true;
+                        break;
+                    }
                     Message::Ping(_) | Message::Pong(_) => Vec::new(),
                 };
                 if send_all(&mut socket, &replies).await.is_err() {
@@ -112,14 +118,16 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
     }
     if let Some(joined) = session.joined {
         drop(events);
-        session.disconnect(joined).await;
+        session.disconnect(joined, page_closed).await;
     }
 }
 
 /// Waits out a disconnected participant's grace period; if it did not come back (to this
 /// instance or another), it has left.
-async fn leave_after_grace(relay: Arc<Relay>, joined: Joined, generation: i64) {
-    tokio::time::sleep(relay.session_grace).await;
+async fn leave_after_grace(relay: Arc<Relay>, joined: Joined, generation: i64, grace: bool) {
+    if grace {
+        tokio::time::sleep(relay.session_grace).await;
+    }
     match relay.store.leave(&joined.room, &joined.who, generation).await {
         Ok(Some(deleted)) => {
             relay.hub.forget(&joined.room, &joined.who);
@@ -240,7 +248,7 @@ impl Session {
             Ok(pending) => pending,
             Err(err) => {
                 // Not joined after all: undo, so a retried join starts afresh.
-                self.disconnect(Joined { room, who }).await;
+                self.disconnect(Joined { room, who }, false).await;
                 return Err(internal(&err));
             }
         };
@@ -251,14 +259,15 @@ impl Session {
     }
 
     /// This connection leaves `joined`: the participant enters its grace period (unless
-    /// another connection took it over), and the room hears how many are left.
-    async fn disconnect(&mut self, joined: Joined) {
+    /// another connection took it over; none if the page closed the socket itself, which means
+    /// it is gone for good), and the room hears how many are left.
+    async fn disconnect(&mut self, joined: Joined, page_closed: bool) {
         self.joined = None;
         self.relay.hub.unsubscribe(&joined.room);
         match self.relay.store.disconnect(&joined.room, &joined.who, self.id).await {
             Ok(Some((generation, connected))) => {
                 self.relay.hub.publish(&joined.room, Some(self.id), EventKind::Presence(connected));
-                tokio::spawn(leave_after_grace(self.relay.clone(), joined, generation));
+                tokio::spawn(leave_after_grace(self.relay.clone(), joined, generation, !page_closed));
             }
             Ok(None) => {}
             Err(err) => tracing::error!("store: a connection ended: {err}"),

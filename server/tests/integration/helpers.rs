@@ -283,6 +283,12 @@ impl Client {
         }
     }
 
+    /// Closes the socket as a page does when it leaves (a close frame, code 1000).
+    pub async fn close(mut self) {
+        self.ws.close(None).await.expect("close frame sent");
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {}
+    }
+
     /// Waits for the server to close the socket; returns the close code if one was sent.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {

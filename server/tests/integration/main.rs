@@ -58,6 +58,7 @@ on_both_backends!(
     a_burned_message_leaves_no_bytes_behind,
     two_readers_racing_for_an_open_message_burn_it_once,
     a_lower_message_size_limit_refuses_larger_payloads,
+    a_page_that_closes_its_socket_has_left_at_once,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {

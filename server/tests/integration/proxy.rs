@@ -44,7 +44,9 @@ async fn start_nginx(dir: &Path, config: &str, port: u16) -> Nginx {
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, config).unwrap();
     let pid = format!("daemon off; pid {};", dir.join("nginx.pid").display());
-    let child = Command::new("nginx")
+    // Debian puts it in /usr/sbin, which not every PATH has.
+    let program = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+    let child = Command::new(program)
         .arg("-p")
         .arg(dir)
         .arg("-e")
@@ -79,7 +81,8 @@ async fn the_example_nginx_config_spreads_one_room_over_two_instances() {
     let room = TestRoom::new();
     let mut people = Vec::new();
     for _ in 0..4 {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws")).await.expect("through nginx");
+        let (ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws")).await.expect("through nginx");
         let mut client = Client::from_stream(ws);
         client.join(&room).await;
         people.push(client);
@@ -88,10 +91,8 @@ async fn the_example_nginx_config_spreads_one_room_over_two_instances() {
         until(person, |f| *f == ServerFrame::Presence { participants: 4 }).await;
     }
     let mut conn = db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
-    let instances: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT instance) FROM participants")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let instances: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT instance) FROM participants").fetch_one(&mut conn).await.unwrap();
     assert_eq!(instances, 2, "round-robin put the room on both instances");
 
     let (sender, readers) = people.split_first_mut().unwrap();

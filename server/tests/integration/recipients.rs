@@ -195,3 +195,23 @@ pub async fn two_readers_racing_for_an_open_message_burn_it_once(backend: Backen
     }
     assert_eq!(app.row_count().await, 0);
 }
+
+pub async fn a_page_that_closes_its_socket_has_left_at_once(backend: Backend) {
+    // A long grace period: only the page's own close can free its place this quickly.
+    let app = spawn_app_with(backend, &["--max-room-participants", "2", "--session-grace", "1h"]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (bob, _, _) = app.joined(&room).await;
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 2 }).await;
+    let id = send(&mut alice, &room, "bob never reads this").await;
+    bob.close().await;
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 1 }).await;
+    // Bob is gone for good: his place is free and the message is open to the next reader.
+    let (mut carol, participants, pending) = app.joined(&room).await;
+    assert_eq!(participants, 2);
+    assert_eq!(pending, vec![id.to_hex()]);
+    fetch_and_view(&mut carol, &room, &id).await;
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    assert_eq!(app.row_count().await, 0);
+}
