@@ -10,8 +10,11 @@ export CARGO_TARGET_DIR := $(TARGET_DIR)
 SITE_ROOT := $(CURDIR)/target/site
 SERVER_BIN := $(TARGET_DIR)/release/server
 ENV := source scripts/env.sh &&
+# The static bundle the browser tests use: its relay is the one they start on port 3110.
+E2E_DIST := $(TARGET_DIR)/static-e2e
+E2E_RELAY_ORIGIN := http://127.0.0.1:3110
 
-.PHONY: run setup setup-build build test check-format lint unit-and-integration e2e clean
+.PHONY: run setup setup-build setup-static build static static-e2e test check-format lint unit-and-integration e2e screenshots clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
@@ -23,30 +26,51 @@ setup:
 	@scripts/setup.sh
 
 setup-build:
+	@EC_SETUP_E2E=0 EC_SETUP_TRUNK=0 scripts/setup.sh
+
+setup-static:
 	@EC_SETUP_E2E=0 scripts/setup.sh
 
 ## The release build: server binary and wasm-opt'd WASM bundle.
 build: setup-build
 	$(ENV) cargo leptos build --release
 
+## The client-only static bundle in dist/ (Trunk, release), for hosting the UI on any static
+## host apart from the relay: `EC_RELAY_ORIGIN=https://relay.example make static`. Publish
+## dist/SHA256SUMS; scripts/check_bundle.py checks a served copy against it.
+static: setup-static
+	@[ -n "$${EC_RELAY_ORIGIN:-}" ] || { echo "make static: set EC_RELAY_ORIGIN to the relay's origin, e.g. https://relay.example" >&2; exit 1; }
+	$(ENV) trunk build --release
+
+static-e2e: setup-static
+	$(ENV) EC_RELAY_ORIGIN=$(E2E_RELAY_ORIGIN) trunk build --release --dist $(E2E_DIST)
+
 ## Every check: formatting, lints (server and wasm32), unit and integration tests on SQLite and
 ## PostgreSQL, then Playwright in Chromium against the release build.
-test: setup check-format lint unit-and-integration build e2e
+test: setup check-format lint unit-and-integration build static-e2e e2e
 
 check-format:
 	$(ENV) cargo fmt --all --check
 
 lint:
 	$(ENV) cargo clippy -p app -p server --all-targets -- -D warnings
-	$(ENV) cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+	$(ENV) cargo clippy -p frontend --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	$(ENV) cargo clippy -p frontend --features csr --target wasm32-unknown-unknown -- -D warnings
 
 ## Unit tests (app, server) and the integration tests (server/tests), both backends.
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
 unit-and-integration:
 	$(ENV) cargo test -p app -p server --lib --test integration
 
+## Playwright in Chromium, every test on the server-rendered build and on the static bundle.
 e2e:
-	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) npx playwright test
+	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) \
+		npx playwright test --project=ssr --project=static
+
+## The README's pictures (docs/screenshots/), from the real app in Chromium.
+screenshots: setup build static-e2e
+	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) \
+		npx playwright test --project=screenshots
 
 clean:
 	rm -rf target end2end/test-results

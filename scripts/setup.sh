@@ -23,23 +23,39 @@ apt_install() {
 
 have cargo && have rustc || fail "no Rust toolchain" "https://rustup.rs, then rerun"
 
+# Debian's rustc-web (1.96) linked into rustup as `debian-web`, with rust-lld to link wasm32.
+ensure_debian_web() {
+    RUSTUP_TOOLCHAIN=debian-web rustc --version >/dev/null 2>&1 && return 0
+    step "installing Debian's rustc-web toolchain"
+    apt_install rustc-web cargo-web rust-web-src rust-web-clippy rustfmt-web \
+        || fail "Debian's rustc-web packages" "apt-get install rustc-web cargo-web rust-web-src rust-web-clippy rustfmt-web"
+    have rustup || fail "rustup (to link the Debian toolchain)" "https://rustup.rs"
+    rustup toolchain link debian-web /usr
+    lld=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
+    if [ ! -e "$lld" ]; then
+        # rust-lld needs its own libLLVM beside it: link, do not copy.
+        src=$(ls "$HOME"/.rustup/toolchains/*/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld 2>/dev/null | head -1)
+        [ -n "$src" ] || fail "a rust-lld linker" "install any rustup toolchain (it ships rust-lld)"
+        mkdir -p "$(dirname "$lld")" && ln -sf "$src" "$lld"
+    fi
+}
+
+# Runs a command with toolchain $1 (empty: the default one).
+with_toolchain() {
+    local toolchain=$1
+    shift
+    if [ -n "$toolchain" ]; then RUSTUP_TOOLCHAIN=$toolchain "$@"; else "$@"; fi
+}
+
+rustc_minor() { with_toolchain "$1" rustc --version 2>/dev/null | awk '{ split($2, v, "."); print v[2] + 0 }'; }
+
 # --- 1. The wasm32 target -------------------------------------------------------------------
 if ! ec_has_wasm_std ""; then
     if [ -z "${RUSTUP_TOOLCHAIN:-}" ] && have rustup && { step "adding the wasm32-unknown-unknown target (rustup)"; timeout 300 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; } && ec_has_wasm_std ""; then
         :
     else
         step "rustup cannot fetch wasm32 std: building it with Debian's rustc-web instead"
-        apt_install rustc-web cargo-web rust-web-src rust-web-clippy rustfmt-web \
-            || fail "Debian's rustc-web packages" "apt-get install rustc-web cargo-web rust-web-src rust-web-clippy rustfmt-web"
-        have rustup || fail "rustup (to link the Debian toolchain)" "https://rustup.rs"
-        rustup toolchain link debian-web /usr
-        lld=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
-        if [ ! -e "$lld" ]; then
-            # rust-lld needs its own libLLVM beside it: link, do not copy.
-            src=$(ls "$HOME"/.rustup/toolchains/*/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld 2>/dev/null | head -1)
-            [ -n "$src" ] || fail "a rust-lld linker" "install any rustup toolchain (it ships rust-lld)"
-            mkdir -p "$(dirname "$lld")" && ln -sf "$src" "$lld"
-        fi
+        ensure_debian_web
         scratch=$(mktemp -d)
         step "building the wasm32 standard library from source (about a minute)"
         (
@@ -64,7 +80,13 @@ install_crate() {
 }
 
 if ! cargo leptos --version 2>/dev/null | grep -q '^cargo-leptos 0\.3\.'; then
-    install_crate cargo-leptos --locked --version 0.3.11 \
+    # cargo-leptos 0.3.11 needs rustc >= 1.96 to build; the project itself builds with older.
+    tools_toolchain=${RUSTUP_TOOLCHAIN:-}
+    if [ "$(rustc_minor "$tools_toolchain")" -lt 96 ]; then
+        ensure_debian_web
+        tools_toolchain=debian-web
+    fi
+    with_toolchain "$tools_toolchain" install_crate cargo-leptos --locked --version 0.3.11 \
         || fail "cargo-leptos 0.3.11 (needs rustc >= 1.96)" "cargo install cargo-leptos --locked --version 0.3.11"
 fi
 
@@ -82,6 +104,13 @@ if [ "${opt_version:-0}" -lt 116 ]; then
     install_crate wasm-opt --version 0.116.1 || fail "wasm-opt (binaryen >= 116)" "cargo install wasm-opt --version 0.116.1"
 fi
 
+# Trunk, for the client-only static bundle (`make static`, and the browser tests run against it).
+if [ "${EC_SETUP_TRUNK:-1}" = 1 ] && ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
+    # No update check (it would call crates.io at every run); rustls, no OpenSSL headers needed.
+    install_crate trunk --locked --version 0.21.14 --no-default-features --features rustls \
+        || fail "trunk 0.21.14" "cargo install trunk --locked --version 0.21.14 --no-default-features --features rustls"
+fi
+
 # --- 3. What the end-to-end tests need --------------------------------------------------------
 if [ "${EC_SETUP_E2E:-1}" = 1 ]; then
     have node && have npm || { step "installing Node.js"; apt_install nodejs npm || fail "Node.js and npm" "apt-get install nodejs npm"; }
@@ -90,6 +119,8 @@ if [ "${EC_SETUP_E2E:-1}" = 1 ]; then
         apt_install chromium || fail "Chromium" "apt-get install chromium (or set CHROMIUM_PATH)"
     fi
     have python3 || { step "installing python3"; apt_install python3 || fail "python3" "apt-get install python3"; }
+    # The integration test of docs/nginx.conf runs nginx in front of two instances.
+    have nginx || [ -x /usr/sbin/nginx ] || { step "installing nginx"; apt_install nginx-light || apt_install nginx || fail "nginx" "apt-get install nginx"; }
     # A stamp of the lock file the modules were installed from: reinstall when it changes.
     stamp=end2end/node_modules/.installed-from-package-lock.json
     if ! cmp -s end2end/package-lock.json "$stamp" 2>/dev/null; then
