@@ -1,68 +1,73 @@
-import { defineConfig } from '@playwright/test';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { defineConfig, devices } from '@playwright/test';
+import type { RelayOptions } from './tests/support';
 
-// The real release server (the build `make run` serves), on its own port, with a fresh SQLite
-// data directory that the tests read to check that viewed messages leave no row.
-const port = Number(process.env.E2E_PORT ?? 3107);
-const serverBin = process.env.SERVER_BIN;
-const siteRoot = process.env.LEPTOS_SITE_ROOT;
-if (!serverBin || !siteRoot) {
-  throw new Error('SERVER_BIN and LEPTOS_SITE_ROOT must point at the release build (run via `make test`)');
+// The same tests run against both builds of the app:
+// - ssr: the release server (`make run`'s build) renders the pages and relays messages.
+// - static: the Trunk bundle (dist/, built with EC_RELAY_ORIGIN=http://127.0.0.1:3110) on a
+//   plain static host, talking to a relay on another origin.
+// The relays are started by the tests themselves (tests/support.ts), so a test can kill one
+// and start it again.
+for (const name of ['SERVER_BIN', 'LEPTOS_SITE_ROOT', 'STATIC_DIST']) {
+  if (!process.env[name]) throw new Error(`${name} must be set: run the browser tests via \`make e2e\``);
 }
-const dataDir = process.env.E2E_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ephemeral-chat-e2e-'));
-process.env.E2E_DATA_DIR = dataDir;
-process.env.E2E_BASE_URL = `http://127.0.0.1:${port}`;
-// A second server whose messages expire after two seconds, for the expiry journey.
-const shortTtlPort = port + 1;
-const shortTtlDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ephemeral-chat-e2e-ttl-'));
-process.env.E2E_SHORT_TTL_URL = `http://127.0.0.1:${shortTtlPort}`;
+const SSR_PORT = 3107;
+const RELAY_PORT = 3110;
+const STATIC_PORT = 3111;
 
-function server(listenOn: number, dir: string, ttl: string) {
-  return {
-    command: serverBin!,
-    url: `http://127.0.0.1:${listenOn}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'pipe' as const,
-    stderr: 'pipe' as const,
-    env: {
-      PORT: String(listenOn),
-      BIND_ADDR: '127.0.0.1',
-      DATA_DIR: dir,
-      LEPTOS_SITE_ROOT: siteRoot!,
-      MESSAGE_TTL: ttl,
-      RUST_LOG: 'info',
-    },
-  };
-}
+const chromium = {
+  browserName: 'chromium' as const,
+  launchOptions: {
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  },
+  permissions: ['clipboard-read', 'clipboard-write'],
+  trace: 'off' as const,
+};
 
-export default defineConfig({
+export default defineConfig<RelayOptions>({
   testDir: './tests',
-  timeout: 60_000,
+  timeout: 90_000,
   expect: { timeout: 15_000 },
   fullyParallel: false,
+  // One worker: the relays listen on fixed ports (the static bundle names its relay's).
   workers: 1,
   forbidOnly: !!process.env.CI,
   retries: 0,
   reporter: [['list']],
-  use: {
-    baseURL: `http://127.0.0.1:${port}`,
-    browserName: 'chromium',
-    launchOptions: {
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
+  use: chromium,
+  projects: [
+    {
+      name: 'ssr',
+      testIgnore: /screenshots|bundle/,
+      use: { baseURL: `http://127.0.0.1:${SSR_PORT}`, relayPort: SSR_PORT },
     },
-    permissions: ['clipboard-read', 'clipboard-write'],
-    trace: 'off',
+    {
+      name: 'static',
+      testIgnore: /screenshots/,
+      use: {
+        baseURL: `http://127.0.0.1:${STATIC_PORT}`,
+        relayPort: RELAY_PORT,
+        allowedOrigin: `http://127.0.0.1:${STATIC_PORT}`,
+      },
+    },
+    {
+      // `make screenshots` only: the pictures in README.md.
+      name: 'screenshots',
+      testMatch: /screenshots/,
+      use: { baseURL: `http://127.0.0.1:${SSR_PORT}`, relayPort: SSR_PORT, ...devices['Desktop Chrome'], ...chromium },
+    },
+  ],
+  webServer: {
+    command: `node static-server.mjs ${process.env.STATIC_DIST} ${STATIC_PORT}`,
+    url: `http://127.0.0.1:${STATIC_PORT}/healthz`,
+    reuseExistingServer: false,
+    timeout: 30_000,
   },
-  webServer: [server(port, dataDir, '1h'), server(shortTtlPort, shortTtlDir, '2s')],
 });

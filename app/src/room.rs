@@ -282,7 +282,7 @@ impl Room {
             }),
             ServerFrame::Expired { message_id } => self.with_id(&message_id, |id| {
                 self.update_card(id, |state| *state = CardState::Gone("Expired unread"));
-                self.announcement.set("A message expired unread.".into());
+                self.announcement.set("A message ran out of time before anyone read it.".into());
                 self.count_down(id);
             }),
             ServerFrame::Presence { participants } => self.participants.set(participants),
@@ -394,7 +394,7 @@ impl Room {
         match card.state.get_untracked() {
             CardState::Mine { text, .. } => {
                 card.state.set(CardState::Burned(text));
-                self.announcement.set("Your message was read and deleted from the server.".into());
+                self.announcement.set("Everyone has read your message: it has burned.".into());
                 self.count_down(id);
             }
             CardState::Sealed | CardState::Opening | CardState::Unreadable => {

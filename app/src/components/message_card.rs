@@ -12,7 +12,11 @@ pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
     let body = move || match card.state.get() {
         CardState::Sealed => view! {
             <button class="sealed" on:click=move |_| room.open_card(card.id)>
-                "🔒 Encrypted message. Click to decrypt and view"
+                // A drawn padlock: an emoji needs a font the system may not have.
+                <svg class="icon" aria-hidden="true" viewBox="0 0 16 16">
+                    <path fill="currentColor" d="M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7zm2 0h4V5a2 2 0 0 0-4 0z"/>
+                </svg>
+                " Encrypted message. Click to decrypt and view"
             </button>
         }
         .into_any(),
