@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::crypto::MessageId;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use crate::at_rest::RoomHash;
 use crate::startup::Relay;
@@ -60,7 +60,7 @@ impl Notice {
             EventKind::Deleted(id) => format!("{head} deleted {}", id.to_hex()),
             EventKind::Expired(id) => format!("{head} expired {}", id.to_hex()),
             EventKind::Receipt { id, viewed, of } => format!("{head} receipt {} {viewed} {of}", id.to_hex()),
-            EventKind::Presence(n) => format!("{head} presence {n}"),
+            EventKind::Presence(_) | EventKind::PresenceChanged => format!("{head} presence"),
             EventKind::Typing(active) => format!("{head} typing {}", u8::from(active)),
             EventKind::Resync => format!("{head} resync"),
         }
@@ -80,7 +80,7 @@ impl Notice {
                 viewed: parts.next()?.parse().ok()?,
                 of: parts.next()?.parse().ok()?,
             },
-            "presence" => EventKind::Presence(parts.next()?.parse().ok()?),
+            "presence" => EventKind::PresenceChanged,
             "typing" => EventKind::Typing(match parts.next()? {
                 "1" => true,
                 "0" => false,
@@ -102,7 +102,12 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// Listens for other instances' notices and delivers them locally, for as long as the server
 /// runs. Re-establishes a dropped connection and then has every local connection resync.
-pub async fn listen(relay: Arc<Relay>, pool: sqlx::PgPool) {
+///
+/// The LISTEN connection comes from a pool of its own: sqlx's listener borrows a connection
+/// from the pool it is given and hands it back when dropped, and the store's pool should
+/// neither lend one of its connections for good nor get back one that broke under a listener.
+pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions) {
+    let pool = PgPoolOptions::new().max_connections(2).min_connections(0).connect_lazy_with(options);
     let mut wait = Duration::from_millis(100);
     let mut first = true;
     loop {
@@ -125,7 +130,7 @@ pub async fn listen(relay: Arc<Relay>, pool: sqlx::PgPool) {
         first = false;
         loop {
             match listener.try_recv().await {
-                Ok(Some(notification)) => deliver(&relay, notification.payload()),
+                Ok(Some(notification)) => deliver(&relay, notification.payload()).await,
                 Ok(None) => break, // the connection was lost
                 Err(err) => {
                     tracing::warn!("lost the connection listening for other instances' events: {err}");
@@ -142,8 +147,11 @@ async fn subscribe(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-fn deliver(relay: &Relay, payload: &str) {
+async fn deliver(relay: &Relay, payload: &str) {
     match Notice::decode(payload) {
+        Some(Notice { instance, room, kind: EventKind::PresenceChanged }) if instance != relay.instance => {
+            relay.presence.changed(room, None).await;
+        }
         Some(notice) if notice.instance != relay.instance => {
             relay.hub.publish(&notice.room, None, notice.kind);
         }
@@ -166,7 +174,7 @@ mod tests {
             EventKind::Deleted(id),
             EventKind::Expired(id),
             EventKind::Receipt { id, viewed: 2, of: 5 },
-            EventKind::Presence(4),
+            EventKind::PresenceChanged,
             EventKind::Typing(true),
             EventKind::Typing(false),
         ] {
@@ -177,9 +185,10 @@ mod tests {
 
     #[test]
     fn a_notice_carries_only_ids_and_counts() {
-        let notice = Notice { instance: InstanceId([1; 16]), room: RoomHash([2; 32]), kind: EventKind::Presence(3) };
+        let notice =
+            Notice { instance: InstanceId([1; 16]), room: RoomHash([2; 32]), kind: EventKind::PresenceChanged };
         let text = notice.encode();
-        assert_eq!(text, format!("{} {} presence 3", "01".repeat(16), "02".repeat(32)));
+        assert_eq!(text, format!("{} {} presence", "01".repeat(16), "02".repeat(32)));
         assert!(text.len() < 200, "far below NOTIFY's 8000-byte limit");
     }
 

@@ -12,6 +12,7 @@
 pub mod at_rest;
 pub mod bus;
 pub mod config;
+pub mod presence;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -36,6 +36,8 @@ pub struct Relay {
     pub limits: Limits,
     /// Open connections per client address; never logged or stored.
     pub addresses: AddressCounter,
+    /// Where joins and leaves ask for presence counts.
+    pub presence: crate::presence::Presence,
     /// Times the link to the other instances was re-established (PostgreSQL).
     pub bus_reconnects: std::sync::atomic::AtomicU64,
 }
@@ -59,6 +61,7 @@ impl FromRef<AppState> for LeptosOptions {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    presence_queue: crate::presence::PresenceQueue,
     /// SQLite: held until the server stops, so no second server opens the same file.
     _lock: Option<std::fs::File>,
 }
@@ -83,6 +86,7 @@ impl Application {
             .site_addr(local)
             .env(Env::PROD)
             .build();
+        let (presence, presence_queue) = crate::presence::Presence::new();
         let relay = Arc::new(Relay {
             instance,
             store,
@@ -94,6 +98,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
             addresses: AddressCounter::default(),
+            presence,
             bus_reconnects: Default::default(),
         });
         tracing::info!(
@@ -104,7 +109,7 @@ impl Application {
             "store ready"
         );
         let hsts = config.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
-        Ok(Self { listener, state: AppState { leptos_options, relay, hsts }, _lock: lock })
+        Ok(Self { listener, state: AppState { leptos_options, relay, hsts }, presence_queue, _lock: lock })
     }
 
     /// The port actually bound (useful with port 0).
@@ -123,8 +128,11 @@ impl Application {
         let sweeper = tokio::spawn(sweep_expired(relay.clone()));
         let absentees = tokio::spawn(drop_absent_recipients(relay.clone()));
         let heartbeat = tokio::spawn(heartbeat(relay.clone()));
-        let listener =
-            relay.store.postgres_pool().cloned().map(|pool| tokio::spawn(crate::bus::listen(relay.clone(), pool)));
+        let presence = tokio::spawn(crate::presence::run(relay.clone(), self.presence_queue));
+        let listener = relay.store.postgres_pool().map(|pool| {
+            let options = (*pool.connect_options()).clone();
+            tokio::spawn(crate::bus::listen(relay.clone(), options))
+        });
         let router = crate::routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
         let served = tokio::select! {
@@ -134,6 +142,7 @@ impl Application {
         sweeper.abort();
         absentees.abort();
         heartbeat.abort();
+        presence.abort();
         if let Some(listener) = listener {
             listener.abort();
         }
@@ -242,6 +251,7 @@ async fn heartbeat(relay: Arc<Relay>) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tick.tick().await;
+        relay.hub.forget_fetched_before(relay.message_ttl);
         if let Err(err) = relay.store.heartbeat().await {
             tracing::error!("participant heartbeat failed: {err}");
         }
@@ -251,7 +261,7 @@ async fn heartbeat(relay: Arc<Relay>) {
                     for id in room.deleted {
                         relay.hub.publish(&room.room, None, EventKind::Deleted(id));
                     }
-                    relay.hub.publish(&room.room, None, EventKind::Presence(room.connected));
+                    relay.presence.changed(room.room, None).await;
                 }
             }
             Err(err) => tracing::error!("dropping vanished instances' participants failed: {err}"),

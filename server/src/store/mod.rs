@@ -171,7 +171,9 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (room_hash, id, body, expires
 /// period, on any instance) at the moment it is stored.
 const INSERT_RECIPIENTS: &str = "INSERT INTO recipients (room_hash, message_id, participant) \
      SELECT room_hash, $2, participant FROM participants WHERE room_hash = $1 AND participant <> $3";
-const COUNT_PENDING: &str = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $2";
+/// The stored body of a message id in a room, if any, and how many unexpired messages wait there.
+const EXISTING_AND_PENDING: &str = "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
+       (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $3)";
 const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id), \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
@@ -265,16 +267,21 @@ impl Store {
         let notice = self.notice(m.room, EventKind::Message(*m.id));
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let pending: i64 = sqlx::query_scalar(COUNT_PENDING).bind(&m.room.0[..]).bind(now_ms()).fetch_one(&mut *tx).await?;
-            if pending >= i64::from(m.max_pending) {
-                let exists: Option<Vec<u8>> = sqlx::query_scalar("SELECT body FROM messages WHERE room_hash = $1 AND id = $2")
-                    .bind(&m.room.0[..])
-                    .bind(&m.id.0[..])
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let (existing, pending): (Option<Vec<u8>>, i64) = sqlx::query_as(EXISTING_AND_PENDING)
+                .bind(&m.room.0[..])
+                .bind(&m.id.0[..])
+                .bind(now_ms())
+                .fetch_one(&mut *tx)
+                .await?;
+            // A resend of a stored message is recognised (even in a full room).
+            let refusal = match existing {
+                Some(body) => Some(Inserted::Exists(body)),
+                None if pending >= i64::from(m.max_pending) => Some(Inserted::RoomBacklogFull),
+                None => None,
+            };
+            if let Some(refusal) = refusal {
                 tx.commit().await?;
-                // A resend of a stored message is still recognised in a full room.
-                return Ok(exists.map_or(Inserted::RoomBacklogFull, Inserted::Exists));
+                return Ok(refusal);
             }
             let done = sqlx::query(INSERT_MESSAGE)
                 .bind(&m.room.0[..])
@@ -285,17 +292,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
-                let body: Option<Vec<u8>> = sqlx::query_scalar("SELECT body FROM messages WHERE room_hash = $1 AND id = $2")
-                    .bind(&m.room.0[..])
-                    .bind(&m.id.0[..])
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                // A concurrent send of the same id won between the two statements: look again.
                 tx.commit().await?;
-                // None: gone between the two statements; the id is free again, so try once more.
-                return match body {
-                    Some(body) => Ok(Inserted::Exists(body)),
-                    None => Box::pin(self.insert(m)).await,
-                };
+                return Box::pin(self.insert(m)).await;
             }
             sqlx::query(INSERT_RECIPIENTS)
                 .bind(&m.room.0[..])

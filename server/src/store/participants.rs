@@ -36,8 +36,6 @@ pub struct Reaped {
     pub room: RoomHash,
     /// Messages that burned because their last unviewed recipients were among them.
     pub deleted: Vec<MessageId>,
-    /// How many are connected now.
-    pub connected: u32,
 }
 
 const COUNT_OTHERS: &str = "SELECT COUNT(*) FROM participants WHERE room_hash = $1 AND participant <> $2";
@@ -96,22 +94,21 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
-            let connected = count(connected);
-            pool.notify(&mut tx, &[self.notice(room, EventKind::Presence(connected))]).await?;
+            pool.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
             tx.commit().await?;
-            Ok(Some(Joined { connected }))
+            Ok(Some(Joined { connected: count(connected) }))
         })
     }
 
     /// `connection` of this instance, which held `who`, ended: `who` enters its grace period.
-    /// Returns the generation to pass to [`Store::leave`] and how many are still connected, or
-    /// `None` if another connection (here or on another instance) has taken `who` over.
+    /// Returns the generation to pass to [`Store::leave`], or `None` if another connection
+    /// (here or on another instance) has taken `who` over.
     pub async fn disconnect(
         &self,
         room: &RoomHash,
         who: &Participant,
         connection: u64,
-    ) -> Result<Option<(i64, u32)>, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -127,11 +124,9 @@ impl Store {
                 tx.commit().await?;
                 return Ok(None);
             };
-            let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
-            let connected = count(connected);
-            pool.notify(&mut tx, &[self.notice(room, EventKind::Presence(connected))]).await?;
+            pool.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
             tx.commit().await?;
-            Ok(Some((generation, connected)))
+            Ok(Some(generation))
         })
     }
 
@@ -182,10 +177,8 @@ impl Store {
             let mut reaped = Vec::with_capacity(rooms.len());
             for (room, deleted) in rooms {
                 let room = RoomHash(room);
-                let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
-                let connected = count(connected);
-                pool.notify(&mut tx, &[self.notice(&room, EventKind::Presence(connected))]).await?;
-                reaped.push(Reaped { room, deleted, connected });
+                pool.notify(&mut tx, &[self.notice(&room, EventKind::PresenceChanged)]).await?;
+                reaped.push(Reaped { room, deleted });
             }
             tx.commit().await?;
             Ok(reaped)

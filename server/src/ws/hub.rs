@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use app::crypto::primitives::sha256;
 use app::crypto::MessageId;
@@ -60,6 +61,10 @@ pub enum EventKind {
     Receipt { id: MessageId, viewed: u32, of: u32 },
     /// The number of connected participants is now this.
     Presence(u32),
+    /// Someone joined or left (on some instance): the count is to be read again. Travels
+    /// between instances instead of a count, because counts taken in concurrent transactions
+    /// can arrive out of order; see [`crate::presence`].
+    PresenceChanged,
     /// Someone started or stopped typing.
     Typing(bool),
     /// Events may have been missed (the link to the other instances dropped): each connection
@@ -81,13 +86,21 @@ struct Room {
     connections: usize,
 }
 
+/// What one participant fetched here.
+#[derive(Default)]
+struct Fetched {
+    ids: HashSet<MessageId>,
+    last: Option<Instant>,
+}
+
 /// This instance's side of the rooms: a broadcast channel per room with local connections, and
 /// what each participant fetched here. Who is in a room, over all instances, is in the store.
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<RoomHash, Room>>,
-    /// Messages each participant fetched on this instance: only these may it confirm as viewed.
-    fetched: Mutex<HashMap<(RoomHash, Participant), HashSet<MessageId>>>,
+    /// Messages each participant fetched on this instance (only these may it confirm as
+    /// viewed), and when it last fetched one.
+    fetched: Mutex<HashMap<(RoomHash, Participant), Fetched>>,
     next_connection: AtomicU64,
 }
 
@@ -101,7 +114,7 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn fetched(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomHash, Participant), HashSet<MessageId>>> {
+    fn fetched(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomHash, Participant), Fetched>> {
         self.fetched.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -129,17 +142,26 @@ impl Hub {
 
     /// Remembers that `who` fetched `id`.
     pub fn mark_fetched(&self, room: &RoomHash, who: &Participant, id: MessageId) {
-        self.fetched().entry((*room, *who)).or_default().insert(id);
+        let mut fetched = self.fetched();
+        let entry = fetched.entry((*room, *who)).or_default();
+        entry.ids.insert(id);
+        entry.last = Some(Instant::now());
     }
 
     /// Whether `who` fetched `id` here.
     pub fn has_fetched(&self, room: &RoomHash, who: &Participant, id: &MessageId) -> bool {
-        self.fetched().get(&(*room, *who)).is_some_and(|ids| ids.contains(id))
+        self.fetched().get(&(*room, *who)).is_some_and(|f| f.ids.contains(id))
     }
 
     /// `who` left the room for good: forget what it fetched.
     pub fn forget(&self, room: &RoomHash, who: &Participant) {
         self.fetched().remove(&(*room, *who));
+    }
+
+    /// Forgets what was fetched more than `age` ago: every message it names has expired by then.
+    /// (A participant that fetched here and left on another instance is never `forget`-ed here.)
+    pub fn forget_fetched_before(&self, age: std::time::Duration) {
+        self.fetched().retain(|_, f| f.last.is_some_and(|last| last.elapsed() <= age));
     }
 
     /// Publishes an event to this instance's connections to the room; a room nobody here is in
@@ -155,6 +177,11 @@ impl Hub {
         for entry in self.rooms().values() {
             let _ = entry.tx.send(RoomEvent { origin: None, kind });
         }
+    }
+
+    /// Whether a connection here is in `room`.
+    pub fn has_room(&self, room: &RoomHash) -> bool {
+        self.rooms().contains_key(room)
     }
 
     /// Rooms with someone in them (for tests and lifecycle logs: a count, never an id).
@@ -211,5 +238,11 @@ mod tests {
         assert!(!hub.has_fetched(&room, &who(2), &id));
         hub.forget(&room, &who(1));
         assert!(!hub.has_fetched(&room, &who(1), &id));
+        hub.mark_fetched(&room, &who(2), id);
+        hub.forget_fetched_before(std::time::Duration::from_secs(60));
+        assert!(hub.has_fetched(&room, &who(2), &id), "recent: kept");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        hub.forget_fetched_before(std::time::Duration::ZERO);
+        assert!(!hub.has_fetched(&room, &who(2), &id), "older than every message: forgotten");
     }
 }

@@ -243,7 +243,7 @@ impl Session {
                 return Err(internal(&err));
             }
         };
-        self.relay.hub.publish(&room, Some(self.id), EventKind::Presence(joined.connected));
+        self.relay.presence.changed(room, Some(self.id)).await;
         let pending = match self.relay.store.pending_for(&room, &who).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -265,8 +265,8 @@ impl Session {
         self.joined = None;
         self.relay.hub.unsubscribe(&joined.room);
         match self.relay.store.disconnect(&joined.room, &joined.who, self.id).await {
-            Ok(Some((generation, connected))) => {
-                self.relay.hub.publish(&joined.room, Some(self.id), EventKind::Presence(connected));
+            Ok(Some(generation)) => {
+                self.relay.presence.changed(joined.room, Some(self.id)).await;
                 tokio::spawn(leave_after_grace(self.relay.clone(), joined, generation, !page_closed));
             }
             Ok(None) => {}
