@@ -7,6 +7,7 @@ import {
   generateCode,
   problemsOf,
   ready,
+  roomOfTwo,
   sealedCards,
   send,
 } from './support';
@@ -133,11 +134,7 @@ test('the sender sees who has read a message in a group, then sees it burn', asy
 test('an unread message expires and both sides see that, not an error', async ({ people, relay }) => {
   await relay.restart({ MESSAGE_TTL: '2s' });
   try {
-    const alice = await people.open();
-    const bob = await people.open();
-    const code = await generateCode(alice);
-    await enterRoom(alice, code);
-    await enterRoom(bob, code);
+    const { alice, bob, code } = await roomOfTwo(people);
     await send(alice, 'nobody reads this');
     await expect(sealedCards(bob)).toBeVisible();
     // MESSAGE_TTL is 2 s now: the sweep deletes it and tells the room.

@@ -11,6 +11,7 @@ import {
   problemsOf,
   ready,
   roomIdOf,
+  roomOfTwo,
   sealedCards,
   send,
 } from './support';
@@ -61,11 +62,7 @@ test('people holding the same code see the same fingerprint, another code anothe
 });
 
 test('a reconnect after the server was killed loses no message and shows none twice', async ({ people, relay }) => {
-  const alice = await people.open();
-  const bob = await people.open();
-  const code = await generateCode(alice);
-  await enterRoom(alice, code);
-  await enterRoom(bob, code);
+  const { alice, bob, code } = await roomOfTwo(people);
   await send(alice, 'before the outage');
   await expect(sealedCards(bob)).toHaveCount(1);
 
@@ -91,11 +88,7 @@ test('a reconnect after the server was killed loses no message and shows none tw
 });
 
 test('Leave forgets the room and returns to the start page', async ({ people }) => {
-  const alice = await people.open();
-  const bob = await people.open();
-  const code = await generateCode(alice);
-  await enterRoom(alice, code);
-  await enterRoom(bob, code);
+  const { alice, bob, code } = await roomOfTwo(people);
   await send(alice, 'still sealed');
   await expect(sealedCards(bob)).toHaveCount(1);
   await bob.getByRole('button', { name: 'Leave' }).click();

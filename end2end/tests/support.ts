@@ -159,6 +159,16 @@ export async function enterRoom(page: Page, code: string) {
   await expect(page.getByRole('status')).toContainText('Connected');
 }
 
+/** Two people in a fresh room, both connected: the start of most journeys. */
+export async function roomOfTwo(people: People): Promise<{ alice: Page; bob: Page; code: string }> {
+  const alice = await people.open();
+  const bob = await people.open();
+  const code = await generateCode(alice);
+  await enterRoom(alice, code);
+  await enterRoom(bob, code);
+  return { alice, bob, code };
+}
+
 /** Types a message and presses Enter. */
 export async function send(page: Page, text: string) {
   const box = page.getByLabel('Message', { exact: true });
