@@ -106,10 +106,13 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 /// The LISTEN connection comes from a pool of its own: sqlx's listener borrows a connection
 /// from the pool it is given and hands it back when dropped, and the store's pool should
 /// neither lend one of its connections for good nor get back one that broke under a listener.
-pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions) {
+///
+/// `listening` is told once the first LISTEN is in place: the server waits for that before it
+/// accepts connections, so no event falls between starting and listening.
+pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions, listening: tokio::sync::oneshot::Sender<()>) {
     let pool = PgPoolOptions::new().max_connections(2).min_connections(0).connect_lazy_with(options);
     let mut wait = Duration::from_millis(100);
-    let mut first = true;
+    let mut listening = Some(listening);
     loop {
         let mut listener = match subscribe(&pool).await {
             Ok(listener) => listener,
@@ -121,13 +124,15 @@ pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions) {
             }
         };
         wait = Duration::from_millis(100);
-        if !first {
+        // The first time, before the server serves, there is nobody to resync (unless the
+        // server gave up waiting and serves already: then the send fails).
+        let before_serving = listening.take().is_some_and(|tx| tx.send(()).is_ok());
+        if !before_serving {
             // Listening again: whatever was notified meanwhile is in the store.
             relay.bus_reconnects.fetch_add(1, Ordering::Relaxed);
             relay.hub.publish_everywhere(EventKind::Resync);
             tracing::info!("listening for other instances' events again; local rooms resynced");
         }
-        first = false;
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => deliver(&relay, notification.payload()).await,

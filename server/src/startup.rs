@@ -19,6 +19,8 @@ use crate::ws::limits::AddressCounter;
 
 /// File name of the generated key, beside the SQLite database.
 pub const KEY_FILE_NAME: &str = "ephemeral-chat.key";
+/// How long start-up waits for the first LISTEN (PostgreSQL) before serving anyway.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// Slowest expiry sweep: an expired message waits at most this long for deletion.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -125,30 +127,46 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, sweeping expired messages meanwhile.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let relay = self.state.relay.clone();
-        let sweeper = tokio::spawn(sweep_expired(relay.clone()));
-        let absentees = tokio::spawn(drop_absent_recipients(relay.clone()));
-        let heartbeat = tokio::spawn(heartbeat(relay.clone()));
-        let presence = tokio::spawn(crate::presence::run(relay.clone(), self.presence_queue));
-        let listener = relay.store.postgres_pool().map(|pool| {
-            let options = (*pool.connect_options()).clone();
-            tokio::spawn(crate::bus::listen(relay.clone(), options))
-        });
+        // Aborted when this future ends or is dropped (a test stopping the server in-process):
+        // no background task outlives its server.
+        let mut tasks = BackgroundTasks::default();
+        tasks.spawn(sweep_expired(relay.clone()));
+        tasks.spawn(drop_absent_recipients(relay.clone()));
+        tasks.spawn(heartbeat(relay.clone()));
+        tasks.spawn(crate::presence::run(relay.clone(), self.presence_queue));
+        if let Some(pool) = relay.store.postgres_pool() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tasks.spawn(crate::bus::listen(relay.clone(), (*pool.connect_options()).clone(), tx));
+            if tokio::time::timeout(LISTEN_WAIT, rx).await.is_err() {
+                tracing::warn!("serving before listening for other instances' events (still trying)");
+            }
+        }
         let router = crate::routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
         let served = tokio::select! {
             served = axum::serve(self.listener, router) => served.context("server failed"),
             () = shutdown_signal() => Ok(()),
         };
-        sweeper.abort();
-        absentees.abort();
-        heartbeat.abort();
-        presence.abort();
-        if let Some(listener) = listener {
-            listener.abort();
-        }
+        drop(tasks);
         relay.store.close().await;
         tracing::info!("stopped");
         served
+    }
+}
+
+/// Tasks that run beside the server and stop with it.
+#[derive(Default)]
+struct BackgroundTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl BackgroundTasks {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(task));
+    }
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
 

@@ -183,6 +183,13 @@ const MARK_VIEWED: &str =
     "UPDATE recipients SET viewed = TRUE WHERE room_hash = $1 AND message_id = $2 AND participant = $3";
 const COUNT_VIEWED: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
      FROM recipients WHERE room_hash = $1 AND message_id = $2";
+/// Takes the message's row lock (a no-op write) before anything is counted, so two `viewed`
+/// of one message, or a `viewed` and a leave, run one after the other. Otherwise, under
+/// PostgreSQL's read committed, each can count the other's change as not yet made and neither
+/// burns the message. (SQLite's `BEGIN IMMEDIATE` already runs writers one at a time.)
+const LOCK_MESSAGE: &str = "UPDATE messages SET expires_at = expires_at WHERE room_hash = $1 AND id = $2";
+/// The same for every message of a room, before a participant is dropped from their recipients.
+const LOCK_ROOM_MESSAGES: &str = "UPDATE messages SET expires_at = expires_at WHERE room_hash = $1";
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
 const DELETE_RECIPIENTS: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
 /// Messages `$2` may view: as an unviewed recipient, or open (no recipients) and not its own.
@@ -207,6 +214,7 @@ const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS 
 /// viewed, and evaluates to their ids.
 macro_rules! drop_from_recipients {
     ($store:expr, $pool:expr, $tx:expr, $room:expr, $who:expr) => {{
+        sqlx::query(LOCK_ROOM_MESSAGES).bind(&$room.0[..]).execute(&mut *$tx).await?;
         sqlx::query(DROP_UNVIEWED).bind(&$room.0[..]).bind(&$who.0[..]).execute(&mut *$tx).await?;
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&$room.0[..]).fetch_all(&mut *$tx).await?;
         sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *$tx).await?;
@@ -330,6 +338,7 @@ impl Store {
     pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            sqlx::query(LOCK_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
             sqlx::query(MARK_VIEWED).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
             let (of, viewed): (i64, i64) =
                 sqlx::query_as(COUNT_VIEWED).bind(&room.0[..]).bind(&id.0[..]).fetch_one(&mut *tx).await?;

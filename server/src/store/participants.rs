@@ -13,7 +13,7 @@ use app::crypto::MessageId;
 
 use super::{
     id_from_row, now_ms, room_from_row, Backend as _, Pool, Store, StoreError, COMPLETED_IN_ROOM,
-    DELETE_ORPHAN_RECIPIENTS, DROP_UNVIEWED,
+    DELETE_ORPHAN_RECIPIENTS, DROP_UNVIEWED, LOCK_ROOM_MESSAGES,
 };
 use crate::at_rest::RoomHash;
 use crate::ws::hub::{EventKind, Participant};

@@ -39,11 +39,18 @@ pub struct Session {
     relay: Arc<Relay>,
     id: ConnectionId,
     joined: Option<Joined>,
+    /// The participant count this connection was last told: presence is sent only when it
+    /// differs (counts are re-read after every change, so the same one can come more than once).
+    told_presence: Option<u32>,
+    /// Whether the count read after this connection's own join has arrived. Counts published
+    /// before it were read before the join and are older than the `joined` count: skipped.
+    presence_current: bool,
 }
 
 /// Serves one upgraded socket until it closes, idles out or breaks.
 pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
-    let mut session = Session { id: relay.hub.connection_id(), relay, joined: None };
+    let mut session =
+        Session { id: relay.hub.connection_id(), relay, joined: None, told_presence: None, presence_current: false };
     let mut events: Option<broadcast::Receiver<RoomEvent>> = None;
     let limits = session.relay.limits;
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
@@ -253,6 +260,8 @@ impl Session {
             }
         };
         self.joined = Some(Joined { room, who });
+        self.told_presence = Some(joined.connected);
+        self.presence_current = false;
         *events = Some(rx);
         let pending = pending.into_iter().map(MessageId::to_hex).collect();
         Ok(vec![ServerFrame::Joined { participants: joined.connected, pending }])
@@ -370,14 +379,23 @@ impl Session {
     }
 
     /// The frame, if any, this connection gets for a room event.
-    fn frame_for(&self, event: RoomEvent) -> Option<ServerFrame> {
+    fn frame_for(&mut self, event: RoomEvent) -> Option<ServerFrame> {
         let own = event.origin == Some(self.id);
         match event.kind {
             EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
             EventKind::Deleted(id) => Some(ServerFrame::Deleted { message_id: id.to_hex() }),
             EventKind::Expired(id) => Some(ServerFrame::Expired { message_id: id.to_hex() }),
             EventKind::Receipt { id, viewed, of } => Some(ServerFrame::Receipt { message_id: id.to_hex(), viewed, of }),
-            EventKind::Presence(participants) if !own => Some(ServerFrame::Presence { participants }),
+            EventKind::Presence(participants) => {
+                // Recounts are answered in order: the one this join asked for marks the end of
+                // those asked for before it.
+                self.presence_current |= own;
+                if self.presence_current {
+                    self.presence(participants)
+                } else {
+                    None
+                }
+            }
             EventKind::Typing(active) if !own => Some(ServerFrame::Typing { active }),
             _ => None,
         }
@@ -386,18 +404,26 @@ impl Session {
     /// After this connection fell behind its room's channel, or events from other instances
     /// may have been missed: re-announce what waits and who is here. Clients ignore notices of
     /// messages they already show.
-    async fn resync(&self) -> Vec<ServerFrame> {
-        let Some(joined) = &self.joined else { return Vec::new() };
+    async fn resync(&mut self) -> Vec<ServerFrame> {
+        let Some(joined) = self.joined else { return Vec::new() };
         let pending = self.relay.store.pending_for(&joined.room, &joined.who).await;
         let connected = self.relay.store.connected(&joined.room).await;
         match (pending, connected) {
             (Ok(pending), Ok(participants)) => pending
                 .into_iter()
                 .map(|id| ServerFrame::Message { message_id: id.to_hex() })
-                .chain([ServerFrame::Presence { participants }])
+                .chain(self.presence(participants))
                 .collect(),
             (Err(err), _) | (_, Err(err)) => vec![ServerFrame::error(internal(&err))],
         }
+    }
+
+    /// A `presence` frame, unless this connection already knows that count.
+    fn presence(&mut self, participants: u32) -> Option<ServerFrame> {
+        (self.told_presence != Some(participants)).then(|| {
+            self.told_presence = Some(participants);
+            ServerFrame::Presence { participants }
+        })
     }
 }
 

@@ -59,6 +59,7 @@ on_both_backends!(
     two_readers_racing_for_an_open_message_burn_it_once,
     a_lower_message_size_limit_refuses_larger_payloads,
     a_page_that_closes_its_socket_has_left_at_once,
+    two_last_readers_viewing_at_once_burn_the_message,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {

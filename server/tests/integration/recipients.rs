@@ -160,6 +160,7 @@ pub async fn participants_in_their_grace_period_still_fill_the_room(backend: Bac
     let room = TestRoom::new();
     let (mut alice, _, _) = app.joined(&room).await;
     let (bob, _, _) = app.joined(&room).await;
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 2 }).await;
     let session = bob.session.clone();
     drop(bob);
     until(&mut alice, |f| *f == ServerFrame::Presence { participants: 1 }).await;
@@ -213,5 +214,28 @@ pub async fn a_page_that_closes_its_socket_has_left_at_once(backend: Backend) {
     fetch_and_view(&mut carol, &room, &id).await;
     let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
     assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    assert_eq!(app.row_count().await, 0);
+}
+
+pub async fn two_last_readers_viewing_at_once_burn_the_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let room = TestRoom::new();
+    let (mut alice, mut bob, mut carol) = three(&app, &room).await;
+    // Several rounds: the two `viewed` race each time.
+    for round in 0..5 {
+        // Not `send`: a receipt from the round before may still be on its way to alice.
+        let (id, sealed) = room.seal(&format!("round {round}"), app::crypto::SenderId([7; 8]));
+        alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+        until(&mut alice, |f| *f == ServerFrame::Sent { message_id: id.to_hex() }).await;
+        for reader in [&mut bob, &mut carol] {
+            until(reader, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+            reader.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+            until(reader, |f| matches!(f, ServerFrame::Payload { .. })).await;
+        }
+        let viewed = ClientFrame::Viewed { message_id: id.to_hex() };
+        tokio::join!(bob.send(&viewed), carol.send(&viewed));
+        let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+        assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted, "round {round}");
+    }
     assert_eq!(app.row_count().await, 0);
 }
