@@ -1,0 +1,301 @@
+//! The whole server-side benchmark of `make bench`, in one run: database ceilings, journeys on
+//! SQLite and PostgreSQL (one and two instances), and idle connections.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use app::crypto::RoomKeys;
+use serde::{Deserialize, Serialize};
+
+use crate::ceiling::{self, CeilingReport};
+use crate::client::ClientError;
+use crate::idle;
+use crate::journey::{self, JourneyError, JourneyOptions, JourneyReport};
+use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Journey(#[from] JourneyError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// How big each part of the run is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Size {
+    pub rooms: usize,
+    pub messages_per_room: usize,
+    /// Closed-loop runs, one per window (messages in flight per room); the best is the peak.
+    pub windows: Vec<usize>,
+    /// Length of the open-loop run at half the peak rate.
+    pub half_peak_seconds: f64,
+    pub payload: usize,
+    pub ceiling_connections: Vec<usize>,
+    pub ceiling_seconds: f64,
+    pub idle_connections: usize,
+}
+
+impl Size {
+    /// `make bench`.
+    pub fn full() -> Self {
+        Self {
+            rooms: 32,
+            messages_per_room: 150,
+            windows: vec![1, 4, 16],
+            half_peak_seconds: 10.0,
+            payload: 200,
+            ceiling_connections: vec![4, 10, 32],
+            ceiling_seconds: 5.0,
+            idle_connections: 10_000,
+        }
+    }
+
+    /// The smoke run inside `make test`: every code path, tiny numbers.
+    pub fn smoke() -> Self {
+        Self {
+            rooms: 2,
+            messages_per_room: 5,
+            windows: vec![2],
+            half_peak_seconds: 1.0,
+            payload: 200,
+            ceiling_connections: vec![2],
+            ceiling_seconds: 0.5,
+            idle_connections: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub postgres: String,
+    pub sqlite: String,
+    pub date: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JourneyRun {
+    /// `closed` (as fast as the window allows) or `half-peak` (open loop at half the peak).
+    pub mode: String,
+    pub report: JourneyReport,
+    /// Rows in `messages` after the run: zero when every journey burned its message.
+    pub rows_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Setup {
+    pub backend: Backend,
+    pub instances: usize,
+    pub runs: Vec<JourneyRun>,
+    pub peak_journeys_per_s: f64,
+    /// Each instance's peak resident memory over all its runs.
+    pub peak_rss_kib: Vec<u64>,
+}
+
+impl Setup {
+    pub fn half_peak(&self) -> Option<&JourneyRun> {
+        self.runs.iter().find(|run| run.mode == "half-peak")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Idle {
+    pub connections: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub bytes_per_connection: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub size: Size,
+    pub machine: Machine,
+    /// Native PBKDF2 (600,000 rounds) and key schedule per room, on the load generator.
+    pub native_key_derivation_ms: f64,
+    pub ceilings: Vec<CeilingReport>,
+    pub setups: Vec<Setup>,
+    pub idle: Idle,
+    pub elapsed_s: f64,
+}
+
+impl Results {
+    /// Every journey clean and every message row gone.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for setup in &self.setups {
+            for run in &setup.runs {
+                let name =
+                    format!("{} ×{} {} window {}", setup.backend.name(), setup.instances, run.mode, run.report.window);
+                if !run.report.is_clean() {
+                    problems.push(format!("{name}: not every journey completed cleanly: {:?}", run.report));
+                }
+                if run.rows_left != 0 {
+                    problems.push(format!("{name}: {} message rows left behind", run.rows_left));
+                }
+            }
+        }
+        problems
+    }
+
+    pub fn best_ceiling(&self, backend: Backend) -> Option<&CeilingReport> {
+        self.ceilings.iter().filter(|c| c.backend == backend).max_by(|a, b| a.pairs_per_s.total_cmp(&b.pairs_per_s))
+    }
+
+    pub fn setup(&self, backend: Backend, instances: usize) -> Option<&Setup> {
+        self.setups.iter().find(|s| s.backend == backend && s.instances == instances)
+    }
+}
+
+pub struct BenchOptions {
+    pub server_bin: PathBuf,
+    pub postgres_url: String,
+    pub size: Size,
+}
+
+/// Runs everything, printing progress on stderr.
+pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
+    let start = Instant::now();
+    let size = &options.size;
+    let machine = machine(&options.postgres_url).await?;
+    eprintln!("bench: deriving {} room keys (PBKDF2, 600,000 rounds each)", size.rooms);
+    let derive_start = Instant::now();
+    let rooms = journey::derive_rooms(size.rooms).await;
+    // Derivations run on every core at once: per room, wall time × cores / rooms.
+    let cores = machine.cores.min(size.rooms).max(1);
+    let native_key_derivation_ms = derive_start.elapsed().as_secs_f64() * 1000.0 * cores as f64 / size.rooms as f64;
+
+    let mut ceilings = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for &connections in &size.ceiling_connections {
+            eprintln!("bench: {} insert+delete ceiling, {connections} connections", backend.name());
+            let db = Database::new(backend, &options.postgres_url)?;
+            // A sealed 200-byte text is 256 + 29 bytes; the at-rest layer adds 29 more.
+            let measured = ceiling::measure(&db, connections, Duration::from_secs_f64(size.ceiling_seconds), 314).await;
+            db.drop_database().await?;
+            ceilings.push(measured?);
+        }
+    }
+
+    let mut setups = Vec::new();
+    for (backend, instances) in [(Backend::Sqlite, 1), (Backend::Postgres, 1), (Backend::Postgres, 2)] {
+        setups.push(run_setup(options, backend, instances, &rooms).await?);
+    }
+    let idle = run_idle(options).await?;
+    Ok(Results {
+        size: size.clone(),
+        machine,
+        native_key_derivation_ms,
+        ceilings,
+        setups,
+        idle,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+async fn run_setup(
+    options: &BenchOptions,
+    backend: Backend,
+    instances: usize,
+    rooms: &[RoomKeys],
+) -> Result<Setup, BenchError> {
+    let size = &options.size;
+    let spec = ServerSpec::for_load(options.server_bin.clone());
+    let db = Database::new(backend, &options.postgres_url)?;
+    let key = target::random_key();
+    let mut servers = Vec::new();
+    for index in 0..instances {
+        servers.push(Server::start(&spec, &db, &key, index).await?);
+    }
+    let mut journey_options = JourneyOptions {
+        urls: servers.iter().map(Server::ws_url).collect(),
+        clients_per_room: 2,
+        messages: size.messages_per_room,
+        window: 1,
+        payload: size.payload,
+        rate: None,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let mut runs = Vec::new();
+    for &window in &size.windows {
+        eprintln!("bench: {} ×{instances}, closed loop, window {window}", backend.name());
+        journey_options.window = window;
+        let report = journey::run(rooms, &journey_options).await?;
+        runs.push(JourneyRun { mode: "closed".into(), report, rows_left: db.message_rows().await? });
+    }
+    let peak = runs.iter().map(|r| r.report.journeys_per_s).fold(0.0, f64::max);
+    if peak > 0.0 {
+        let rate = peak / 2.0;
+        eprintln!("bench: {} ×{instances}, open loop at {rate:.0} messages/s", backend.name());
+        journey_options.rate = Some(rate);
+        journey_options.window = 64;
+        journey_options.messages = ((rate * size.half_peak_seconds) / rooms.len() as f64).ceil().max(1.0) as usize;
+        let report = journey::run(rooms, &journey_options).await?;
+        runs.push(JourneyRun { mode: "half-peak".into(), report, rows_left: db.message_rows().await? });
+    }
+    let peak_rss_kib = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
+    drop(servers);
+    db.drop_database().await?;
+    Ok(Setup { backend, instances, runs, peak_journeys_per_s: peak, peak_rss_kib })
+}
+
+async fn run_idle(options: &BenchOptions) -> Result<Idle, BenchError> {
+    let connections = options.size.idle_connections;
+    eprintln!("bench: {connections} idle connections");
+    let db = Database::new(Backend::Sqlite, &options.postgres_url)?;
+    let server =
+        Server::start(&ServerSpec::for_load(options.server_bin.clone()), &db, &target::random_key(), 0).await?;
+    // Warm up what every server allocates once (pools, first connection), then weigh.
+    drop(idle::open(&server.ws_url(), 2, 2).await?);
+    settle().await;
+    let rss_before_kib = server.rss_kib()?;
+    let open = idle::open(&server.ws_url(), connections, 100).await?;
+    settle().await;
+    let rss_after_kib = server.rss_kib()?;
+    drop(open);
+    let bytes = (rss_after_kib.saturating_sub(rss_before_kib) * 1024) as f64 / connections as f64;
+    Ok(Idle { connections, rss_before_kib, rss_after_kib, bytes_per_connection: bytes })
+}
+
+/// Lets the server finish what the last connections started (joins, presence, heartbeats).
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+async fn machine(postgres_url: &str) -> Result<Machine, TargetError> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let memory_kib: f64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    let mut pg = postgres_url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+    let postgres: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut pg).await?;
+    pg.close().await?;
+    let mut lite = sqlx::sqlite::SqliteConnectOptions::new().in_memory(true).connect().await?;
+    let sqlite: String = sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&mut lite).await?;
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    Ok(Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        memory_gib: memory_kib / 1024.0 / 1024.0,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        postgres,
+        sqlite,
+        date,
+    })
+}

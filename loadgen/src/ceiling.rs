@@ -1,0 +1,108 @@
+//! The database's own ceiling for what a journey must do at least: one committed INSERT of a
+//! message row and one committed DELETE of it, on the real schema (the server's migrations),
+//! from several connections at once. The journey's throughput is read against this.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Database as SqlxDatabase, Pool};
+
+use crate::target::{Backend, Database, TargetError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CeilingReport {
+    pub backend: Backend,
+    pub connections: usize,
+    pub seconds: f64,
+    /// INSERT+DELETE pairs per second: two commits each.
+    pub pairs_per_s: f64,
+}
+
+const INSERT: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) VALUES ($1, $2, $3, $4, $5)";
+const DELETE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
+
+/// Runs insert+delete pairs on `connections` connections for `duration`. `body` is the stored
+/// row's size (a sealed payload plus the at-rest layer).
+pub async fn measure(
+    db: &Database,
+    connections: usize,
+    duration: Duration,
+    body: usize,
+) -> Result<CeilingReport, TargetError> {
+    let pairs = match db.backend {
+        Backend::Sqlite => {
+            let options = db
+                .url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()?
+                .create_if_missing(true)
+                // The server's own settings (server/src/store/sqlite.rs).
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .pragma("secure_delete", "ON");
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(connections as u32)
+                .connect_with(options)
+                .await?;
+            sqlx::migrate!("../migrations/sqlite").run(&pool).await.map_err(sqlx::Error::from)?;
+            run_pairs(pool, connections, duration, body).await?
+        }
+        Backend::Postgres => {
+            db.create_postgres().await?;
+            let pool =
+                sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(&db.url).await?;
+            sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
+            run_pairs(pool, connections, duration, body).await?
+        }
+    };
+    Ok(CeilingReport {
+        backend: db.backend,
+        connections,
+        seconds: duration.as_secs_f64(),
+        pairs_per_s: pairs as f64 / duration.as_secs_f64(),
+    })
+}
+
+async fn run_pairs<DB>(pool: Pool<DB>, connections: usize, duration: Duration, body: usize) -> Result<u64, TargetError>
+where
+    DB: SqlxDatabase,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as SqlxDatabase>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    let done = Arc::new(AtomicBool::new(false));
+    let pairs = Arc::new(AtomicU64::new(0));
+    let room = app::crypto::random_bytes::<32>().to_vec();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (pool, done, pairs, room) = (pool.clone(), done.clone(), pairs.clone(), room.clone());
+        tasks.spawn(async move {
+            let body = vec![0x5a_u8; body];
+            while !done.load(Ordering::Relaxed) {
+                let id = app::crypto::random_bytes::<16>().to_vec();
+                sqlx::query(INSERT)
+                    .bind(room.clone())
+                    .bind(id.clone())
+                    .bind(body.clone())
+                    .bind(i64::MAX)
+                    .bind(vec![0_u8; 32])
+                    .execute(&pool)
+                    .await?;
+                sqlx::query(DELETE).bind(room.clone()).bind(id).execute(&pool).await?;
+                pairs.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, sqlx::Error>(())
+        });
+    }
+    tokio::time::sleep(duration).await;
+    done.store(true, Ordering::Relaxed);
+    let counted = pairs.load(Ordering::Relaxed);
+    for result in tasks.join_all().await {
+        result?;
+    }
+    pool.close().await;
+    Ok(counted)
+}

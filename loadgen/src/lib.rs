@@ -1,0 +1,17 @@
+//! Ephemeral Chat's load generator: real protocol clients with the real client crypto, against
+//! real server processes, and the benchmark run that writes BENCHMARKS.md.
+//!
+//! - [`journey`]: rooms of a sender and receivers through send → fetch → viewed → deleted.
+//! - [`idle`]: many joined, silent connections, to weigh one.
+//! - [`ceiling`]: the database's insert+delete commit rate on the real schema.
+//! - [`target`]: server processes over fresh databases, and their memory.
+//! - [`bench`] and [`render`]: the whole `make bench` run and its report.
+
+pub mod bench;
+pub mod ceiling;
+pub mod client;
+pub mod idle;
+pub mod journey;
+pub mod render;
+pub mod stats;
+pub mod target;

@@ -1,0 +1,193 @@
+//! `loadgen`: drive real servers with real clients. `loadgen --help` lists the commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use loadgen::bench::{self, BenchOptions, Size};
+use loadgen::journey::{self, JourneyOptions};
+use loadgen::target::{self, Backend, Database, Server, ServerSpec};
+use loadgen::{ceiling, idle, render};
+
+#[derive(Parser)]
+#[command(about = "Ephemeral Chat's load generator: the real protocol and client crypto against real servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// The server binary to start (over a fresh database).
+    #[arg(long, env = "SERVER_BIN", default_value = "target/release/server")]
+    server_bin: PathBuf,
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// Instances to start over one database (PostgreSQL only for more than one).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// PostgreSQL maintenance URL; benchmark databases are created beside it and dropped.
+    #[arg(long, env = "TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rooms of a sender and receivers through the whole journey; prints a JSON report.
+    Journey {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 8)]
+        rooms: usize,
+        #[arg(long, default_value_t = 2)]
+        clients_per_room: usize,
+        /// Messages each room's sender sends.
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+        /// Messages in flight per room (closed loop).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Bytes of message text.
+        #[arg(long, default_value_t = 200)]
+        payload: usize,
+        /// Open loop: messages per second over all rooms.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Joined, silent connections: server memory per connection.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
+    /// The database's insert+delete commit rate on the real schema.
+    Ceiling {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// The whole server-side benchmark; writes its results as JSON.
+    Bench {
+        #[command(flatten)]
+        target: Target,
+        /// Tiny sizes, for the smoke run in `make test`.
+        #[arg(long)]
+        smoke: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// BENCHMARKS.md from a bench run's results, the browser's, and the hand-kept history.
+    Render {
+        #[arg(long)]
+        results: PathBuf,
+        #[arg(long)]
+        browser: PathBuf,
+        #[arg(long)]
+        history: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("loadgen: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Journey { target, rooms, clients_per_room, messages, concurrency, payload, rate } => {
+            let (servers, db) = start(&target).await?;
+            let keys = journey::derive_rooms(rooms).await;
+            let options = JourneyOptions {
+                urls: servers.iter().map(Server::ws_url).collect(),
+                clients_per_room,
+                messages,
+                window: concurrency,
+                payload,
+                rate,
+                drain_timeout: Duration::from_secs(30),
+            };
+            let report = journey::run(&keys, &options).await?;
+            let rows_left = db.message_rows().await?;
+            let peak_rss_kib: Vec<u64> = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
+            println!(
+                "{}",
+                serde_json::json!({ "report": report, "rows_left": rows_left, "server_peak_rss_kib": peak_rss_kib })
+            );
+            drop(servers);
+            db.drop_database().await?;
+            Ok(if report.is_clean() && rows_left == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Idle { target, connections } => {
+            let (servers, db) = start(&target).await?;
+            let before = servers[0].rss_kib()?;
+            let open = idle::open(&servers[0].ws_url(), connections, 100).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let after = servers[0].rss_kib()?;
+            let bytes = (after.saturating_sub(before) * 1024) as f64 / connections as f64;
+            println!(
+                "{}",
+                serde_json::json!({ "connections": open.len(), "rss_before_kib": before, "rss_after_kib": after, "bytes_per_connection": bytes })
+            );
+            drop((open, servers));
+            db.drop_database().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ceiling { target, connections, seconds } => {
+            let db = Database::new(target.backend, &target.postgres_url)?;
+            let report = ceiling::measure(&db, connections, Duration::from_secs_f64(seconds), 314).await;
+            db.drop_database().await?;
+            println!("{}", serde_json::to_string(&report?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { target, smoke, out } => {
+            let size = if smoke { Size::smoke() } else { Size::full() };
+            let options = BenchOptions { server_bin: target.server_bin, postgres_url: target.postgres_url, size };
+            let results = bench::run(&options).await?;
+            std::fs::write(&out, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            let problems = results.problems();
+            for problem in &problems {
+                eprintln!("loadgen: {problem}");
+            }
+            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Render { results, browser, history, out } => {
+            let read =
+                |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+            let results: bench::Results = serde_json::from_str(&read(&results)?).context("bench results")?;
+            let browser: render::Browser = serde_json::from_str(&read(&browser)?).context("browser results")?;
+            std::fs::write(&out, render::markdown(&results, &browser, &read(&history)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Starts the target's servers over a fresh database.
+async fn start(target: &Target) -> anyhow::Result<(Vec<Server>, Database)> {
+    anyhow::ensure!(
+        target.instances == 1 || target.backend == Backend::Postgres,
+        "several instances need PostgreSQL: SQLite serves one server process"
+    );
+    let db = Database::new(target.backend, &target.postgres_url)?;
+    let spec = ServerSpec::for_load(target.server_bin.clone());
+    let key = target::random_key();
+    let mut servers = Vec::new();
+    for index in 0..target.instances {
+        servers.push(Server::start(&spec, &db, &key, index).await?);
+    }
+    Ok((servers, db))
+}

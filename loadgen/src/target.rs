@@ -1,0 +1,236 @@
+//! The servers under test: real `server` processes on real ports, over a fresh database each,
+//! with their memory read from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{ConnectOptions as _, Connection as _};
+
+/// How long a starting server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot start {bin}: {source}")]
+    Spawn { bin: PathBuf, source: std::io::Error },
+    #[error("the server did not start within {START_TIMEOUT:?}; its output:\n{output}")]
+    NotServing { output: String },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which store the servers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// A fresh database for one benchmark: a SQLite file in a temp dir, or a uniquely named
+/// PostgreSQL database, dropped by [`Database::drop_database`].
+pub struct Database {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    admin_url: Option<String>,
+}
+
+impl Database {
+    pub fn new(backend: Backend, postgres_admin_url: &str) -> Result<Self, TargetError> {
+        let dir = tempfile::Builder::new().prefix("ec-bench-").tempdir()?;
+        Ok(match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite:{}", dir.path().join("bench.db").display());
+                Self { backend, url, dir, admin_url: None }
+            }
+            Backend::Postgres => {
+                let name = format!("ec_bench_{}", hex::encode(app::crypto::random_bytes::<6>()));
+                let base = postgres_admin_url.rsplit_once('/').map_or(postgres_admin_url, |(base, _)| base);
+                Self { backend, url: format!("{base}/{name}"), dir, admin_url: Some(postgres_admin_url.to_owned()) }
+            }
+        })
+    }
+
+    /// Rows in `messages`: zero once every message sent was viewed by everyone.
+    pub async fn message_rows(&self) -> Result<i64, TargetError> {
+        let sql = "SELECT COUNT(*) FROM messages";
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>()?.connect().await?;
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await?
+            }
+            Backend::Postgres => {
+                let mut conn = self.url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await?
+            }
+        })
+    }
+
+    /// Creates the PostgreSQL database (a server creates its own; the ceiling runs without one).
+    pub async fn create_postgres(&self) -> Result<(), TargetError> {
+        let (Some(admin), Some((_, name))) = (&self.admin_url, self.url.rsplit_once('/')) else {
+            return Ok(());
+        };
+        let mut conn = admin.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Drops the PostgreSQL database (the SQLite file goes with the temp dir).
+    pub async fn drop_database(&self) -> Result<(), TargetError> {
+        let (Some(admin), Some((_, name))) = (&self.admin_url, self.url.rsplit_once('/')) else {
+            return Ok(());
+        };
+        let mut conn = admin.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+}
+
+/// How to start the servers.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub bin: PathBuf,
+    /// Settings beyond the database and port, e.g. raised rate limits.
+    pub env: Vec<(String, String)>,
+}
+
+impl ServerSpec {
+    /// The settings every benchmark uses: a client here is a load generator, not a person, so
+    /// the per-connection and per-address abuse limits are lifted; everything else is default.
+    pub fn for_load(bin: PathBuf) -> Self {
+        let env = [
+            ("RATE_LIMIT_PER_SECOND", "1000000"),
+            ("RATE_LIMIT_BURST", "1000000"),
+            ("MAX_CONNECTIONS_PER_ADDRESS", "1000000"),
+        ];
+        Self { bin, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+}
+
+/// One running `server` process.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub output: PathBuf,
+}
+
+impl Server {
+    /// Starts `spec.bin` on a free port over `db`, and waits until it accepts connections.
+    pub async fn start(spec: &ServerSpec, db: &Database, key: &str, index: usize) -> Result<Self, TargetError> {
+        let port = free_port()?;
+        let output = db.dir.path().join(format!("server-{index}.log"));
+        let log = std::fs::File::create(&output)?;
+        let child = Command::new(&spec.bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", &db.url)
+            .env("DATA_DIR", db.dir.path())
+            .env("ENCRYPTION_KEY", key)
+            .env("LEPTOS_SITE_ROOT", db.dir.path())
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|source| TargetError::Spawn { bin: spec.bin.clone(), source })?;
+        let server = Self { child, port, output };
+        server.wait_until_serving().await?;
+        Ok(server)
+    }
+
+    async fn wait_until_serving(&self) -> Result<(), TargetError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(TargetError::NotServing { output: std::fs::read_to_string(&self.output)? });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, app::protocol::WS_PATH)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> Result<u64, TargetError> {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// The most resident memory the process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64, TargetError> {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Everything the server printed so far.
+    pub fn output_text(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A line such as `VmRSS:  12345 kB` of `/proc/<pid>/status`.
+pub fn proc_status_kib(pid: u32, field: &str) -> Result<u64, TargetError> {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| TargetError::Io(std::io::Error::other(format!("no {field} in /proc/{pid}/status"))))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> Result<u16, TargetError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A fresh random at-rest key, hex.
+pub fn random_key() -> String {
+    hex::encode(app::crypto::random_bytes::<32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_reads_its_own_resident_memory() {
+        let rss = proc_status_kib(std::process::id(), "VmRSS:").unwrap();
+        let peak = proc_status_kib(std::process::id(), "VmHWM:").unwrap();
+        assert!(rss > 0 && peak >= rss, "rss {rss} peak {peak}");
+        assert!(proc_status_kib(std::process::id(), "NoSuchField:").is_err());
+    }
+}
