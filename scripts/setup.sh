@@ -104,6 +104,9 @@ if [ "${opt_version:-0}" -lt 116 ]; then
     install_crate wasm-opt --version 0.116.1 || fail "wasm-opt (binaryen >= 116)" "cargo install wasm-opt --version 0.116.1"
 fi
 
+# brotli, for the precompressed assets `make build` writes (scripts/precompress.sh).
+have brotli || { step "installing brotli"; apt_install brotli || echo "setup: no brotli command: assets will be precompressed with gzip only" >&2; }
+
 # Trunk, for the client-only static bundle (`make static`, and the browser tests run against it).
 if [ "${EC_SETUP_TRUNK:-1}" = 1 ] && ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
     # No update check (it would call crates.io at every run); rustls, no OpenSSL headers needed.

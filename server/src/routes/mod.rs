@@ -1,5 +1,7 @@
 //! The HTTP surface: the Leptos pages, the `/ws` endpoint and a health check. No access log.
 
+mod assets;
+
 use std::sync::Arc;
 
 use app::protocol::WS_PATH;
@@ -36,7 +38,10 @@ const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let hsts = state.hsts;
+    let options = &state.leptos_options;
+    let pkg_dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
     let mut router = Router::new()
+        .nest_service(&format!("/{}", options.site_pkg_dir), assets::pkg(pkg_dir))
         .route(WS_PATH, get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .leptos_routes(&state, routes, {

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a real port, real WebSocket clients, a fresh SQLite
 //! file or PostgreSQL database per test, assertions on frames and on the rows left behind.
 
+mod assets;
 mod helpers;
 mod instances;
 mod limits;
