@@ -31,6 +31,13 @@ struct Target {
     /// PostgreSQL maintenance URL; benchmark databases are created beside it and dropped.
     #[arg(long, env = "TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
+    /// Further server settings, `NAME=value` (repeatable), e.g. `SOCKET_BUFFER_SIZE=1024`.
+    #[arg(long = "server-env", value_parser = parse_setting)]
+    server_env: Vec<(String, String)>,
+}
+
+fn parse_setting(value: &str) -> Result<(String, String), String> {
+    value.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| "expected NAME=value".into())
 }
 
 #[derive(Subcommand)]
@@ -183,7 +190,8 @@ async fn start(target: &Target) -> anyhow::Result<(Vec<Server>, Database)> {
         "several instances need PostgreSQL: SQLite serves one server process"
     );
     let db = Database::new(target.backend, &target.postgres_url)?;
-    let spec = ServerSpec::for_load(target.server_bin.clone());
+    let mut spec = ServerSpec::for_load(target.server_bin.clone());
+    spec.env.extend(target.server_env.iter().cloned());
     let key = target::random_key();
     let mut servers = Vec::new();
     for index in 0..target.instances {

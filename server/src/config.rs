@@ -128,9 +128,10 @@ pub struct Limits {
     /// it: `frame_too_large` and a close. Past twice this the socket is dropped without an answer.
     #[arg(long, env = "MAX_FRAME_SIZE", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(24_576..=1_048_576))]
     pub max_frame_size: u32,
-    /// Read and write buffer per socket, in bytes (tungstenite's default, 128 KiB per
-    /// connection, is far too much for thousands of idle sockets).
-    #[arg(long, env = "SOCKET_BUFFER_SIZE", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1_024..=131_072))]
+    /// Read and write buffer per socket, in bytes. The read buffer is zero-filled up front, so
+    /// it is resident for every idle connection; a larger frame gets room of its own size anyway.
+    /// (tungstenite's default, 128 KiB per connection, is far too much for thousands of sockets.)
+    #[arg(long, env = "SOCKET_BUFFER_SIZE", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1_024..=131_072))]
     pub socket_buffer_size: u32,
     /// A connection that sends nothing (not even a pong) for this long is closed (`30s`, `2m`).
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "120s", value_parser = parse_idle_timeout)]

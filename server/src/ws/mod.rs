@@ -6,22 +6,13 @@ pub mod session;
 
 use std::time::Duration;
 
-/// Largest inbound message: the largest sealed payload (16,413 bytes) in base64url is 21,884
-/// characters; with its JSON envelope 32 KiB leaves room and nothing more. Larger text gets a
-/// `frame_too_large` error and a clean close (code 1009).
-pub const MAX_MESSAGE_SIZE: usize = 32 * 1024;
-/// Where the WebSocket library itself stops reading: past this the socket is dropped at once,
-/// with no error frame, so a flood of huge frames costs the server nothing to answer.
-pub const HARD_MAX_MESSAGE_SIZE: usize = 2 * MAX_MESSAGE_SIZE;
 /// How long a closing connection waits for the client's close reply.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Per-socket read buffer. tungstenite's default (128 KiB) per idle connection is far too much
-/// for a relay meant to hold thousands of them.
-pub const READ_BUFFER_SIZE: usize = 4 * 1024;
-/// Per-socket write buffer before a flush.
-pub const WRITE_BUFFER_SIZE: usize = 4 * 1024;
 /// How often the server pings (at most; more often under a short `IDLE_TIMEOUT`), keeping
 /// proxies from cutting quiet connections.
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
-/// Events a room's channel buffers for its slowest member before that member lags.
-pub const ROOM_CHANNEL_CAPACITY: usize = 256;
+/// Events a room's channel buffers for its slowest member before that member lags (and then
+/// re-reads what waits for it from the store: nothing is lost). The channel allocates every slot
+/// up front, about 80 bytes each: at 256 that was 20 KiB per room, most of an idle connection's
+/// cost. A room's traffic is a few events per message among at most a few people.
+pub const ROOM_CHANNEL_CAPACITY: usize = 32;

@@ -48,6 +48,10 @@ pub struct Session {
 }
 
 /// Serves one upgraded socket until it closes, idles out or breaks.
+///
+/// This future lives as long as the connection, so it is kept small: the work on a frame (store
+/// calls, whose futures are large) is boxed and exists only while that frame is handled. An idle
+/// connection then costs little more than its socket buffers (see BENCHMARKS.md).
 pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
     let mut session =
         Session { id: relay.hub.connection_id(), relay, joined: None, told_presence: None, presence_current: false };
@@ -90,7 +94,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
                     }
                 }
                 let replies = match message {
-                    Message::Text(text) => session.handle_text(text.as_str(), &mut events).await,
+                    Message::Text(text) => Box::pin(session.handle_text(text.as_str(), &mut events)).await,
                     Message::Binary(_) => vec![ServerFrame::error(ErrorCode::BinaryFrame)],
                     Message::Close(_) => {
                         page_closed = true;
@@ -104,7 +108,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
             }
             event = next_event(&mut events) => {
                 let frames = match event {
-                    Ok(RoomEvent { kind: EventKind::Resync, .. }) | Err(RecvError::Lagged(_)) => session.resync().await,
+                    Ok(RoomEvent { kind: EventKind::Resync, .. }) | Err(RecvError::Lagged(_)) => Box::pin(session.resync()).await,
                     Ok(event) => session.frame_for(event).into_iter().collect(),
                     Err(RecvError::Closed) => break,
                 };
@@ -125,7 +129,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
     }
     if let Some(joined) = session.joined {
         drop(events);
-        session.disconnect(joined, page_closed).await;
+        Box::pin(session.disconnect(joined, page_closed)).await;
     }
 }
 
