@@ -53,13 +53,21 @@ pub struct Notice {
 
 impl Notice {
     /// `<instance> <room> <kind> [fields]`, hex and decimal, space-separated.
+    /// A receipt notice up to its counts, for the database to complete
+    /// (`migrations/postgres/0004_one_round_trip_viewed.sql`).
+    pub fn receipt_prefix(instance: InstanceId, room: &RoomHash, id: &MessageId) -> String {
+        format!("{} {} receipt {}", hex::encode(instance.0), hex::encode(room.0), id.to_hex())
+    }
+
     pub fn encode(&self) -> String {
         let head = format!("{} {}", hex::encode(self.instance.0), hex::encode(self.room.0));
         match self.kind {
             EventKind::Message(id) => format!("{head} message {}", id.to_hex()),
             EventKind::Deleted(id) => format!("{head} deleted {}", id.to_hex()),
             EventKind::Expired(id) => format!("{head} expired {}", id.to_hex()),
-            EventKind::Receipt { id, viewed, of } => format!("{head} receipt {} {viewed} {of}", id.to_hex()),
+            EventKind::Receipt { id, viewed, of } => {
+                format!("{} {viewed} {of}", Self::receipt_prefix(self.instance, &self.room, &id))
+            }
             EventKind::Presence(_) | EventKind::PresenceChanged => format!("{head} presence"),
             EventKind::Typing(active) => format!("{head} typing {}", u8::from(active)),
             EventKind::Resync => format!("{head} resync"),

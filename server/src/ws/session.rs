@@ -278,9 +278,15 @@ impl Session {
         self.joined = None;
         self.relay.hub.unsubscribe(&joined.room);
         match self.relay.store.disconnect(&joined.room, &joined.who, self.id).await {
+            Ok(Some(generation)) if page_closed => {
+                // Gone for good: leave before the room hears of it, so a join that follows the
+                // new count finds the place free.
+                leave_after_grace(self.relay.clone(), joined, generation, false).await;
+                self.relay.presence.changed(joined.room, Some(self.id)).await;
+            }
             Ok(Some(generation)) => {
                 self.relay.presence.changed(joined.room, Some(self.id)).await;
-                tokio::spawn(leave_after_grace(self.relay.clone(), joined, generation, !page_closed));
+                tokio::spawn(leave_after_grace(self.relay.clone(), joined, generation, true));
             }
             Ok(None) => {}
             Err(err) => tracing::error!("store: a connection ended: {err}"),
