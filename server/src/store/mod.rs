@@ -4,9 +4,12 @@
 //! payload, an expiry time, and who sent and who must view each message, as participant hashes
 //! (random per page session). Handlers call these methods and never see SQL.
 //!
-//! The statements are written once: both dialects accept `$N` parameters, `ON CONFLICT`,
-//! `RETURNING`, `NOT viewed`, and the same sub-queries; only connecting and the migrations
-//! (schema types, storage parameters) differ, in `sqlite.rs` and `postgres.rs`.
+//! Most statements are written once: both dialects accept `$N` parameters, `ON CONFLICT`,
+//! `RETURNING`, `NOT viewed`, and the same sub-queries. The two writes of every message's
+//! journey, `insert` and `viewed`, are written per backend to take one call each (BENCHMARKS.md):
+//! a compound statement on SQLite, a data-modifying `WITH` and a function on PostgreSQL.
+//! Connecting and the migrations (schema types, storage parameters) differ, in `sqlite.rs` and
+//! `postgres.rs`.
 //!
 //! Participants are rows too (`participants.rs`), so several instances over one PostgreSQL
 //! database share who is in each room. On PostgreSQL every write that causes a room event
@@ -18,6 +21,7 @@ mod sqlite;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use app::crypto::MessageId;
+use sqlx::Row as _;
 
 use crate::at_rest::RoomHash;
 use crate::bus::{InstanceId, Notice, CHANNEL};
@@ -165,15 +169,20 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
     bytes.try_into().ok().map(RoomHash)
 }
 
-const INSERT_MESSAGE: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_hash, id) DO NOTHING";
-/// The recipients of a new message: the room's other participants (connected or in their grace
-/// period, on any instance) at the moment it is stored.
-const INSERT_RECIPIENTS: &str = "INSERT INTO recipients (room_hash, message_id, participant) \
-     SELECT room_hash, $2, participant FROM participants WHERE room_hash = $1 AND participant <> $3";
-/// The stored body of a message id in a room, if any, and how many unexpired messages wait there.
-const EXISTING_AND_PENDING: &str = "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
-       (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $3)";
+/// SQLite's [`Store::insert`], one compound statement run in one call inside `BEGIN IMMEDIATE`
+/// (each call is a round trip to the connection's worker thread): reads the existing body and
+/// the room's backlog, inserts the row unless either refuses it (returning its id), and gives it
+/// the room's other participants (connected or in their grace period) as recipients if it was
+/// inserted. `changes()` is the row count of the insert just before.
+const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
+       (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
+     INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
+       WHERE NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2) \
+       AND (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6) < $7 \
+       ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
+     INSERT INTO recipients (room_hash, message_id, participant) \
+       SELECT room_hash, $2, participant FROM participants \
+       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1";
 /// PostgreSQL's [`Store::insert`] in one statement: the existing body and the backlog are read,
 /// the row and its recipients inserted only if neither refuses it, and the event NOTIFYd only if
 /// it was inserted. Evaluates to (existing body, backlog, rows inserted, notices sent): the last
@@ -195,16 +204,22 @@ const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
             AND r.participant = $3) \
      FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
-const MARK_VIEWED: &str =
-    "UPDATE recipients SET viewed = TRUE WHERE room_hash = $1 AND message_id = $2 AND participant = $3";
-const COUNT_VIEWED: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
-     FROM recipients WHERE room_hash = $1 AND message_id = $2";
-/// Takes the message's row lock (a no-op write) before anything is counted, so two `viewed`
-/// of one message, or a `viewed` and a leave, run one after the other. Otherwise, under
+/// SQLite's [`Store::viewed`], one compound statement inside `BEGIN IMMEDIATE` (which already
+/// runs writers one at a time): marks the view, counts (recipients, viewed), deletes the message
+/// (returning its id) once no recipient is left unviewed, and its recipients with it.
+const VIEWED_SQLITE: &str = "UPDATE recipients SET viewed = TRUE \
+       WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
+     SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
+       FROM recipients WHERE room_hash = $1 AND message_id = $2; \
+     DELETE FROM messages WHERE room_hash = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM recipients \
+       WHERE room_hash = $1 AND message_id = $2 AND NOT viewed) RETURNING id; \
+     DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2 \
+       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2)";
+/// Takes the row locks of every message of a room (a no-op write) before a participant is
+/// dropped from their recipients, so a concurrent `viewed` (which locks its message first, see
+/// `ec_viewed` in the PostgreSQL migrations) and this run one after the other. Otherwise, under
 /// PostgreSQL's read committed, each can count the other's change as not yet made and neither
 /// burns the message. (SQLite's `BEGIN IMMEDIATE` already runs writers one at a time.)
-const LOCK_MESSAGE: &str = "UPDATE messages SET expires_at = expires_at WHERE room_hash = $1 AND id = $2";
-/// The same for every message of a room, before a participant is dropped from their recipients.
 const LOCK_ROOM_MESSAGES: &str = "UPDATE messages SET expires_at = expires_at WHERE room_hash = $1";
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
 const DELETE_RECIPIENTS: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
@@ -288,52 +303,38 @@ impl Store {
     /// already waits in its room or the room holds `max_pending` unread messages.
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
         let expires_at = expiry(m.ttl);
-        let notice = self.notice(m.room, EventKind::Message(*m.id));
         let pool = match &self.pool {
             Pool::Sqlite(pool) => pool,
-            Pool::Postgres(pool) => return self.insert_postgres(pool, m, expires_at, notice).await,
+            Pool::Postgres(pool) => {
+                let notice = self.notice(m.room, EventKind::Message(*m.id));
+                return self.insert_postgres(pool, m, expires_at, notice).await;
+            }
         };
-        {
-            let mut tx = pool.begin_write().await?;
-            let (existing, pending): (Option<Vec<u8>>, i64) = sqlx::query_as(EXISTING_AND_PENDING)
-                .bind(&m.room.0[..])
-                .bind(&m.id.0[..])
-                .bind(now_ms())
-                .fetch_one(&mut *tx)
-                .await?;
+        let mut tx = pool.begin_write().await?;
+        let rows = sqlx::query(INSERT_SQLITE)
+            .bind(&m.room.0[..])
+            .bind(&m.id.0[..])
+            .bind(m.body)
+            .bind(expires_at)
+            .bind(&m.sender.0[..])
+            .bind(now_ms())
+            .bind(i64::from(m.max_pending))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // The first row is the read before the insert; a second is the inserted row's id.
+        let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => return Err(StoreError::Setup("insert: the store returned no row".into())),
+        };
+        Ok(match existing {
             // A resend of a stored message is recognised (even in a full room).
-            let refusal = match existing {
-                Some(body) => Some(Inserted::Exists(body)),
-                None if pending >= i64::from(m.max_pending) => Some(Inserted::RoomBacklogFull),
-                None => None,
-            };
-            if let Some(refusal) = refusal {
-                tx.commit().await?;
-                return Ok(refusal);
-            }
-            let done = sqlx::query(INSERT_MESSAGE)
-                .bind(&m.room.0[..])
-                .bind(&m.id.0[..])
-                .bind(m.body)
-                .bind(expires_at)
-                .bind(&m.sender.0[..])
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                // A concurrent send of the same id won between the two statements: look again.
-                tx.commit().await?;
-                return Box::pin(self.insert(m)).await;
-            }
-            sqlx::query(INSERT_RECIPIENTS)
-                .bind(&m.room.0[..])
-                .bind(&m.id.0[..])
-                .bind(&m.sender.0[..])
-                .execute(&mut *tx)
-                .await?;
-            pool.notify(&mut tx, &[notice]).await?;
-            tx.commit().await?;
-            Ok(Inserted::New)
-        }
+            Some(body) => Inserted::Exists(body),
+            None if rows.len() == 2 => Inserted::New,
+            None if pending >= i64::from(m.max_pending) => Inserted::RoomBacklogFull,
+            // Cannot happen inside SQLite's write lock, but costs nothing to handle: look again.
+            None => return Box::pin(self.insert(m)).await,
+        })
     }
 
     /// [`Store::insert`] on PostgreSQL: the same checks and writes as one statement, so one
@@ -392,35 +393,22 @@ impl Store {
             Pool::Sqlite(pool) => pool,
             Pool::Postgres(pool) => return self.viewed_postgres(pool, room, id, who).await,
         };
-        {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(LOCK_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
-            sqlx::query(MARK_VIEWED).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
-            let (of, viewed): (i64, i64) =
-                sqlx::query_as(COUNT_VIEWED).bind(&room.0[..]).bind(&id.0[..]).fetch_one(&mut *tx).await?;
-            // Recipient rows never outlive their message (every delete removes both in one
-            // transaction), so counting them is enough: none left means open or already gone.
-            let outcome = if viewed < of {
-                Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
-            } else {
-                let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
-                sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
-                if done.rows_affected() == 1 {
-                    Viewed::Deleted
-                } else {
-                    Viewed::Gone
-                }
-            };
-            let event = match outcome {
-                Viewed::Deleted => Some(EventKind::Deleted(*id)),
-                Viewed::Progress { viewed, of } => Some(EventKind::Receipt { id: *id, viewed, of }),
-                Viewed::Gone => None,
-            };
-            let notices: Vec<String> = event.map(|kind| self.notice(room, kind)).into_iter().collect();
-            pool.notify(&mut tx, &notices).await?;
-            tx.commit().await?;
-            Ok(outcome)
-        }
+        let mut tx = pool.begin_write().await?;
+        let rows =
+            sqlx::query(VIEWED_SQLITE).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        // The first row is the count after marking; a second is the deleted message's id.
+        let (of, viewed): (i64, i64) = match rows.first() {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => return Err(StoreError::Setup("viewed: the store returned no row".into())),
+        };
+        Ok(if rows.len() == 2 {
+            Viewed::Deleted
+        } else if viewed < of {
+            Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
+        } else {
+            Viewed::Gone
+        })
     }
 
     /// [`Store::viewed`] on PostgreSQL: the same statements in one function call, one round trip
