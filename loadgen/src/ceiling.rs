@@ -15,6 +15,9 @@ use crate::target::{Backend, Database, TargetError};
 pub struct CeilingReport {
     pub backend: Backend,
     pub connections: usize,
+    /// Whether each commit also NOTIFYs, as the server's writes on PostgreSQL do.
+    #[serde(default)]
+    pub notify: bool,
     pub seconds: f64,
     /// INSERT+DELETE pairs per second: two commits each.
     pub pairs_per_s: f64,
@@ -22,15 +25,23 @@ pub struct CeilingReport {
 
 const INSERT: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) VALUES ($1, $2, $3, $4, $5)";
 const DELETE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
+/// The same pair with a NOTIFY in each commit (PostgreSQL), still one statement each.
+const INSERT_NOTIFY: &str = "WITH i AS (INSERT INTO messages (room_hash, id, body, expires_at, sender) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING 1) SELECT pg_notify('ec_bench_ceiling', 'x') FROM i";
+const DELETE_NOTIFY: &str = "WITH d AS (DELETE FROM messages WHERE room_hash = $1 AND id = $2 RETURNING 1) \
+     SELECT pg_notify('ec_bench_ceiling', 'x') FROM d";
 
 /// Runs insert+delete pairs on `connections` connections for `duration`. `body` is the stored
-/// row's size (a sealed payload plus the at-rest layer).
+/// row's size (a sealed payload plus the at-rest layer). `notify` (PostgreSQL only) adds a
+/// NOTIFY to each commit.
 pub async fn measure(
     db: &Database,
     connections: usize,
     duration: Duration,
     body: usize,
+    notify: bool,
 ) -> Result<CeilingReport, TargetError> {
+    let statements = if notify { (INSERT_NOTIFY, DELETE_NOTIFY) } else { (INSERT, DELETE) };
     let pairs = match db.backend {
         Backend::Sqlite => {
             let options = db
@@ -47,25 +58,32 @@ pub async fn measure(
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("../migrations/sqlite").run(&pool).await.map_err(sqlx::Error::from)?;
-            run_pairs(pool, connections, duration, body).await?
+            run_pairs(pool, statements, connections, duration, body).await?
         }
         Backend::Postgres => {
             db.create_postgres().await?;
             let pool =
                 sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(&db.url).await?;
             sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
-            run_pairs(pool, connections, duration, body).await?
+            run_pairs(pool, statements, connections, duration, body).await?
         }
     };
     Ok(CeilingReport {
         backend: db.backend,
         connections,
+        notify,
         seconds: duration.as_secs_f64(),
         pairs_per_s: pairs as f64 / duration.as_secs_f64(),
     })
 }
 
-async fn run_pairs<DB>(pool: Pool<DB>, connections: usize, duration: Duration, body: usize) -> Result<u64, TargetError>
+async fn run_pairs<DB>(
+    pool: Pool<DB>,
+    (insert, delete): (&'static str, &'static str),
+    connections: usize,
+    duration: Duration,
+    body: usize,
+) -> Result<u64, TargetError>
 where
     DB: SqlxDatabase,
     for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -83,7 +101,7 @@ where
             let body = vec![0x5a_u8; body];
             while !done.load(Ordering::Relaxed) {
                 let id = app::crypto::random_bytes::<16>().to_vec();
-                sqlx::query(INSERT)
+                sqlx::query(insert)
                     .bind(room.clone())
                     .bind(id.clone())
                     .bind(body.clone())
@@ -91,7 +109,7 @@ where
                     .bind(vec![0_u8; 32])
                     .execute(&pool)
                     .await?;
-                sqlx::query(DELETE).bind(room.clone()).bind(id).execute(&pool).await?;
+                sqlx::query(delete).bind(room.clone()).bind(id).execute(&pool).await?;
                 pairs.fetch_add(1, Ordering::Relaxed);
             }
             Ok::<_, sqlx::Error>(())

@@ -195,18 +195,34 @@ pub async fn run(rooms: &[RoomKeys], options: &JourneyOptions) -> Result<Journey
         let plan = SendPlan { room_index, rooms: states.len(), start, options: options.clone() };
         senders.spawn(send_all(plan, out, states[room_index].clone(), shared.clone()));
     }
-    let finished = shared.all_done.notified();
-    tokio::pin!(finished);
-    if shared.expected > 0 {
-        // Sending may take long at a low rate; the drain timeout starts when the last is out.
-        finished.as_mut().enable();
-        while senders.join_next().await.is_some() {}
-        let _ = tokio::time::timeout(options.drain_timeout, finished).await;
-    }
+    wait_for_journeys(&shared, &mut senders, options.drain_timeout).await;
+    senders.abort_all();
     readers.abort_all();
     while readers.join_next().await.is_some() {}
     while writers.join_next().await.is_some() {}
     Ok(report(rooms.len(), options, start, &shared))
+}
+
+/// Waits until every journey is done, or until none has finished for `stall` (a sender blocked
+/// on a full window counts as stalled too): a run that loses messages ends and says so.
+async fn wait_for_journeys(shared: &Shared, senders: &mut JoinSet<()>, stall: Duration) {
+    let mut last = (0, Instant::now());
+    loop {
+        let completed = shared.metrics().completed;
+        if completed == shared.expected {
+            return;
+        }
+        if completed != last.0 {
+            last = (completed, Instant::now());
+        } else if last.1.elapsed() > stall && senders.is_empty() || last.1.elapsed() > 2 * stall {
+            return;
+        }
+        tokio::select! {
+            Some(_) = senders.join_next() => {}
+            () = shared.all_done.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
 }
 
 /// Connects and joins every client of every room; a room's sender joins last, so every

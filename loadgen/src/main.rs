@@ -78,6 +78,9 @@ enum Command {
         connections: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// A NOTIFY in each commit, as the server's writes do on PostgreSQL.
+        #[arg(long)]
+        notify: bool,
     },
     /// The whole server-side benchmark; writes its results as JSON.
     Bench {
@@ -153,9 +156,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             db.drop_database().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ceiling { target, connections, seconds } => {
+        Command::Ceiling { target, connections, seconds, notify } => {
             let db = Database::new(target.backend, &target.postgres_url)?;
-            let report = ceiling::measure(&db, connections, Duration::from_secs_f64(seconds), 314).await;
+            let report = ceiling::measure(&db, connections, Duration::from_secs_f64(seconds), 314, notify).await;
             db.drop_database().await?;
             println!("{}", serde_json::to_string(&report?)?);
             Ok(ExitCode::SUCCESS)

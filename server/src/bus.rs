@@ -3,7 +3,9 @@
 //! Every instance LISTENs on one channel. A write that causes an event (a message stored,
 //! viewed, deleted or expired, someone joining or leaving) NOTIFYs it inside the same
 //! transaction, so the others hear of it exactly when it is committed; typing is notified on
-//! its own. A notice carries only the sending instance, the room hash, the event kind and
+//! its own. The two writes of every message's journey (stored, viewed) NOTIFY only when a
+//! participant of the room is on another instance (or, for a stored message, when it has no
+//! recipients): a NOTIFYing commit serialises with every other one in the database. A notice carries only the sending instance, the room hash, the event kind and
 //! message ids or counts: never a payload, a code or a key. Instances deliver other instances'
 //! notices to their local sockets as if the event had happened locally.
 //!

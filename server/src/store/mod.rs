@@ -185,7 +185,12 @@ const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash =
        WHERE room_hash = $1 AND participant <> $5 AND changes() = 1";
 /// PostgreSQL's [`Store::insert`] in one statement: the existing body and the backlog are read,
 /// the row and its recipients inserted only if neither refuses it, and the event NOTIFYd only if
-/// it was inserted. Evaluates to (existing body, backlog, rows inserted, notices sent): the last
+/// it was inserted and another instance can care: a participant of the room is on another
+/// instance (`$10` is this one), or the message has no recipients (open to whoever joins next,
+/// wherever). A commit that NOTIFYs holds a lock that serialises every such commit in the
+/// database; notifying a room wholly on this instance cost most of the throughput for nobody's
+/// benefit (BENCHMARKS.md). A participant that joins elsewhere while this runs is not a
+/// recipient (it was not here when the message was sent), so it needs no notice. Evaluates to (existing body, backlog, rows inserted, notices sent): the last
 /// is read so that the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that
 /// nothing reads).
 const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
@@ -196,7 +201,9 @@ const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE
      recipients AS (INSERT INTO recipients (room_hash, message_id, participant) \
          SELECT p.room_hash, i.id, p.participant FROM participants p, inserted i \
          WHERE p.room_hash = $1 AND p.participant <> $5), \
-     notified AS (SELECT pg_notify($8, $9) FROM inserted) \
+     notified AS (SELECT pg_notify($8, $9) FROM inserted \
+         WHERE EXISTS (SELECT 1 FROM participants WHERE room_hash = $1 AND instance <> $10) \
+         OR NOT EXISTS (SELECT 1 FROM participants WHERE room_hash = $1 AND participant <> $5)) \
      SELECT (SELECT body FROM existing), (SELECT n FROM pending), \
          (SELECT COUNT(*) FROM inserted), (SELECT COUNT(*) FROM notified)";
 const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
@@ -357,6 +364,7 @@ impl Store {
                 .bind(i64::from(m.max_pending))
                 .bind(CHANNEL)
                 .bind(notice)
+                .bind(&self.instance.0[..])
                 .fetch_one(pool)
                 .await?;
         Ok(match existing {
@@ -421,10 +429,11 @@ impl Store {
         who: &Participant,
     ) -> Result<Viewed, StoreError> {
         let (outcome, viewed, of): (String, i64, i64) =
-            sqlx::query_as("SELECT outcome, viewed_count, recipient_count FROM ec_viewed($1, $2, $3, $4, $5, $6)")
+            sqlx::query_as("SELECT outcome, viewed_count, recipient_count FROM ec_viewed($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&room.0[..])
                 .bind(&id.0[..])
                 .bind(&who.0[..])
+                .bind(&self.instance.0[..])
                 .bind(CHANNEL)
                 .bind(self.notice(room, EventKind::Deleted(*id)))
                 .bind(Notice::receipt_prefix(self.instance, room, id))
