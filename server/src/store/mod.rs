@@ -464,6 +464,14 @@ impl Store {
         })
     }
 
+    /// Whether a message of `room` is still stored (waiting, or expired and not yet swept).
+    pub async fn exists(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND id = $2";
+        let count: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(sql).bind(&room.0[..]).bind(&id.0[..]).fetch_one(pool).await?);
+        Ok(count > 0)
+    }
+
     /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
     pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
         let rows: Vec<Vec<u8>> = on_pool!(self, pool => sqlx::query_scalar(PENDING_FOR)

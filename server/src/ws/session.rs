@@ -45,6 +45,10 @@ pub struct Session {
     /// Whether the count read after this connection's own join has arrived. Counts published
     /// before it were read before the join and are older than the `joined` count: skipped.
     presence_current: bool,
+    /// Messages this connection stored that it has not yet been told are gone, with when they
+    /// expire: if it falls behind its room's channel and misses their `deleted` or `expired`,
+    /// the resync tells it (bounded by the room's backlog limit).
+    sent: std::collections::HashMap<MessageId, Instant>,
 }
 
 /// Serves one upgraded socket until it closes, idles out or breaks.
@@ -53,8 +57,14 @@ pub struct Session {
 /// calls, whose futures are large) is boxed and exists only while that frame is handled. An idle
 /// connection then costs little more than its socket buffers (see BENCHMARKS.md).
 pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
-    let mut session =
-        Session { id: relay.hub.connection_id(), relay, joined: None, told_presence: None, presence_current: false };
+    let mut session = Session {
+        id: relay.hub.connection_id(),
+        relay,
+        joined: None,
+        told_presence: None,
+        presence_current: false,
+        sent: Default::default(),
+    };
     let mut events: Option<broadcast::Receiver<RoomEvent>> = None;
     let limits = session.relay.limits;
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
@@ -315,7 +325,10 @@ impl Session {
         };
         let inserted = self.relay.store.insert(message).await.map_err(|err| internal(&err))?;
         match inserted {
-            Inserted::New => self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id)),
+            Inserted::New => {
+                self.sent.insert(id, Instant::now() + self.relay.message_ttl);
+                self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
+            }
             Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),
             Inserted::Exists(existing) => {
                 let same = match self.relay.keys.open(&room, &id, &existing) {
@@ -393,8 +406,14 @@ impl Session {
         let own = event.origin == Some(self.id);
         match event.kind {
             EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
-            EventKind::Deleted(id) => Some(ServerFrame::Deleted { message_id: id.to_hex() }),
-            EventKind::Expired(id) => Some(ServerFrame::Expired { message_id: id.to_hex() }),
+            EventKind::Deleted(id) => {
+                self.sent.remove(&id);
+                Some(ServerFrame::Deleted { message_id: id.to_hex() })
+            }
+            EventKind::Expired(id) => {
+                self.sent.remove(&id);
+                Some(ServerFrame::Expired { message_id: id.to_hex() })
+            }
             EventKind::Receipt { id, viewed, of } => Some(ServerFrame::Receipt { message_id: id.to_hex(), viewed, of }),
             EventKind::Presence(participants) => {
                 // Recounts are answered in order: the one this join asked for marks the end of
@@ -412,20 +431,38 @@ impl Session {
     }
 
     /// After this connection fell behind its room's channel, or events from other instances
-    /// may have been missed: re-announce what waits and who is here. Clients ignore notices of
-    /// messages they already show.
+    /// may have been missed: re-announce what waits and who is here, and which of its own
+    /// messages are gone. Clients ignore notices of messages they already show.
     async fn resync(&mut self) -> Vec<ServerFrame> {
         let Some(joined) = self.joined else { return Vec::new() };
         let pending = self.relay.store.pending_for(&joined.room, &joined.who).await;
         let connected = self.relay.store.connected(&joined.room).await;
-        match (pending, connected) {
+        let mut frames: Vec<ServerFrame> = match (pending, connected) {
             (Ok(pending), Ok(participants)) => pending
                 .into_iter()
                 .map(|id| ServerFrame::Message { message_id: id.to_hex() })
                 .chain(self.presence(participants))
                 .collect(),
-            (Err(err), _) | (_, Err(err)) => vec![ServerFrame::error(internal(&err))],
+            (Err(err), _) | (_, Err(err)) => return vec![ServerFrame::error(internal(&err))],
+        };
+        let sent: Vec<(MessageId, Instant)> = self.sent.iter().map(|(id, at)| (*id, *at)).collect();
+        for (id, expires) in sent {
+            match self.relay.store.exists(&joined.room, &id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Gone before its expiry: viewed by everyone and burned; after: expired.
+                    self.sent.remove(&id);
+                    let message_id = id.to_hex();
+                    frames.push(if Instant::now() < expires {
+                        ServerFrame::Deleted { message_id }
+                    } else {
+                        ServerFrame::Expired { message_id }
+                    });
+                }
+                Err(err) => return vec![ServerFrame::error(internal(&err))],
+            }
         }
+        frames
     }
 
     /// A `presence` frame, unless this connection already knows that count.
