@@ -14,7 +14,7 @@ ENV := source scripts/env.sh &&
 E2E_DIST := $(TARGET_DIR)/static-e2e
 E2E_RELAY_ORIGIN := http://127.0.0.1:3110
 
-.PHONY: run setup setup-build setup-static build static static-e2e test check-format lint unit-and-integration e2e screenshots clean
+.PHONY: run setup setup-build setup-static build static static-e2e test check-format lint unit-and-integration e2e bench bench-smoke screenshots clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
@@ -34,6 +34,7 @@ setup-static:
 ## The release build: server binary and wasm-opt'd WASM bundle.
 build: setup-build
 	$(ENV) cargo leptos build --release
+	scripts/precompress.sh $(SITE_ROOT)/pkg
 
 ## The client-only static bundle in dist/ (Trunk, release), for hosting the UI on any static
 ## host apart from the relay: `EC_RELAY_ORIGIN=https://relay.example make static`. Publish
@@ -47,25 +48,37 @@ static-e2e: setup-static
 
 ## Every check: formatting, lints (server and wasm32), unit and integration tests on SQLite and
 ## PostgreSQL, then Playwright in Chromium against the release build.
-test: setup check-format lint unit-and-integration build static-e2e e2e
+test: setup check-format lint unit-and-integration build bench-smoke static-e2e e2e
 
 check-format:
 	$(ENV) cargo fmt --all --check
 
 lint:
-	$(ENV) cargo clippy -p app -p server --all-targets -- -D warnings
-	$(ENV) cargo clippy -p frontend --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	$(ENV) cargo clippy -p app -p server -p loadgen --all-targets -- -D warnings
+	$(ENV) cargo clippy -p frontend --features hydrate,bench --target wasm32-unknown-unknown -- -D warnings
 	$(ENV) cargo clippy -p frontend --features csr --target wasm32-unknown-unknown -- -D warnings
 
 ## Unit tests (app, server) and the integration tests (server/tests), both backends.
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
 unit-and-integration:
 	$(ENV) cargo test -p app -p server --lib --test integration
+	$(ENV) cargo test -p loadgen --lib
 
 ## Playwright in Chromium, every test on the server-rendered build and on the static bundle.
 e2e:
 	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) \
 		npx playwright test --project=ssr --project=static
+
+## The load generator's whole run at tiny sizes, against the release server (part of `make test`):
+## every benchmark code path, failing on any lost, duplicated or left-behind message.
+bench-smoke: build
+	scripts/ensure-postgres.sh
+	$(ENV) cargo build -q --release -p loadgen
+	$(TARGET_DIR)/release/loadgen bench --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/bench-smoke.json
+
+## Benchmarks (not part of `make test`): writes BENCHMARKS.md. See its Method section.
+bench: setup build static-e2e
+	SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) scripts/bench.sh
 
 ## The README's pictures (docs/screenshots/), from the real app in Chromium.
 screenshots: setup build static-e2e

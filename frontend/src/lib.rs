@@ -5,6 +5,9 @@
 //!   build time, for hosting the UI apart from the relay.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "bench")]
+mod bench;
+
 /// Called by the loader script cargo-leptos generates, once the WASM module is instantiated.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
