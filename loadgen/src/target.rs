@@ -81,22 +81,21 @@ impl Database {
 
     /// Creates the PostgreSQL database (a server creates its own; the ceiling runs without one).
     pub async fn create_postgres(&self) -> Result<(), TargetError> {
-        let (Some(admin), Some((_, name))) = (&self.admin_url, self.url.rsplit_once('/')) else {
-            return Ok(());
-        };
-        let mut conn = admin.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
-        conn.close().await?;
-        Ok(())
+        self.on_admin(|name| format!("CREATE DATABASE \"{name}\"")).await
     }
 
     /// Drops the PostgreSQL database (the SQLite file goes with the temp dir).
     pub async fn drop_database(&self) -> Result<(), TargetError> {
+        self.on_admin(|name| format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await
+    }
+
+    /// Runs a statement about this database on the maintenance connection (PostgreSQL only).
+    async fn on_admin(&self, statement: impl Fn(&str) -> String) -> Result<(), TargetError> {
         let (Some(admin), Some((_, name))) = (&self.admin_url, self.url.rsplit_once('/')) else {
             return Ok(());
         };
         let mut conn = admin.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await?;
+        sqlx::query(&statement(name)).execute(&mut conn).await?;
         conn.close().await?;
         Ok(())
     }

@@ -189,8 +189,11 @@ const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash =
 /// instance (`$10` is this one), or the message has no recipients (open to whoever joins next,
 /// wherever). A commit that NOTIFYs holds a lock that serialises every such commit in the
 /// database; notifying a room wholly on this instance cost most of the throughput for nobody's
-/// benefit (BENCHMARKS.md). A participant that joins elsewhere while this runs is not a
-/// recipient (it was not here when the message was sent), so it needs no notice. Evaluates to (existing body, backlog, rows inserted, notices sent): the last
+/// benefit (BENCHMARKS.md). A participant that first joins elsewhere while this runs is not a
+/// recipient (it was not here when the message was sent), so it needs no notice. Known gap: a
+/// participant *re*joining another instance in the same few milliseconds (its row still names
+/// this instance in this statement's snapshot, and its join read what waits before this
+/// commits) is a recipient that hears of this message only at its next join or resync. Evaluates to (existing body, backlog, rows inserted, notices sent): the last
 /// is read so that the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that
 /// nothing reads).
 const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
