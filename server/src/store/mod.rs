@@ -193,9 +193,9 @@ const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash =
 /// recipient (it was not here when the message was sent), so it needs no notice. Known gap: a
 /// participant *re*joining another instance in the same few milliseconds (its row still names
 /// this instance in this statement's snapshot, and its join read what waits before this
-/// commits) is a recipient that hears of this message only at its next join or resync. Evaluates to (existing body, backlog, rows inserted, notices sent): the last
-/// is read so that the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that
-/// nothing reads).
+/// commits) is a recipient that hears of this message only at its next join or resync.
+/// Evaluates to (existing body, backlog, rows inserted, notices sent): the last is read so that
+/// the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that nothing reads).
 const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
      pending AS (SELECT COUNT(*) AS n FROM messages WHERE room_hash = $1 AND expires_at > $6), \
      inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender) \
