@@ -12,5 +12,9 @@ for dir in "$@"; do
         while IFS= read -r -d '' file; do
             gzip -9 -n -k -f "$file"
             if [ "$have_brotli" = 1 ]; then brotli -q 11 -k -f "$file"; else rm -f "$file.br"; fi
+            # The server sends a sibling only if it is not older than its file; brotli keeps the
+            # file's time to the second only, which is older: give both the file's exact time.
+            touch -r "$file" "$file.gz"
+            [ ! -e "$file.br" ] || touch -r "$file" "$file.br"
         done
 done

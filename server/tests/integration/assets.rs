@@ -56,6 +56,13 @@ async fn precompressed_assets_go_to_clients_that_accept_them_and_stale_ones_neve
     assert!(!head.contains("content-encoding"), "{head}");
     assert_eq!(body, b"the wasm itself");
 
+    // brotli keeps its input's time to the second only: a .br older than the file is not sent,
+    // a fresh .gz still is.
+    touch(&pkg.join("app.wasm.br"), b"brotli bytes", built - Duration::from_millis(500));
+    let (head, body) = get(server.port, "/pkg/app.wasm", Some("gzip, deflate, br")).await;
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(body, b"gzip bytes");
+
     // A rebuild that did not precompress: the siblings are older than the file now.
     touch(&pkg.join("app.wasm"), b"the rebuilt wasm", built + Duration::from_secs(2));
     let (head, body) = get(server.port, "/pkg/app.wasm", Some("gzip, deflate, br")).await;
