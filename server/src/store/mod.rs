@@ -93,15 +93,27 @@ pub struct Store {
 
 #[derive(Clone, Debug)]
 enum Pool {
-    Sqlite(sqlx::SqlitePool),
+    /// SQLite runs one writer at a time: writes queue for the one write connection, in order,
+    /// inside this process; reads go to read-only connections, which WAL never blocks.
+    Sqlite {
+        write: sqlx::SqlitePool,
+        read: sqlx::SqlitePool,
+    },
     Postgres(sqlx::PgPool),
 }
 
-/// Runs the same statements on whichever pool the store has.
+/// Runs the same statements on whichever pool the store has: by default the pool that may
+/// write; `read pool =>` for statements that only read.
 macro_rules! on_pool {
+    ($store:expr, read $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite { read: $pool, .. } => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            Pool::Sqlite($pool) => $body,
+            Pool::Sqlite { write: $pool, .. } => $body,
             Pool::Postgres($pool) => $body,
         }
     };
@@ -111,8 +123,9 @@ macro_rules! on_pool {
 trait Backend {
     type Db: sqlx::Database;
     /// Opens a transaction that will write. SQLite takes the write lock up front (`BEGIN
-    /// IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when it
-    /// turns its read into a write; PostgreSQL's row locks already order them.
+    /// IMMEDIATE`): with one write connection no other writer can hold it, but a deferred
+    /// transaction would still fail rather than wait if anything else (a backup, an operator's
+    /// `sqlite3`) took it first. PostgreSQL's row locks already order writers.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
     /// Announces events to the other instances when (and only if) `tx` commits.
     async fn notify(
@@ -279,8 +292,8 @@ impl Store {
     ) -> Result<(Self, Option<std::fs::File>), StoreError> {
         match database {
             Database::Sqlite { path } => {
-                let (pool, lock) = sqlite::connect(path).await?;
-                Ok((Self { pool: Pool::Sqlite(pool), instance }, Some(lock)))
+                let (write, read, lock) = sqlite::connect(path).await?;
+                Ok((Self { pool: Pool::Sqlite { write, read }, instance }, Some(lock)))
             }
             Database::Postgres(options) => {
                 Ok((Self { pool: Pool::Postgres(postgres::connect(options).await?), instance }, None))
@@ -292,7 +305,7 @@ impl Store {
     pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
         match &self.pool {
             Pool::Postgres(pool) => Some(pool),
-            Pool::Sqlite(_) => None,
+            Pool::Sqlite { .. } => None,
         }
     }
 
@@ -314,7 +327,7 @@ impl Store {
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
         let expires_at = expiry(m.ttl);
         let pool = match &self.pool {
-            Pool::Sqlite(pool) => pool,
+            Pool::Sqlite { write, .. } => write,
             Pool::Postgres(pool) => {
                 let notice = self.notice(m.room, EventKind::Message(*m.id));
                 return self.insert_postgres(pool, m, expires_at, notice).await;
@@ -382,7 +395,7 @@ impl Store {
 
     /// A waiting, unexpired message of `room`, as `who` may see it.
     pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, pool => sqlx::query_as(SELECT_WAITING)
+        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, read pool => sqlx::query_as(SELECT_WAITING)
             .bind(&room.0[..])
             .bind(&id.0[..])
             .bind(&who.0[..])
@@ -401,7 +414,7 @@ impl Store {
     /// if it is open).
     pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
         let pool = match &self.pool {
-            Pool::Sqlite(pool) => pool,
+            Pool::Sqlite { write, .. } => write,
             Pool::Postgres(pool) => return self.viewed_postgres(pool, room, id, who).await,
         };
         let mut tx = pool.begin_write().await?;
@@ -470,14 +483,13 @@ impl Store {
     /// Whether a message of `room` is still stored (waiting, or expired and not yet swept).
     pub async fn exists(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
         let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND id = $2";
-        let count: i64 =
-            on_pool!(self, pool => sqlx::query_scalar(sql).bind(&room.0[..]).bind(&id.0[..]).fetch_one(pool).await?);
+        let count: i64 = on_pool!(self, read pool => sqlx::query_scalar(sql).bind(&room.0[..]).bind(&id.0[..]).fetch_one(pool).await?);
         Ok(count > 0)
     }
 
     /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
     pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
-        let rows: Vec<Vec<u8>> = on_pool!(self, pool => sqlx::query_scalar(PENDING_FOR)
+        let rows: Vec<Vec<u8>> = on_pool!(self, read pool => sqlx::query_scalar(PENDING_FOR)
             .bind(&room.0[..])
             .bind(&who.0[..])
             .bind(now_ms())
@@ -502,7 +514,7 @@ impl Store {
     /// not come back are dropped.
     pub async fn recipient_participants(&self) -> Result<Vec<(RoomHash, Participant)>, StoreError> {
         let sql = "SELECT DISTINCT room_hash, participant FROM recipients";
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, read pool => sqlx::query_as(sql).fetch_all(pool).await?);
         Ok(rows.iter().filter_map(|(room, who)| Some((room_from_row(room)?, Participant::from_row(who)))).collect())
     }
 
@@ -525,8 +537,14 @@ impl Store {
         })
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes the pools, waiting for connections to finish.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        match &self.pool {
+            Pool::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 }

@@ -187,13 +187,13 @@ impl Store {
 
     /// Whether `who` is in `room` (connected or in its grace period, on any instance).
     pub async fn is_participant(&self, room: &RoomHash, who: &Participant) -> Result<bool, StoreError> {
-        let n: i64 = on_pool!(self, pool => sqlx::query_scalar(IS_PARTICIPANT).bind(&room.0[..]).bind(&who.0[..]).fetch_one(pool).await?);
+        let n: i64 = on_pool!(self, read pool => sqlx::query_scalar(IS_PARTICIPANT).bind(&room.0[..]).bind(&who.0[..]).fetch_one(pool).await?);
         Ok(n > 0)
     }
 
     /// How many are connected to `room`, over all instances.
     pub async fn connected(&self, room: &RoomHash) -> Result<u32, StoreError> {
-        let n: i64 = on_pool!(self, pool => sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(pool).await?);
+        let n: i64 = on_pool!(self, read pool => sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(pool).await?);
         Ok(count(n))
     }
 }

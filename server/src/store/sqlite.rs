@@ -14,10 +14,14 @@ use sqlx::SqlitePool;
 
 use super::StoreError;
 
-/// SQLite serialises writers; a few connections serve concurrent readers.
-const MAX_CONNECTIONS: u32 = 4;
+/// Read-only connections for concurrent readers; in WAL mode a writer never blocks them.
+const READ_CONNECTIONS: u32 = 3;
 
-pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, File), StoreError> {
+/// Opens the database: a pool of one write connection, so writers wait their turn in this
+/// process, in order (several write connections would contend for SQLite's lock and back off in
+/// the busy handler's sleeps, which made the slowest journeys 100–400 ms: BENCHMARKS.md), and a
+/// pool of read-only connections. Returns (write pool, read pool, the server's lock).
+pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File), StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
@@ -30,9 +34,16 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, File), StoreErro
         .busy_timeout(Duration::from_secs(5))
         // Deleted rows are overwritten with zeros, not just unlinked from the b-tree.
         .pragma("secure_delete", "ON");
-    let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
-    sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-    Ok((pool, lock))
+    // A local file, not a network: no need to ping a connection before each use.
+    let write =
+        SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options.clone()).await?;
+    sqlx::migrate!("../migrations/sqlite").run(&write).await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(READ_CONNECTIONS)
+        .test_before_acquire(false)
+        .connect_with(options.create_if_missing(false).read_only(true))
+        .await?;
+    Ok((write, read, lock))
 }
 
 /// Takes the lock that says "a server runs on this database", or explains who holds it.
