@@ -117,6 +117,8 @@ impl ServerSpec {
             ("RATE_LIMIT_PER_SECOND", "1000000"),
             ("RATE_LIMIT_BURST", "1000000"),
             ("MAX_CONNECTIONS_PER_ADDRESS", "1000000"),
+            ("CONNECTS_PER_SECOND_PER_ADDRESS", "1000000"),
+            ("CONNECT_BURST_PER_ADDRESS", "1000000"),
         ];
         Self { bin, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }

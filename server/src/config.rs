@@ -114,6 +114,13 @@ pub struct Limits {
     /// WebSocket connections one client address may hold open (counted in memory only).
     #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: u32,
+    /// New WebSocket connections one client address may open per second on average; past it
+    /// (and its burst) the upgrade is refused with 429 before any handshake work.
+    #[arg(long, env = "CONNECTS_PER_SECOND_PER_ADDRESS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connects_per_second_per_address: u32,
+    /// New connections one client address may open in a burst.
+    #[arg(long, env = "CONNECT_BURST_PER_ADDRESS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_burst_per_address: u32,
     /// Messages that may wait unread in one room; the next `send` gets `too_many_pending`.
     #[arg(long, env = "MAX_PENDING_PER_ROOM", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pending_per_room: u32,

@@ -100,7 +100,11 @@ impl Application {
             allowed_origins: config.allowed_origins.iter().cloned().chain(config.public_url.clone()).collect(),
             trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
-            addresses: AddressCounter::default(),
+            addresses: AddressCounter::new(
+                config.limits.max_connections_per_address,
+                config.limits.connects_per_second_per_address,
+                config.limits.connect_burst_per_address,
+            ),
             presence,
             bus_reconnects: Default::default(),
         });

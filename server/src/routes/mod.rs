@@ -18,6 +18,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::IpNet;
 use crate::startup::{AppState, Relay};
+use crate::ws::limits::AddressRefusal;
 use crate::ws::session;
 
 /// Headers on every response. Pages add their Content-Security-Policy (with the render's nonce)
@@ -72,10 +73,16 @@ async fn ws_upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let relay: Arc<Relay> = state.relay.clone();
-    let max = relay.limits.max_connections_per_address;
     let client = client_address(peer.ip(), &headers, &relay.trusted_proxies);
-    let Some(slot) = relay.addresses.try_acquire(client, max) else {
-        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response();
+    let slot = match relay.addresses.try_acquire(client) {
+        Ok(slot) => slot,
+        Err(AddressRefusal::TooMany) => {
+            return (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response()
+        }
+        Err(AddressRefusal::TooFast) => {
+            return (StatusCode::TOO_MANY_REQUESTS, "too many new connections from this address: slow down")
+                .into_response()
+        }
     };
     let limits = relay.limits;
     // Where the library stops reading: past it the socket is dropped at once, unanswered, so a

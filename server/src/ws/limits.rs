@@ -1,5 +1,6 @@
-//! Per-connection rate limiting and per-address connection counting. Addresses live only in
-//! this in-memory map, only while they have a connection open, and are never logged.
+//! Per-connection rate limiting, and per-address limits on connections open and on new
+//! connections per second. Addresses live only in this in-memory map, only while they have a
+//! connection open or opened one in the last few seconds, and are never logged.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,6 +31,12 @@ impl TokenBucket {
         self.try_take_at(Instant::now())
     }
 
+    /// Whether the bucket would be full at `now` (nothing taken recently).
+    fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.per_second >= self.burst
+    }
+
     fn try_take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
@@ -43,10 +50,37 @@ impl TokenBucket {
     }
 }
 
-/// Open connections per client address.
-#[derive(Debug, Default, Clone)]
+/// Per client address: connections open, and a token bucket of new connections, so that an
+/// address that reconnects as fast as it can is refused before the WebSocket handshake.
+/// Addresses are held in memory only: while they have a connection open, and after their last
+/// one only until their bucket has refilled (`burst / per_second` seconds); never logged.
+#[derive(Debug, Clone)]
 pub struct AddressCounter {
-    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    state: Arc<Mutex<Addresses>>,
+    max_open: u32,
+    connects_per_second: u32,
+    connect_burst: u32,
+}
+
+#[derive(Debug)]
+struct Addresses {
+    by_address: HashMap<IpAddr, Address>,
+    last_sweep: Instant,
+}
+
+#[derive(Debug)]
+struct Address {
+    open: u32,
+    connects: TokenBucket,
+}
+
+/// Why a connection from an address was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressRefusal {
+    /// It holds `max_open` connections already.
+    TooMany,
+    /// It opens connections faster than its bucket allows.
+    TooFast,
 }
 
 /// Holds one connection's place; gives it back when dropped.
@@ -57,30 +91,53 @@ pub struct AddressSlot {
 }
 
 impl AddressCounter {
-    /// A slot for `address` if it holds fewer than `max` connections.
-    pub fn try_acquire(&self, address: IpAddr, max: u32) -> Option<AddressSlot> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(address).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot { counter: self.clone(), address })
+    pub fn new(max_open: u32, connects_per_second: u32, connect_burst: u32) -> Self {
+        let state = Addresses { by_address: HashMap::new(), last_sweep: Instant::now() };
+        Self { state: Arc::new(Mutex::new(state)), max_open, connects_per_second, connect_burst }
     }
 
-    /// Addresses with a connection open (a count, for tests).
+    /// A slot for a new connection from `address`, unless it holds `max_open` connections or
+    /// has used up its connects.
+    pub fn try_acquire(&self, address: IpAddr) -> Result<AddressSlot, AddressRefusal> {
+        self.try_acquire_at(address, Instant::now())
+    }
+
+    fn try_acquire_at(&self, address: IpAddr, now: Instant) -> Result<AddressSlot, AddressRefusal> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget, about once a second, the addresses with nothing open whose bucket is full again.
+        if now.saturating_duration_since(state.last_sweep).as_secs() >= 1 {
+            state.last_sweep = now;
+            state.by_address.retain(|_, a| a.open > 0 || !a.connects.is_full_at(now));
+        }
+        let (per_second, burst) = (self.connects_per_second, self.connect_burst);
+        let entry = state
+            .by_address
+            .entry(address)
+            .or_insert_with(|| Address { open: 0, connects: TokenBucket::new(per_second, burst) });
+        if entry.open >= self.max_open {
+            return Err(AddressRefusal::TooMany);
+        }
+        if !entry.connects.try_take_at(now) {
+            return Err(AddressRefusal::TooFast);
+        }
+        entry.open += 1;
+        Ok(AddressSlot { counter: self.clone(), address })
+    }
+
+    /// Addresses held in memory (a count, for tests).
     pub fn tracked(&self) -> usize {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).by_address.len()
     }
 }
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut open = self.counter.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.address); // forget the address as soon as it has no connection
+        let mut state = self.counter.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some(address) = state.by_address.get_mut(&self.address) {
+            address.open = address.open.saturating_sub(1);
+            if address.open == 0 && address.connects.is_full_at(now) {
+                state.by_address.remove(&self.address);
             }
         }
     }
@@ -108,15 +165,37 @@ mod tests {
 
     #[test]
     fn addresses_are_counted_and_forgotten_when_their_last_connection_ends() {
-        let counter = AddressCounter::default();
-        let addr: IpAddr = [127, 0, 0, 2].into();
-        let a = counter.try_acquire(addr, 2).unwrap();
-        let b = counter.try_acquire(addr, 2).unwrap();
-        assert!(counter.try_acquire(addr, 2).is_none());
-        assert!(counter.try_acquire([127, 0, 0, 3].into(), 2).is_some());
+        let counter = AddressCounter::new(2, 100, 100);
+        let (addr, other): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let start = Instant::now();
+        let a = counter.try_acquire_at(addr, start).unwrap();
+        let b = counter.try_acquire_at(addr, start).unwrap();
+        assert_eq!(counter.try_acquire_at(addr, start).unwrap_err(), AddressRefusal::TooMany);
+        assert!(counter.try_acquire_at(other, start).is_ok());
         drop(a);
-        let c = counter.try_acquire(addr, 2).unwrap();
+        let c = counter.try_acquire_at(addr, start).unwrap();
         drop((b, c));
-        assert_eq!(counter.tracked(), 0);
+        // Once its bucket has refilled (a second at most here), nothing of either is kept.
+        let later = start + Duration::from_secs(2);
+        drop(counter.try_acquire_at([127, 0, 0, 4].into(), later).unwrap());
+        assert_eq!(counter.tracked(), 1, "only the address just seen");
+    }
+
+    #[test]
+    fn an_address_that_reconnects_too_fast_is_refused_until_its_bucket_refills() {
+        let counter = AddressCounter::new(100, 2, 3);
+        let (addr, other): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(counter.try_acquire_at(addr, start).unwrap());
+        }
+        assert_eq!(counter.try_acquire_at(addr, start).unwrap_err(), AddressRefusal::TooFast);
+        assert!(counter.try_acquire_at(other, start).is_ok(), "another address is not affected");
+        assert!(counter.try_acquire_at(addr, start + Duration::from_millis(500)).is_ok());
+        // Kept while its bucket refills, forgotten by the sweep once it has.
+        assert_eq!(counter.tracked(), 2);
+        let later = start + Duration::from_secs(10);
+        drop(counter.try_acquire_at([127, 0, 0, 4].into(), later).unwrap());
+        assert_eq!(counter.tracked(), 1, "only the address just seen is kept");
     }
 }

@@ -125,6 +125,43 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
 }
 
 #[tokio::test]
+async fn an_address_that_reconnects_too_fast_is_refused_and_others_are_not() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            "--trusted-proxies",
+            "127.0.0.0/8",
+            "--connects-per-second-per-address",
+            "1",
+            "--connect-burst-per-address",
+            "3",
+        ],
+    )
+    .await;
+    let via = |client: &str| request_with(&app.ws_url(), &[("x-forwarded-for", client)]);
+    // Three connections in a row, each closed at once: the burst.
+    for _ in 0..3 {
+        let (ws, _) = tokio_tungstenite::connect_async(via("203.0.113.1")).await.expect("within the burst");
+        drop(ws);
+    }
+    match tokio_tungstenite::connect_async(via("203.0.113.1")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            assert!(body.contains("too many new connections"), "{body}");
+        }
+        other => panic!("expected HTTP 429, got {:?}", other.map(|_| ())),
+    }
+    // Another address is not affected; the first gets a new connection once a token refills.
+    let _other = tokio_tungstenite::connect_async(via("203.0.113.2")).await.expect("another address");
+    let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
+    while tokio_tungstenite::connect_async(via("203.0.113.1")).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the address never got a connection again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn without_trusted_proxies_forwarded_headers_are_ignored() {
     let app = spawn_app_with(Backend::Sqlite, &["--max-connections-per-address", "1"]).await;
     let via = |client: &str| request_with(&app.ws_url(), &[("x-forwarded-for", client)]);
