@@ -2,6 +2,8 @@
 //! file or PostgreSQL database per test, assertions on frames and on the rows left behind.
 
 mod assets;
+mod audit;
+mod flood;
 mod helpers;
 mod instances;
 mod limits;
@@ -12,6 +14,8 @@ mod restarts;
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use audit::*;
+use flood::*;
 use helpers::{spawn_app, spawn_app_with, Backend, TestRoom};
 use limits::*;
 use recipients::*;
@@ -61,6 +65,8 @@ on_both_backends!(
     a_lower_message_size_limit_refuses_larger_payloads,
     a_page_that_closes_its_socket_has_left_at_once,
     two_last_readers_viewing_at_once_burn_the_message,
+    a_dump_of_the_store_the_data_directory_and_the_output_holds_no_secret,
+    a_flood_of_hostile_frames_leaves_an_honest_room_working,
 );
 
 async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {

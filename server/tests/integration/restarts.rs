@@ -27,7 +27,7 @@ async fn send(client: &mut Client, room: &TestRoom, text: &str) -> (MessageId, S
 }
 
 /// Fetches, opens and confirms a message; returns its text.
-async fn read_and_burn(client: &mut Client, room: &TestRoom, id: &MessageId) -> String {
+pub async fn read_and_burn(client: &mut Client, room: &TestRoom, id: &MessageId) -> String {
     client.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     let ServerFrame::Payload { message_id, sealed } = client.recv().await else { panic!("expected payload") };
     let text = room.open(&message_id, &sealed).text;
