@@ -6,6 +6,7 @@
 //! - [`pages`]: the landing page and the room page.
 //! - [`components`]: the pieces those pages are made of.
 //! - [`room`]: the browser side of a room: keys, socket, message cards.
+//! - [`webcrypto`]: the key schedule's PBKDF2 by the browser's WebCrypto, where it has one.
 #![forbid(unsafe_code)]
 
 pub mod components;
@@ -13,6 +14,7 @@ pub mod crypto;
 pub mod pages;
 pub mod protocol;
 pub mod room;
+pub mod webcrypto;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -140,9 +140,18 @@ impl Room {
         }
     }
 
-    /// Derives the keys from `code` (the slow step) and connects.
-    pub fn start(self, code: &RoomCode) {
-        let keys = RoomKeys::derive(code);
+    /// Derives the keys from `code` (the slow step, by WebCrypto where the page has it) and
+    /// connects, unless the page was left meanwhile.
+    pub fn start(self, code: RoomCode) {
+        spawn_local(async move {
+            let keys = crate::webcrypto::derive(&code).await;
+            if self.halted.try_get_value() == Some(false) {
+                self.keyed(keys);
+            }
+        });
+    }
+
+    fn keyed(self, keys: RoomKeys) {
         self.fingerprint.set(Some(keys.fingerprint.display()));
         self.keys.set_value(Some(keys));
         self.sender.set_value(SenderId::generate());

@@ -61,6 +61,27 @@ test('people holding the same code see the same fingerprint, another code anothe
   await expect(eve.getByLabel('Room fingerprint')).not.toHaveText(fingerprint);
 });
 
+// The spec's test vector (app/src/crypto/vectors.rs): code 000G40R40M30E209185GR38EW.
+const VECTOR_CODE = '000G4-0R40M-30E20-9185G-R38EW';
+const VECTOR_FINGERPRINT = 'CRM8-PJXZ';
+const VECTOR_ROOM_ID = 'da8d2c662de3253a8a7eaf9aaeb58fc4d22e20f8cd9fcb2f22b64c3f179c556e';
+
+test('the page derives the spec vector\'s keys with WebCrypto, and without it in WASM', async ({ people }) => {
+  const withWebCrypto = await people.open();
+  const withoutWebCrypto = await people.open();
+  // As on a page served over plain HTTP from a LAN address: no crypto.subtle.
+  await withoutWebCrypto.addInitScript(() => Object.defineProperty(crypto, 'subtle', { value: undefined }));
+  for (const page of [withWebCrypto, withoutWebCrypto]) {
+    const frames = captureFrames(page);
+    await enterRoom(page, VECTOR_CODE);
+    await expect(page.getByLabel('Room fingerprint')).toHaveText(VECTOR_FINGERPRINT);
+    const join = frames.sent.map((f) => JSON.parse(f)).find((f) => f.type === 'join');
+    expect(join.room_id).toBe(VECTOR_ROOM_ID);
+  }
+  expect(await withoutWebCrypto.evaluate(() => typeof crypto.subtle)).toBe('undefined');
+  expect(await withWebCrypto.evaluate(() => typeof crypto.subtle)).toBe('object');
+});
+
 test('a reconnect after the server was killed loses no message and shows none twice', async ({ people, relay }) => {
   const { alice, bob, code } = await roomOfTwo(people);
   await send(alice, 'before the outage');

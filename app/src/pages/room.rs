@@ -31,8 +31,9 @@ pub fn RoomPage() -> impl IntoView {
     let invalid = RwSignal::new(false);
     Effect::new(move |_| match take_code_from_url() {
         Some(code) => {
-            // Let the page paint "Deriving keys…" before the slow derivation blocks it.
-            set_timeout(move || room.start(&code), std::time::Duration::from_millis(0));
+            // Let the page paint "Deriving keys…" before a derivation in WASM (no WebCrypto)
+            // blocks it.
+            set_timeout(move || room.start(code), std::time::Duration::from_millis(0));
         }
         None => invalid.set(true),
     });
