@@ -114,6 +114,19 @@ if [ "${EC_SETUP_TRUNK:-1}" = 1 ] && ! trunk --version 2>/dev/null | grep -q '^t
         || fail "trunk 0.21.14" "cargo install trunk --locked --version 0.21.14 --no-default-features --features rustls"
 fi
 
+# cargo-deny checks licenses, bans, duplicate versions and sources (deny.toml) in `make test`.
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
+    install_crate cargo-deny --locked --version 0.20.2 \
+        || fail "cargo-deny 0.20.2" "cargo install cargo-deny --locked --version 0.20.2"
+fi
+
+# cargo-fuzz drives libFuzzer (`make fuzz`, and a short run in `make test`); the fuzz targets
+# themselves build with a nightly toolchain, or with RUSTC_BOOTSTRAP=1 on a stable one.
+if ! cargo fuzz --version 2>/dev/null | grep -q '^cargo-fuzz 0\.13\.'; then
+    install_crate cargo-fuzz --locked --version 0.13.1 \
+        || fail "cargo-fuzz 0.13.1" "cargo install cargo-fuzz --locked --version 0.13.1"
+fi
+
 # --- 3. What the end-to-end tests need --------------------------------------------------------
 if [ "${EC_SETUP_E2E:-1}" = 1 ]; then
     have node && have npm || { step "installing Node.js"; apt_install nodejs npm || fail "Node.js and npm" "apt-get install nodejs npm"; }
