@@ -14,7 +14,7 @@ ENV := source scripts/env.sh &&
 E2E_DIST := $(TARGET_DIR)/static-e2e
 E2E_RELAY_ORIGIN := http://127.0.0.1:3110
 
-.PHONY: run setup setup-build setup-static build static static-e2e test check-format lint unit-and-integration e2e bench bench-smoke screenshots clean
+.PHONY: run setup setup-build setup-static build static static-e2e test check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke soak screenshots clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
@@ -48,7 +48,7 @@ static-e2e: setup-static
 
 ## Every check: formatting, lints (server and wasm32), unit and integration tests on SQLite and
 ## PostgreSQL, then Playwright in Chromium against the release build.
-test: setup check-format lint unit-and-integration build bench-smoke static-e2e e2e
+test: setup check-format lint deny unit-and-integration fuzz-smoke build bench-smoke faults-smoke static-e2e e2e
 
 check-format:
 	$(ENV) cargo fmt --all --check
@@ -57,6 +57,11 @@ lint:
 	$(ENV) cargo clippy -p app -p server -p loadgen --all-targets -- -D warnings
 	$(ENV) cargo clippy -p frontend --features hydrate,bench --target wasm32-unknown-unknown -- -D warnings
 	$(ENV) cargo clippy -p frontend --features csr --target wasm32-unknown-unknown -- -D warnings
+
+## cargo-deny: licenses, bans and duplicate versions, sources, and advisories where the RustSec
+## database can be had (deny.toml, scripts/deny.sh).
+deny:
+	scripts/deny.sh
 
 ## Unit tests (app, server) and the integration tests (server/tests), both backends.
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
@@ -75,6 +80,35 @@ bench-smoke: build
 	scripts/ensure-postgres.sh
 	$(ENV) cargo build -q --release -p loadgen
 	$(TARGET_DIR)/release/loadgen bench --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/bench-smoke.json
+
+## Faults under load (loadgen faults): kill -9 of servers, restarts of a PostgreSQL cluster of its
+## own (initdb in a temp dir, own port), cut LISTEN connections; then every message accounted
+## for. `faults-smoke` is the size that fits in `make test`.
+test-faults: build
+	$(ENV) cargo build -q --release -p loadgen
+	$(TARGET_DIR)/release/loadgen faults --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults.json
+
+faults-smoke: build
+	$(ENV) cargo build -q --release -p loadgen
+	$(TARGET_DIR)/release/loadgen faults --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults-smoke.json
+
+## Ten minutes of steady load (not part of `make test`): server memory and open files stay flat,
+## nothing is left behind. SOAK_BACKEND=postgres for PostgreSQL.
+SOAK_SECONDS ?= 600
+SOAK_BACKEND ?= sqlite
+soak: build
+	scripts/ensure-postgres.sh
+	$(ENV) cargo build -q --release -p loadgen
+	$(TARGET_DIR)/release/loadgen soak --server-bin $(SERVER_BIN) --backend $(SOAK_BACKEND) --seconds $(SOAK_SECONDS)
+
+## Fuzzing (cargo-fuzz, libFuzzer): every target for FUZZ_SECONDS each from the committed corpus
+## in fuzz/corpus; `fuzz-smoke` is the short run in `make test`.
+FUZZ_SECONDS ?= 300
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	scripts/fuzz.sh 20
 
 ## Benchmarks (not part of `make test`): writes BENCHMARKS.md. See its Method section.
 bench: setup build static-e2e

@@ -136,7 +136,9 @@ async function cryptoFigures(browser, origin) {
 
 // From opening an invite link to "Connected", on the page's own clock (performance.now() counts
 // from navigation start). The code comes from the app's own generator on the landing page.
-async function joinFigure(browser, origin) {
+// With `withoutWebCrypto`, the page has no crypto.subtle (as over plain HTTP on a LAN address),
+// so the app derives the keys with its Rust code in WASM.
+async function joinFigure(browser, origin, withoutWebCrypto = false) {
   const page = await browser.newPage();
   await page.goto(`${origin}/`);
   await page.locator('body[data-hydrated="true"]').waitFor();
@@ -152,6 +154,7 @@ async function joinFigure(browser, origin) {
         wasm.bytes = (await response.request().sizes()).responseBodySize;
       }
     });
+    if (withoutWebCrypto) await room.addInitScript(() => Object.defineProperty(crypto, 'subtle', { value: undefined }));
     await room.addInitScript(() => {
       new MutationObserver(() => {
         const status = document.querySelector('[role="status"]');
@@ -174,16 +177,18 @@ const browser = await chromium.launch({
 try {
   const figures = await cryptoFigures(browser, origin);
   const join = await joinFigure(browser, origin);
+  const joinFallback = await joinFigure(browser, origin, true);
   const result = {
     chromium: `Chromium ${browser.version()}`,
     ...figures,
     join_ms: join.join_ms,
+    join_without_webcrypto_ms: joinFallback.join_ms,
     sizes: [...sizes('ssr', join_pkg(), assets(join_pkg())), ...sizes('static', staticDist, assets(staticDist))],
     served_wasm_encoding: join.wasm.encoding,
     served_wasm_bytes: join.wasm.bytes,
   };
   writeFileSync(out, JSON.stringify(result, null, 2));
-  console.log(`browser.mjs: PBKDF2 ${result.pbkdf2.wasm_ms.toFixed(0)} ms (WASM) vs ${result.pbkdf2.webcrypto_ms.toFixed(0)} ms (WebCrypto); join ${result.join_ms.toFixed(0)} ms`);
+  console.log(`browser.mjs: PBKDF2 ${result.pbkdf2.wasm_ms.toFixed(0)} ms (WASM) vs ${result.pbkdf2.webcrypto_ms.toFixed(0)} ms (WebCrypto); join ${result.join_ms.toFixed(0)} ms (${result.join_without_webcrypto_ms.toFixed(0)} ms without WebCrypto)`);
 } finally {
   await browser.close();
   child.kill('SIGKILL');
