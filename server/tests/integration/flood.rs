@@ -20,9 +20,14 @@ const ADDRESSES: u8 = 12;
 const CONNECTIONS_PER_ADDRESS: usize = 16;
 /// Journeys the honest pair completes during the flood (which lasts until they are done).
 const JOURNEYS: usize = 30;
-/// No honest journey may take longer, flood or not. Not a speed target (BENCHMARKS.md has
-/// those: a few milliseconds at p99): a stall bound, far above normal and far below a timeout.
-const STALL_BOUND: Duration = Duration::from_secs(1);
+/// Bounds on the honest journeys during the flood. Not speed targets (BENCHMARKS.md has those:
+/// a few milliseconds at p99): the median must stay that of a responsive chat, and no journey
+/// may stall. Generous, because the other integration tests run beside this one on two cores.
+const MEDIAN_BOUND: Duration = Duration::from_millis(500);
+const STALL_BOUND: Duration = Duration::from_secs(3);
+/// One flood at a time: the attackers take a core, and two floods (one per backend) at once would
+/// leave nothing for the servers.
+static ONE_FLOOD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The server's resident memory may grow by at most this much over the flood.
 const MEMORY_BOUND_KIB: u64 = 96 * 1024;
 
@@ -104,6 +109,7 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 }
 
 pub async fn a_flood_of_hostile_frames_leaves_an_honest_room_working(backend: Backend) {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
     let db = TestDatabase::new(backend);
     let env = [("DATABASE_URL", db.url.as_str()), ("ENCRYPTION_KEY", TEST_KEY)];
     let server = ServerProcess::start(&env, db.dir.path().join("server.log")).await;
@@ -159,7 +165,7 @@ pub async fn a_flood_of_hostile_frames_leaves_an_honest_room_working(backend: Ba
 
     // The honest pair, meanwhile: each journey sent, noticed, read, burned, within the bound.
     // The rate limit (5 frames/s, burst 20) applies to them too: a real person's pace.
-    let mut slowest = Duration::ZERO;
+    let mut took = Vec::with_capacity(JOURNEYS);
     for n in 0..JOURNEYS {
         let started = Instant::now();
         let text = format!("honest message {n}");
@@ -167,21 +173,23 @@ pub async fn a_flood_of_hostile_frames_leaves_an_honest_room_working(backend: Ba
         assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
         assert_eq!(read_and_burn(&mut bob, &room, &id).await, text);
         assert_eq!(alice.recv().await, ServerFrame::Deleted { message_id: id.to_hex() });
-        let took = started.elapsed();
-        assert!(took < STALL_BOUND, "journey {n} took {took:?} during the flood");
-        slowest = slowest.max(took);
+        took.push(started.elapsed());
         // Bob sends two frames a journey: keep him under the 5 frames/s a person is allowed.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     done.store(true, Ordering::Relaxed);
     let frames = tokio::task::spawn_blocking(move || attackers.join().expect("the attackers' thread")).await.unwrap();
+    took.sort();
+    let (median, slowest) = (took[JOURNEYS / 2], took[JOURNEYS - 1]);
     let (rss_after, peak) = memory_kib(pid);
     eprintln!(
-        "flood: {} connections sent {frames} hostile frames; slowest honest journey {slowest:?}; \
+        "flood ({backend:?}): {} connections sent {frames} hostile frames; honest journeys: median {median:?}, slowest {slowest:?}; \
          server RSS {rss_before} KiB before, {rss_after} KiB after, peak {peak} KiB",
         connections.load(Ordering::Relaxed)
     );
     assert!(frames > 10_000, "the flood was a flood: {frames} frames");
+    assert!(median < MEDIAN_BOUND, "the honest room slowed to a median journey of {median:?}");
+    assert!(slowest < STALL_BOUND, "an honest journey stalled for {slowest:?}");
     assert!(peak < rss_before + MEMORY_BOUND_KIB, "memory grew from {rss_before} KiB to a peak of {peak} KiB");
 
     // The server is up, the honest room still works, the bystander's message still waits.
