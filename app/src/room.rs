@@ -317,7 +317,14 @@ impl Room {
     }
 
     fn add_sealed(self, id: MessageId) {
-        if self.card(id).is_some() || self.shown.with_value(|s| s.contains(&id)) {
+        if self.shown.with_value(|s| s.contains(&id)) {
+            // A message this page has shown waits again: its sender sent it a second time,
+            // never having heard the server take the first (the server died in between), or
+            // this page's `viewed` was lost with its connection. Burn it unseen: it was read.
+            self.send_frame(&ClientFrame::Fetch { message_id: id.to_hex() });
+            return;
+        }
+        if self.card(id).is_some() {
             return;
         }
         let card = Card { id, state: RwSignal::new(CardState::Sealed), left: RwSignal::new(None) };
@@ -373,7 +380,15 @@ impl Room {
     }
 
     fn on_payload(self, id: MessageId, sealed: &str) {
-        let Some(card) = self.card(id) else { return };
+        let card = self.card(id);
+        if self.shown.with_value(|s| s.contains(&id))
+            && card.is_none_or(|c| c.state.get_untracked() != CardState::Opening)
+        {
+            // The copy of a message already shown (see `add_sealed`).
+            self.send_frame(&ClientFrame::Viewed { message_id: id.to_hex() });
+            return;
+        }
+        let Some(card) = card else { return };
         if card.state.get_untracked() != CardState::Opening {
             return;
         }

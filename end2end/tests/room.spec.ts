@@ -210,6 +210,48 @@ test('a payload that fails to open says so and is not confirmed as viewed', asyn
   expect(problemsOf(bob)).toEqual([]);
 });
 
+test('a message sent again after it was read is burned unseen, never shown twice', async ({ people, relay }) => {
+  const [alice, bob] = [await people.open(), await people.open()];
+  const [aliceFrames, bobFrames] = [captureFrames(alice), captureFrames(bob)];
+  const code = await generateCode(alice);
+  await enterRoom(alice, code);
+  await enterRoom(bob, code);
+  await send(alice, 'read exactly once');
+  await sealedCards(bob).click();
+  await expect(bob.getByText('read exactly once')).toBeVisible();
+  await expect.poll(() => relay.messageRows(code)).toBe(0);
+  // It is sent again, as a page does that never heard the server take it (the server died
+  // between storing and answering): the very same frame, from a connection of its own.
+  const sendFrame = aliceFrames.sent.find((f) => JSON.parse(f).type === 'send')!;
+  await alice.close();
+  const bobBefore = bobFrames.sent.length;
+  const answer = await bob.evaluate(
+    ({ url, roomId, frame }) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(url);
+        const { message_id } = JSON.parse(frame);
+        const session = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'join', room_id: roomId, session }));
+        ws.onmessage = (event) => {
+          const f = JSON.parse(event.data);
+          if (f.type === 'joined') ws.send(frame);
+          if (f.type === 'deleted' && f.message_id === message_id) resolve('deleted');
+          if (f.type === 'error') resolve(f.code);
+        };
+      }),
+    { url: `ws://127.0.0.1:${relay.port}/ws`, roomId: roomIdOf(code), frame: sendFrame },
+  );
+  // Bob's page fetched the copy and confirmed it without showing it: no row is left.
+  expect(answer).toBe('deleted');
+  expect(relay.messageRows(code)).toBe(0);
+  // (The raw connection runs in Bob's page too: its join and send are in the capture.)
+  const copyId = JSON.parse(sendFrame).message_id;
+  const bobAsked = bobFrames.sent.slice(bobBefore).map((f) => JSON.parse(f)).filter((f) => f.message_id === copyId);
+  expect(bobAsked.map((f) => f.type)).toEqual(['send', 'fetch', 'viewed']);
+  await expect(sealedCards(bob)).toHaveCount(0);
+  expect(problemsOf(bob)).toEqual([]);
+});
+
 test('a full room says so, and lets you in once someone has left', async ({ people, relay }) => {
   await relay.restart({ MAX_ROOM_PARTICIPANTS: '2', SESSION_GRACE: '1s' });
   try {
