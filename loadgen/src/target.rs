@@ -66,7 +66,16 @@ impl Database {
 
     /// Rows in `messages`: zero once every message sent was viewed by everyone.
     pub async fn message_rows(&self) -> Result<i64, TargetError> {
-        let sql = "SELECT COUNT(*) FROM messages";
+        self.count("SELECT COUNT(*) FROM messages").await
+    }
+
+    /// Rows in `recipients`: zero once every message is gone.
+    pub async fn recipient_rows(&self) -> Result<i64, TargetError> {
+        self.count("SELECT COUNT(*) FROM recipients").await
+    }
+
+    /// A `SELECT COUNT(*)` over a connection of its own.
+    async fn count(&self, sql: &str) -> Result<i64, TargetError> {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>()?.connect().await?;

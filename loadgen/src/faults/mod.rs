@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use app::crypto::RoomKeys;
 use serde::Serialize;
-use sqlx::{ConnectOptions as _, Connection as _};
 
 use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
 
@@ -178,7 +177,7 @@ async fn run_sqlite(options: &FaultOptions, rooms: &[RoomKeys]) -> Result<FaultR
     }
     load.finish(&mut report).await;
     report.rows_left = db.message_rows().await?;
-    report.recipient_rows_left = count_sqlite(&db.url, "SELECT COUNT(*) FROM recipients").await?;
+    report.recipient_rows_left = db.recipient_rows().await?;
     drop(server);
     report.plaintext_found_in.extend(search_for_plaintext(db.dir.path(), "the SQLite data directory"));
     Ok(report)
@@ -217,9 +216,7 @@ async fn run_postgres(
     }
     load.finish(&mut report).await;
     report.rows_left = db.message_rows().await?;
-    let mut conn = db.url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
-    report.recipient_rows_left = sqlx::query_scalar("SELECT COUNT(*) FROM recipients").fetch_one(&mut conn).await?;
-    conn.close().await?;
+    report.recipient_rows_left = db.recipient_rows().await?;
     for server in &servers {
         if server.output_text().contains(PLAINTEXT_MARKER) {
             report.plaintext_found_in.push(format!("{}", server.output.display()));
@@ -232,11 +229,6 @@ async fn run_postgres(
 
 fn set_url(urls: &Urls, instance: usize, url: String) {
     urls.write().unwrap_or_else(std::sync::PoisonError::into_inner)[instance] = url;
-}
-
-async fn count_sqlite(url: &str, sql: &str) -> Result<i64, FaultError> {
-    let mut conn = url.parse::<sqlx::sqlite::SqliteConnectOptions>()?.connect().await?;
-    Ok(sqlx::query_scalar(sql).fetch_one(&mut conn).await?)
 }
 
 /// Every file under `dir` (recursively) that holds the plaintext marker, named for `what`.
