@@ -71,6 +71,15 @@ test('the page derives the spec vector\'s keys with WebCrypto, and without it in
   const withoutWebCrypto = await people.open();
   // As on a page served over plain HTTP from a LAN address: no crypto.subtle.
   await withoutWebCrypto.addInitScript(() => Object.defineProperty(crypto, 'subtle', { value: undefined }));
+  // Count the page's PBKDF2 derivations by WebCrypto, to tell the two paths apart.
+  await withWebCrypto.addInitScript(() => {
+    const deriveBits = crypto.subtle.deriveBits.bind(crypto.subtle);
+    (window as any).pbkdf2Calls = 0;
+    crypto.subtle.deriveBits = (algorithm: any, key: CryptoKey, length: number) => {
+      if (algorithm?.name === 'PBKDF2') (window as any).pbkdf2Calls += 1;
+      return deriveBits(algorithm, key, length);
+    };
+  });
   for (const page of [withWebCrypto, withoutWebCrypto]) {
     const frames = captureFrames(page);
     await enterRoom(page, VECTOR_CODE);
@@ -80,6 +89,7 @@ test('the page derives the spec vector\'s keys with WebCrypto, and without it in
   }
   expect(await withoutWebCrypto.evaluate(() => typeof crypto.subtle)).toBe('undefined');
   expect(await withWebCrypto.evaluate(() => typeof crypto.subtle)).toBe('object');
+  expect(await withWebCrypto.evaluate(() => (window as any).pbkdf2Calls)).toBe(1);
 });
 
 test('a reconnect after the server was killed loses no message and shows none twice', async ({ people, relay }) => {
