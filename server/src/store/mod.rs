@@ -202,11 +202,16 @@ const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash =
 /// instance (`$10` is this one), or the message has no recipients (open to whoever joins next,
 /// wherever). A commit that NOTIFYs holds a lock that serialises every such commit in the
 /// database; notifying a room wholly on this instance cost most of the throughput for nobody's
-/// benefit (BENCHMARKS.md). A participant that first joins elsewhere while this runs is not a
-/// recipient (it was not here when the message was sent), so it needs no notice. Known gap: a
-/// participant *re*joining another instance in the same few milliseconds (its row still names
-/// this instance in this statement's snapshot, and its join read what waits before this
-/// commits) is a recipient that hears of this message only at its next join or resync.
+/// benefit (BENCHMARKS.md). The room's participant rows are read with `FOR KEY SHARE`, which
+/// waits for a leave (a row DELETE) in flight and skips the row once it has committed: read
+/// without it, a participant whose leave committed while this ran was made a recipient after
+/// its leave had dropped it from every recipient list, and the message could then not burn
+/// until it expired. The lock conflicts only with DELETE, not with heartbeats, disconnects or
+/// rejoins (which update non-key columns). A participant that first joins elsewhere while this
+/// runs is not a recipient (it was not here when the message was sent), so it needs no notice.
+/// Known gap: a participant *re*joining another instance in the same few milliseconds (its row
+/// still names this instance in this statement's snapshot, and its join read what waits before
+/// this commits) is a recipient that hears of this message only at its next join or resync.
 /// Evaluates to (existing body, backlog, rows inserted, notices sent): the last is read so that
 /// the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that nothing reads).
 const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
@@ -214,12 +219,13 @@ const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE
      inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender) \
          SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM pending) < $7 \
          ON CONFLICT (room_hash, id) DO NOTHING RETURNING id), \
+     members AS (SELECT room_hash, participant, instance FROM participants WHERE room_hash = $1 \
+         FOR KEY SHARE), \
      recipients AS (INSERT INTO recipients (room_hash, message_id, participant) \
-         SELECT p.room_hash, i.id, p.participant FROM participants p, inserted i \
-         WHERE p.room_hash = $1 AND p.participant <> $5), \
+         SELECT p.room_hash, i.id, p.participant FROM members p, inserted i WHERE p.participant <> $5), \
      notified AS (SELECT pg_notify($8, $9) FROM inserted \
-         WHERE EXISTS (SELECT 1 FROM participants WHERE room_hash = $1 AND instance <> $10) \
-         OR NOT EXISTS (SELECT 1 FROM participants WHERE room_hash = $1 AND participant <> $5)) \
+         WHERE EXISTS (SELECT 1 FROM members WHERE instance <> $10) \
+         OR NOT EXISTS (SELECT 1 FROM members WHERE participant <> $5)) \
      SELECT (SELECT body FROM existing), (SELECT n FROM pending), \
          (SELECT COUNT(*) FROM inserted), (SELECT COUNT(*) FROM notified)";
 const SELECT_WAITING: &str = "SELECT m.body, m.sender, \

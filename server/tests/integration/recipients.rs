@@ -1,8 +1,12 @@
 //! Who must view a message before it burns: recipients at send time, grace periods, open
 //! messages, reconnects.
 
+use std::time::{Duration, Instant};
+
 use app::crypto::MessageId;
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use server::ws::hub::Participant;
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::helpers::{spawn_app, spawn_app_with, Backend, Client, TestApp, TestRoom};
 
@@ -237,5 +241,50 @@ pub async fn two_last_readers_viewing_at_once_burn_the_message(backend: Backend)
         let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
         assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted, "round {round}");
     }
+    assert_eq!(app.row_count().await, 0);
+}
+
+/// PostgreSQL runs sends and leaves side by side. A leave that commits while a message is being
+/// stored must not leave the leaver among its recipients: the leave has already dropped it from
+/// every recipient list, so the message would wait for it until it expired. The test holds the
+/// leave's first statement (the participant row's DELETE) open in a transaction of its own, so
+/// the send runs into it every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_leaving_while_a_message_is_stored_does_not_keep_it_from_burning() {
+    let app = spawn_app(Backend::Postgres).await;
+    let room = TestRoom::new();
+    let (mut alice, mut bob, carol) = three(&app, &room).await;
+    let options = app.db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap();
+    let (mut leaving, mut watching) = (options.connect().await.unwrap(), options.connect().await.unwrap());
+    let mut leave = leaving.begin().await.unwrap();
+    let carol_row = Participant::from_token(&MessageId::parse(&carol.session).unwrap().0);
+    sqlx::query("DELETE FROM participants WHERE room_hash = $1 AND participant = $2")
+        .bind(&room.keys.room_id.storage_hash()[..])
+        .bind(&carol_row.0[..])
+        .execute(&mut *leave)
+        .await
+        .unwrap();
+
+    let (id, sealed) = room.seal("carol is on her way out", app::crypto::SenderId([7; 8]));
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    // The store either waits for the leave or has stored the message without waiting.
+    let sql = "SELECT (SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock') + (SELECT COUNT(*) FROM messages)";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut watching).await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the send neither waited nor stored its message");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    leave.commit().await.unwrap();
+    until(&mut alice, |f| *f == ServerFrame::Sent { message_id: id.to_hex() }).await;
+
+    // Bob is the one recipient left: his view burns it.
+    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+    fetch_and_view(&mut bob, &room, &id).await;
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    assert_eq!(
+        until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. } | ServerFrame::Receipt { .. })).await,
+        deleted
+    );
     assert_eq!(app.row_count().await, 0);
 }
