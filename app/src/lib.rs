@@ -16,12 +16,12 @@ pub mod protocol;
 pub mod room;
 pub mod webcrypto;
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::StaticSegment;
 
-use pages::{landing::LandingPage, room::RoomPage};
+use pages::landing::{LandingPage, ROOM_PATH};
+use pages::room::RoomPage;
 
 /// The Content-Security-Policy of every page: scripts only from this origin plus the one inline
 /// hydration script carrying this response's nonce; WASM may compile; connections (the
@@ -72,7 +72,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The application: routes and the document's title and stylesheet.
+/// The application: the page for the path, and the document's title and stylesheet.
+///
+/// Two pages and no links between them that a full page load would not serve as well (the
+/// landing page opens a room with one, so the code's page starts with fresh memory), so the
+/// path picks the page here instead of a client-side router: the router, and the asynchronous
+/// hydration its type-erased routes compile in for every page, were 28 % of the WASM
+/// (docs/benchmark-history.md).
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -83,17 +89,64 @@ pub fn App() -> impl IntoView {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+    let page = match Page::of(&current_path()) {
+        Page::Landing => EitherOf3::A(view! { <LandingPage/> }),
+        Page::Room => EitherOf3::B(view! { <RoomPage/> }),
+        Page::NotFound => EitherOf3::C(view! { <p>"Page not found." <a href="/">"Start over"</a></p> }),
+    };
     view! {
         // The client-only build links its stylesheet from index.html (Trunk hashes the name).
         {cfg!(not(feature = "csr")).then(|| view! { <Stylesheet id="leptos" href="/pkg/ephemeral-chat.css"/> })}
         <Title text="Ephemeral Chat"/>
-        <Router>
-            <main>
-                <Routes fallback=|| view! { <p>"Page not found." <a href="/">"Start over"</a></p> }>
-                    <Route path=StaticSegment("") view=LandingPage/>
-                    <Route path=StaticSegment("room") view=RoomPage/>
-                </Routes>
-            </main>
-        </Router>
+        <main>{page}</main>
+    }
+}
+
+/// The pages, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Landing,
+    Room,
+    NotFound,
+}
+
+impl Page {
+    /// A trailing slash is the same page: static hosts serve `room/index.html` at `/room/`.
+    fn of(path: &str) -> Self {
+        match path.trim_end_matches('/') {
+            "" => Self::Landing,
+            p if p == ROOM_PATH || p == "/room/index.html" => Self::Room,
+            _ => Self::NotFound,
+        }
+    }
+}
+
+/// The path of the page being rendered: the request's on the server, the address bar's in the
+/// browser (the same one, so hydration finds what the server rendered).
+fn current_path() -> String {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>().map(|parts| parts.uri.path().to_owned()).unwrap_or_default()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        window().location().pathname().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_has_its_page() {
+        assert_eq!(Page::of("/"), Page::Landing);
+        assert_eq!(Page::of(""), Page::Landing);
+        assert_eq!(Page::of("/room"), Page::Room);
+        assert_eq!(Page::of("/room/"), Page::Room);
+        assert_eq!(Page::of("/room/index.html"), Page::Room);
+        for other in ["/rooms", "/room/x", "/index.html", "/ROOM", "//room"] {
+            assert_eq!(Page::of(other), Page::NotFound, "{other}");
+        }
     }
 }

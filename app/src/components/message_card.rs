@@ -1,5 +1,6 @@
 //! A message on screen: sealed until clicked, then shown with a countdown before it leaves.
 
+use leptos::either::EitherOf7;
 use leptos::prelude::*;
 
 use crate::room::{Card, CardState, Room};
@@ -10,7 +11,7 @@ pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
         card.left.get().map(|left| view! { <span class="countdown">{format!("Disappears in {left} s")}</span> })
     };
     let body = move || match card.state.get() {
-        CardState::Sealed => view! {
+        CardState::Sealed => EitherOf7::A(view! {
             <button class="sealed" on:click=move |_| room.open_card(card.id)>
                 // A drawn padlock: an emoji needs a font the system may not have.
                 <svg class="icon" aria-hidden="true" viewBox="0 0 16 16">
@@ -18,15 +19,11 @@ pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
                 </svg>
                 " Encrypted message. Click to decrypt and view"
             </button>
-        }
-        .into_any(),
-        CardState::Opening => view! { <p class="status">"Decrypting…"</p> }.into_any(),
-        CardState::Open(text) => view! { <p class="text">{text}</p> }.into_any(),
-        CardState::Unreadable => view! {
-            <p class="error">"This message could not be decrypted."</p>
-        }
-        .into_any(),
-        CardState::Mine { text, stored, seen } => view! {
+        }),
+        CardState::Opening => EitherOf7::B(view! { <p class="status">"Decrypting…"</p> }),
+        CardState::Open(text) => EitherOf7::C(view! { <p class="text">{text}</p> }),
+        CardState::Unreadable => EitherOf7::D(view! { <p class="error">"This message could not be decrypted."</p> }),
+        CardState::Mine { text, stored, seen } => EitherOf7::E(view! {
             <p class="text">{text}</p>
             <p class="status">
                 {match (stored, seen) {
@@ -35,14 +32,12 @@ pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
                     (true, Some((viewed, of))) => format!("Viewed by {viewed} of {of}"),
                 }}
             </p>
-        }
-        .into_any(),
-        CardState::Burned(text) => view! {
+        }),
+        CardState::Burned(text) => EitherOf7::F(view! {
             <p class="text">{text}</p>
             <p class="status">"Read and deleted from the server"</p>
-        }
-        .into_any(),
-        CardState::Gone(why) => view! { <p class="status">{why}</p> }.into_any(),
+        }),
+        CardState::Gone(why) => EitherOf7::G(view! { <p class="status">{why}</p> }),
     };
     let class = move || match card.state.get() {
         CardState::Mine { .. } | CardState::Burned(_) => "card mine",

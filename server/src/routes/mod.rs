@@ -5,7 +5,8 @@ mod assets;
 use std::sync::Arc;
 
 use app::protocol::WS_PATH;
-use app::{shell, App};
+use app::pages::landing::ROOM_PATH;
+use app::shell;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -13,7 +14,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::IpNet;
@@ -37,18 +37,25 @@ const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
 
 /// Every route of the application.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
     let hsts = state.hsts;
     let options = &state.leptos_options;
     let pkg_dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
+    // Rendering spawns its tasks on the Tokio runtime (an error only if already set up).
+    let _ = any_spawner::Executor::init_tokio();
+    // The app picks the page by the request's path (`app::App`); other paths get the shell
+    // with "Page not found" and a 404 from the fallback.
+    let page = leptos_axum::render_app_to_stream({
+        let options = options.clone();
+        move || shell(options.clone())
+    });
     let mut router = Router::new()
         .nest_service(&format!("/{}", options.site_pkg_dir), assets::pkg(pkg_dir))
         .route(WS_PATH, get(ws_upgrade))
         .route("/healthz", get(|| async { "ok" }))
-        .leptos_routes(&state, routes, {
-            let options = state.leptos_options.clone();
-            move || shell(options.clone())
-        })
+        .route("/", get(page.clone()))
+        .route(ROOM_PATH, get(page.clone()))
+        // Static hosts serve the client-only build's `room/index.html` here: the same page.
+        .route(&format!("{ROOM_PATH}/"), get(page))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state);
     for (name, value) in SECURITY_HEADERS {
