@@ -4,8 +4,8 @@ mod assets;
 
 use std::sync::Arc;
 
-use app::protocol::WS_PATH;
 use app::pages::landing::ROOM_PATH;
+use app::protocol::WS_PATH;
 use app::shell;
 use std::net::{IpAddr, SocketAddr};
 
