@@ -312,13 +312,21 @@ async fn a_hostile_origin_is_refused_before_the_upgrade() {
 }
 
 #[tokio::test]
-async fn pages_are_rendered_with_a_nonce_csp_and_hardening_headers() {
+async fn each_path_gets_its_page_with_a_nonce_csp_and_hardening_headers() {
     let app = spawn_app(Backend::Sqlite).await;
-    for path in ["/", "/room"] {
+    let pages = [
+        ("/", "200", "Generate new code"),
+        ("/room", "200", "<h1>Room"),
+        ("/room/", "200", "<h1>Room"),
+        ("/rooms", "404", "Page not found."),
+        ("/room/x", "404", "Page not found."),
+    ];
+    for (path, status, content) in pages {
         let response = http_get(app.port, path).await;
         let (head, html) = response.split_once("\r\n\r\n").unwrap();
         let head = head.to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{path}: {head}");
+        assert!(html.contains(content), "{path}: no {content:?} in {html}");
         let header = |name: &str| {
             head.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
