@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ceiling::{self, CeilingReport};
 use crate::client::ClientError;
+use crate::cpu::CpuTime;
 use crate::idle;
 use crate::journey::{self, JourneyError, JourneyOptions, JourneyReport};
 use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
@@ -86,6 +87,9 @@ pub struct JourneyRun {
     pub report: JourneyReport,
     /// Rows in `messages` after the run: zero when every journey burned its message.
     pub rows_left: i64,
+    /// Processor time of the run, connecting and leaving included.
+    #[serde(default)]
+    pub cpu: CpuTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +228,7 @@ async fn run_setup(
     for index in 0..instances {
         servers.push(Server::start(&spec, &db, &key, index).await?);
     }
+    let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
     let mut journey_options = JourneyOptions {
         urls: servers.iter().map(Server::ws_url).collect(),
         clients_per_room: 2,
@@ -237,8 +242,11 @@ async fn run_setup(
     for &window in &size.windows {
         eprintln!("bench: {} ×{instances}, closed loop, window {window}", backend.name());
         journey_options.window = window;
+        let cpu = CpuTime::now(&pids);
         let report = journey::run(rooms, &journey_options).await?;
-        runs.push(JourneyRun { mode: "closed".into(), report, rows_left: db.message_rows().await? });
+        let cpu = CpuTime::now(&pids).since(&cpu);
+        runs.push(JourneyRun { mode: "closed".into(), report, rows_left: db.message_rows().await?, cpu });
+        db.wait_until_everyone_left().await?;
     }
     let peak = runs.iter().map(|r| r.report.journeys_per_s).fold(0.0, f64::max);
     if peak > 0.0 {
@@ -247,8 +255,10 @@ async fn run_setup(
         journey_options.rate = Some(rate);
         journey_options.window = 64;
         journey_options.messages = ((rate * size.half_peak_seconds) / rooms.len() as f64).ceil().max(1.0) as usize;
+        let cpu = CpuTime::now(&pids);
         let report = journey::run(rooms, &journey_options).await?;
-        runs.push(JourneyRun { mode: "half-peak".into(), report, rows_left: db.message_rows().await? });
+        let cpu = CpuTime::now(&pids).since(&cpu);
+        runs.push(JourneyRun { mode: "half-peak".into(), report, rows_left: db.message_rows().await?, cpu });
     }
     let peak_rss_kib = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
     drop(servers);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::{Database as SqlxDatabase, Pool};
 
+use crate::cpu::CpuTime;
 use crate::target::{Backend, Database, TargetError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +22,11 @@ pub struct CeilingReport {
     pub seconds: f64,
     /// INSERT+DELETE pairs per second: two commits each.
     pub pairs_per_s: f64,
+    #[serde(default)]
+    pub pairs: u64,
+    /// Processor time of the run (SQLite's work is the load generator's: it runs in process).
+    #[serde(default)]
+    pub cpu: CpuTime,
 }
 
 const INSERT: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) VALUES ($1, $2, $3, $4, $5)";
@@ -42,7 +48,7 @@ pub async fn measure(
     notify: bool,
 ) -> Result<CeilingReport, TargetError> {
     let statements = if notify { (INSERT_NOTIFY, DELETE_NOTIFY) } else { (INSERT, DELETE) };
-    let pairs = match db.backend {
+    let (pairs, cpu) = match db.backend {
         Backend::Sqlite => {
             let options = db
                 .url
@@ -74,6 +80,8 @@ pub async fn measure(
         notify,
         seconds: duration.as_secs_f64(),
         pairs_per_s: pairs as f64 / duration.as_secs_f64(),
+        pairs,
+        cpu,
     })
 }
 
@@ -83,7 +91,7 @@ async fn run_pairs<DB>(
     connections: usize,
     duration: Duration,
     body: usize,
-) -> Result<u64, TargetError>
+) -> Result<(u64, CpuTime), TargetError>
 where
     DB: SqlxDatabase,
     for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -95,6 +103,7 @@ where
     let pairs = Arc::new(AtomicU64::new(0));
     let room = app::crypto::random_bytes::<32>().to_vec();
     let mut tasks = tokio::task::JoinSet::new();
+    let cpu_before = CpuTime::now(&[]);
     for _ in 0..connections {
         let (pool, done, pairs, room) = (pool.clone(), done.clone(), pairs.clone(), room.clone());
         tasks.spawn(async move {
@@ -118,9 +127,10 @@ where
     tokio::time::sleep(duration).await;
     done.store(true, Ordering::Relaxed);
     let counted = pairs.load(Ordering::Relaxed);
+    let cpu = CpuTime::now(&[]).since(&cpu_before);
     for result in tasks.join_all().await {
         result?;
     }
     pool.close().await;
-    Ok(counted)
+    Ok((counted, cpu))
 }

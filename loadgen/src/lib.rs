@@ -6,12 +6,14 @@
 //! - [`ceiling`]: the database's insert+delete commit rate on the real schema.
 //! - [`faults`]: journeys while servers are killed, PostgreSQL restarts and LISTEN is cut.
 //! - [`soak`]: steady load for a long while; memory and open files must stay flat.
+//! - [`cpu`]: the processor time a run costs the servers, PostgreSQL and the load generator.
 //! - [`target`]: server processes over fresh databases, and their memory.
 //! - [`bench`] and [`render`]: the whole `make bench` run and its report.
 
 pub mod bench;
 pub mod ceiling;
 pub mod client;
+pub mod cpu;
 pub mod faults;
 pub mod idle;
 pub mod journey;

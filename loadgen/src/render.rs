@@ -206,6 +206,58 @@ fn journeys(out: &mut String, results: &Results) {
         notify_cost(out, one, two);
     }
     out.push('\n');
+    processor_time(out, results);
+}
+
+/// What a journey and a ceiling pair cost in processor time, and what rate the machine's cores
+/// allow at that cost.
+fn processor_time(out: &mut String, results: &Results) {
+    let cores = results.machine.cores.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "## Processor time
+
+Per journey at each setup's peak and per ceiling pair at the best ceiling, in ms of          processor time (user + system, from `/proc`). *Busy* is the share of the machine's {cores:.0} cores the run          used; *allows* is the rate the cores allow at that cost, and without the load generator's share (as if          the clients ran elsewhere).
+
+         | Run | Server | PostgreSQL | Load generator | Total | Busy | Allows | Without the load generator |
+         |---|---|---|---|---|---|---|---|"
+    );
+    let row = |out: &mut String, name: String, cpu: &crate::cpu::CpuTime, units: u64, seconds: f64, unit: &str| {
+        if let Some((server, postgres, loadgen, total)) = cpu.per(units) {
+            let busy = cpu.total_s() / (seconds * cores);
+            let _ = writeln!(
+                out,
+                "| {name} | {server:.3} | {postgres:.3} | {loadgen:.3} | {total:.3} | {:.0} % | {:.0} {unit}/s | {:.0} {unit}/s |",
+                busy * 100.0,
+                cores * 1000.0 / total,
+                cores * 1000.0 / (server + postgres),
+            );
+        }
+    };
+    for setup in &results.setups {
+        let peak = setup
+            .runs
+            .iter()
+            .filter(|r| r.mode == "closed")
+            .max_by(|a, b| a.report.journeys_per_s.total_cmp(&b.report.journeys_per_s));
+        if let Some(run) = peak {
+            let name = format!("{} ×{}, window {}", setup.backend.name(), setup.instances, run.report.window);
+            let seconds = run.report.completed as f64 / run.report.journeys_per_s.max(f64::MIN_POSITIVE);
+            row(out, name, &run.cpu, run.report.completed, seconds, "journeys");
+        }
+    }
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(c) = results.best_ceiling(backend) {
+            let name = format!("{} ceiling, {} connections", backend.name(), c.connections);
+            row(out, name, &c.cpu, c.pairs, c.seconds, "pairs");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nWith SQLite the database runs inside its user: the server's column holds it for journeys, the load \
+         generator's for the ceiling. Journey figures include connecting and leaving ({} sockets per run).\n",
+        results.size.rooms * 2
+    );
 }
 
 fn notify_cost(out: &mut String, one: &Setup, two: &Setup) {

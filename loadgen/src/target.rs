@@ -74,6 +74,26 @@ impl Database {
         self.count("SELECT COUNT(*) FROM recipients").await
     }
 
+    /// Rows in `participants`: zero once every client has left and the servers have noted it.
+    pub async fn participant_rows(&self) -> Result<i64, TargetError> {
+        self.count("SELECT COUNT(*) FROM participants").await
+    }
+
+    /// Waits until every participant has left, so that the next run's messages do not count the
+    /// last run's clients, still leaving, as their recipients.
+    pub async fn wait_until_everyone_left(&self) -> Result<(), TargetError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.participant_rows().await? > 0 {
+            if Instant::now() > deadline {
+                return Err(TargetError::Io(std::io::Error::other(
+                    "participants still in their rooms 10 s after a run",
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// A `SELECT COUNT(*)` over a connection of its own.
     async fn count(&self, sql: &str) -> Result<i64, TargetError> {
         Ok(match self.backend {

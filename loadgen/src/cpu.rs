@@ -1,0 +1,110 @@
+//! Where the processor time of a run goes: the servers, PostgreSQL and the load generator,
+//! read from `/proc/<pid>/stat` before and after. On a machine whose cores are all busy, the
+//! time one journey costs in total bounds how many journeys per second the machine can make.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Linux reports process times in USER_HZ, which is 100 on every architecture it runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Processor seconds used so far, split by who used them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTime {
+    /// The server processes (with SQLite, the database's work too: it runs inside them).
+    pub servers_s: f64,
+    /// Every PostgreSQL process, with what its exited backends used (the postmaster reaps
+    /// them, so their time is in its children's time).
+    pub postgres_s: f64,
+    /// This process: the clients, their crypto, and the ceiling's queries.
+    pub loadgen_s: f64,
+}
+
+impl CpuTime {
+    /// The time used now by `servers`, PostgreSQL and this process.
+    pub fn now(servers: &[u32]) -> Self {
+        let servers_s = servers.iter().copied().map(process_seconds).sum();
+        Self { servers_s, postgres_s: postgres_seconds(), loadgen_s: process_seconds(std::process::id()) }
+    }
+
+    /// The time used between `before` and `self`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            servers_s: self.servers_s - before.servers_s,
+            postgres_s: self.postgres_s - before.postgres_s,
+            loadgen_s: self.loadgen_s - before.loadgen_s,
+        }
+    }
+
+    pub fn total_s(&self) -> f64 {
+        self.servers_s + self.postgres_s + self.loadgen_s
+    }
+
+    /// Milliseconds of each part (and the total) per unit of work: (servers, postgres, loadgen, total).
+    pub fn per(&self, units: u64) -> Option<(f64, f64, f64, f64)> {
+        (units > 0).then(|| {
+            let ms = |s: f64| s * 1000.0 / units as f64;
+            (ms(self.servers_s), ms(self.postgres_s), ms(self.loadgen_s), ms(self.total_s()))
+        })
+    }
+}
+
+/// User and system time of `pid` in seconds; 0 if the process is gone.
+fn process_seconds(pid: u32) -> f64 {
+    stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat")).map_or(0.0, |(_, times)| times[0] + times[1])
+}
+
+/// Every process named `postgres`, children included.
+fn postgres_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())))
+        .filter_map(|entry| stat_fields(&entry.path().join("stat")))
+        .filter(|(name, _)| name == "postgres")
+        .map(|(_, times)| times.iter().sum::<f64>())
+        .sum()
+}
+
+/// A process's name and its utime, stime, cutime and cstime in seconds, from its `stat` file.
+fn stat_fields(path: &Path) -> Option<(String, [f64; 4])> {
+    parse_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+/// `pid (name) state ppid …`: the name may hold spaces and parentheses, so fields are counted
+/// from the last `)`. utime is the 14th field of the line, the 12th after the name.
+fn parse_stat(line: &str) -> Option<(String, [f64; 4])> {
+    let (head, rest) = line.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).map(|t| t as f64 / TICKS_PER_SECOND);
+    Some((name, [tick(11)?, tick(12)?, tick(13)?, tick(14)?]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_is_read_from_after_the_name() {
+        let line = "4242 (postgres: a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 7 3 20 0 1 0 99 1000 10";
+        let (name, times) = parse_stat(line).unwrap();
+        assert_eq!(name, "postgres: a (b) c");
+        assert_eq!(times, [2.5, 0.5, 0.07, 0.03]);
+        assert_eq!(parse_stat("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_is_charged_for_the_work_it_does() {
+        let before = CpuTime::now(&[]);
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = CpuTime::now(&[]).since(&before);
+        assert!(used.loadgen_s >= 0.2, "{used:?}");
+        assert_eq!(used.servers_s, 0.0);
+    }
+}
