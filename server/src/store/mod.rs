@@ -182,12 +182,13 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
     bytes.try_into().ok().map(RoomHash)
 }
 
-/// SQLite's [`Store::insert`], one compound statement run in one call inside `BEGIN IMMEDIATE`
-/// (each call is a round trip to the connection's worker thread): reads the existing body and
+/// SQLite's [`Store::insert`], one compound statement run in one call, its transaction included
+/// (each call is a round trip to the connection's worker thread; see [`sqlite::write`]): reads
+/// the existing body and
 /// the room's backlog, inserts the row unless either refuses it (returning its id), and gives it
 /// the room's other participants (connected or in their grace period) as recipients if it was
 /// inserted. `changes()` is the row count of the insert just before.
-const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
+const INSERT_SQLITE: &str = "BEGIN IMMEDIATE; SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
        (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
      INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
        WHERE NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2) \
@@ -195,7 +196,8 @@ const INSERT_SQLITE: &str = "SELECT (SELECT body FROM messages WHERE room_hash =
        ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
      INSERT INTO recipients (room_hash, message_id, participant) \
        SELECT room_hash, $2, participant FROM participants \
-       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1";
+       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1; \
+     COMMIT";
 /// PostgreSQL's [`Store::insert`] in one statement: the existing body and the backlog are read,
 /// the row and its recipients inserted only if neither refuses it, and the event NOTIFYd only if
 /// it was inserted and another instance can care: a participant of the room is on another
@@ -233,17 +235,18 @@ const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
             AND r.participant = $3) \
      FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
-/// SQLite's [`Store::viewed`], one compound statement inside `BEGIN IMMEDIATE` (which already
-/// runs writers one at a time): marks the view, counts (recipients, viewed), deletes the message
+/// SQLite's [`Store::viewed`], one compound statement and its transaction in one call (writers
+/// already run one at a time on the one write connection): marks the view, counts (recipients, viewed), deletes the message
 /// (returning its id) once no recipient is left unviewed, and its recipients with it.
-const VIEWED_SQLITE: &str = "UPDATE recipients SET viewed = TRUE \
+const VIEWED_SQLITE: &str = "BEGIN IMMEDIATE; UPDATE recipients SET viewed = TRUE \
        WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
      SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
        FROM recipients WHERE room_hash = $1 AND message_id = $2; \
      DELETE FROM messages WHERE room_hash = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM recipients \
        WHERE room_hash = $1 AND message_id = $2 AND NOT viewed) RETURNING id; \
      DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2 \
-       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2)";
+       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2); \
+     COMMIT";
 /// Takes the row locks of every message of a room (a no-op write) before a participant is
 /// dropped from their recipients, so a concurrent `viewed` (which locks its message first, see
 /// `ec_viewed` in the PostgreSQL migrations) and this run one after the other. Otherwise, under
@@ -339,18 +342,18 @@ impl Store {
                 return self.insert_postgres(pool, m, expires_at, notice).await;
             }
         };
-        let mut tx = pool.begin_write().await?;
-        let rows = sqlx::query(INSERT_SQLITE)
-            .bind(&m.room.0[..])
-            .bind(&m.id.0[..])
-            .bind(m.body)
-            .bind(expires_at)
-            .bind(&m.sender.0[..])
-            .bind(now_ms())
-            .bind(i64::from(m.max_pending))
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let rows = sqlite::write(
+            pool,
+            sqlx::query(INSERT_SQLITE)
+                .bind(&m.room.0[..])
+                .bind(&m.id.0[..])
+                .bind(m.body)
+                .bind(expires_at)
+                .bind(&m.sender.0[..])
+                .bind(now_ms())
+                .bind(i64::from(m.max_pending)),
+        )
+        .await?;
         // The first row is the read before the insert; a second is the inserted row's id.
         let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
@@ -423,10 +426,8 @@ impl Store {
             Pool::Sqlite { write, .. } => write,
             Pool::Postgres(pool) => return self.viewed_postgres(pool, room, id, who).await,
         };
-        let mut tx = pool.begin_write().await?;
         let rows =
-            sqlx::query(VIEWED_SQLITE).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..]).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+            sqlite::write(pool, sqlx::query(VIEWED_SQLITE).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..])).await?;
         // The first row is the count after marking; a second is the deleted message's id.
         let (of, viewed): (i64, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),

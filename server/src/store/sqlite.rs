@@ -9,8 +9,10 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqlitePool};
 
 use super::StoreError;
 
@@ -46,6 +48,25 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File
     Ok((write, read, lock))
 }
 
+/// Runs a write that carries its own transaction (`BEGIN IMMEDIATE; …; COMMIT` in one query
+/// string) on the write connection, in one call. sqlx runs each SQLite connection on a worker
+/// thread, and every call is a round trip to it: a transaction opened and committed by sqlx
+/// costs two more. If a statement fails, what it left open is rolled back; a connection that
+/// cannot roll back is closed rather than handed to the next writer.
+pub(super) async fn write<'q>(
+    pool: &SqlitePool,
+    query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+) -> Result<Vec<SqliteRow>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let result = query.fetch_all(&mut *conn).await;
+    if result.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+        // "No transaction is active" (the failure came before BEGIN took effect) lands here too:
+        // a fresh connection costs little and is sure to be clean.
+        conn.close_on_drop();
+    }
+    result
+}
+
 /// Takes the lock that says "a server runs on this database", or explains who holds it.
 fn lock_exclusively(database: &Path) -> Result<File, StoreError> {
     let mut name = database.as_os_str().to_owned();
@@ -77,4 +98,24 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     builder
         .create(dir)
         .map_err(|err| StoreError::Setup(format!("cannot create data directory {}: {err}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_that_fails_halfway_is_rolled_back_and_the_next_write_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, _read, _lock) = connect(&dir.path().join("test.db")).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL CHECK (x > 0))").execute(&pool).await.unwrap();
+        let failed =
+            write(&pool, sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (1); INSERT INTO t VALUES (-1); COMMIT"))
+                .await;
+        assert!(failed.is_err());
+        // Left open, the first write's transaction would refuse this one's BEGIN.
+        write(&pool, sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")).await.unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t").fetch_all(&pool).await.unwrap();
+        assert_eq!(rows, vec![2], "the failed write's first row was rolled back");
+    }
 }
