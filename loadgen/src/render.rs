@@ -215,11 +215,11 @@ fn processor_time(out: &mut String, results: &Results) {
     let cores = results.machine.cores.max(1) as f64;
     let _ = writeln!(
         out,
-        "## Processor time
-
-Per journey at each setup's peak and per ceiling pair at the best ceiling, in ms of          processor time (user + system, from `/proc`). *Busy* is the share of the machine's {cores:.0} cores the run          used; *allows* is the rate the cores allow at that cost, and without the load generator's share (as if          the clients ran elsewhere).
-
-         | Run | Server | PostgreSQL | Load generator | Total | Busy | Allows | Without the load generator |
+        "## Processor time\n\nPer journey at each setup's peak and per ceiling pair at the best ceiling, in ms of \
+         processor time (user + system, from `/proc`). *Busy* is the share of the machine's {cores:.0} cores the run \
+         used; *allows* is the rate the cores allow at that cost, and without the load generator's share (as if \
+         the clients ran elsewhere).\n\n\
+         | Run | Server | PostgreSQL | Load generator | Total | Busy | Allows | Without the load generator |\n\
          |---|---|---|---|---|---|---|---|"
     );
     let row = |out: &mut String, name: String, cpu: &crate::cpu::CpuTime, units: u64, seconds: f64, unit: &str| {
@@ -227,10 +227,14 @@ Per journey at each setup's peak and per ceiling pair at the best ceiling, in ms
             let busy = cpu.total_s() / (seconds * cores);
             let _ = writeln!(
                 out,
-                "| {name} | {server:.3} | {postgres:.3} | {loadgen:.3} | {total:.3} | {:.0} % | {:.0} {unit}/s | {:.0} {unit}/s |",
+                "| {name} | {server:.3} | {postgres:.3} | {loadgen:.3} | {total:.3} | {:.0} % | {:.0} {unit}/s | {} |",
                 busy * 100.0,
                 cores * 1000.0 / total,
-                cores * 1000.0 / (server + postgres),
+                if server + postgres > 0.0 {
+                    format!("{:.0} {unit}/s", cores * 1000.0 / (server + postgres))
+                } else {
+                    "–".into()
+                },
             );
         }
     };
