@@ -49,6 +49,9 @@ pub struct Session {
     /// expire: if it falls behind its room's channel and misses their `deleted` or `expired`,
     /// the resync tells it (bounded by the room's backlog limit).
     sent: std::collections::HashMap<MessageId, Instant>,
+    /// Of those, the ones the last resync said are gone: their own `deleted` or `expired` event
+    /// may still be queued in the room's channel, and is then not passed on a second time.
+    told_gone: std::collections::HashSet<MessageId>,
 }
 
 /// Serves one upgraded socket until it closes, idles out or breaks.
@@ -64,6 +67,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>) {
         told_presence: None,
         presence_current: false,
         sent: Default::default(),
+        told_gone: Default::default(),
     };
     let mut events: Option<broadcast::Receiver<RoomEvent>> = None;
     let limits = session.relay.limits;
@@ -406,6 +410,7 @@ impl Session {
         let own = event.origin == Some(self.id);
         match event.kind {
             EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
+            EventKind::Deleted(id) | EventKind::Expired(id) if self.told_gone.remove(&id) => None,
             EventKind::Deleted(id) => {
                 self.sent.remove(&id);
                 Some(ServerFrame::Deleted { message_id: id.to_hex() })
@@ -445,6 +450,8 @@ impl Session {
                 .collect(),
             (Err(err), _) | (_, Err(err)) => return vec![ServerFrame::error(internal(&err))],
         };
+        // Only the latest resync's are kept: an event it announced is queued right behind it.
+        self.told_gone.clear();
         let sent: Vec<(MessageId, Instant)> = self.sent.iter().map(|(id, at)| (*id, *at)).collect();
         for (id, expires) in sent {
             match self.relay.store.exists(&joined.room, &id).await {
@@ -452,6 +459,7 @@ impl Session {
                 Ok(false) => {
                     // Gone before its expiry: viewed by everyone and burned; after: expired.
                     self.sent.remove(&id);
+                    self.told_gone.insert(id);
                     let message_id = id.to_hex();
                     frames.push(if Instant::now() < expires {
                         ServerFrame::Deleted { message_id }

@@ -65,6 +65,7 @@ on_both_backends!(
     a_lower_message_size_limit_refuses_larger_payloads,
     a_page_that_closes_its_socket_has_left_at_once,
     two_last_readers_viewing_at_once_burn_the_message,
+    a_resync_does_not_repeat_a_deleted_notice,
     a_dump_of_the_store_the_data_directory_and_the_output_holds_no_secret,
     a_flood_of_hostile_frames_leaves_an_honest_room_working,
 );

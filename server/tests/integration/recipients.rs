@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use app::crypto::MessageId;
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
-use server::ws::hub::Participant;
+use server::at_rest::RoomHash;
+use server::ws::hub::{EventKind, Participant};
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::helpers::{spawn_app, spawn_app_with, Backend, Client, TestApp, TestRoom};
@@ -287,4 +288,31 @@ async fn a_participant_leaving_while_a_message_is_stored_does_not_keep_it_from_b
         deleted
     );
     assert_eq!(app.row_count().await, 0);
+}
+
+/// A connection that fell behind its room's channel resyncs from the store, which tells a sender
+/// its burned messages are gone; their own `deleted` events, queued behind the resync, must not
+/// tell it a second time (found by the benchmark's open loop on a stalling machine).
+pub async fn a_resync_does_not_repeat_a_deleted_notice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (bob, _, _) = app.joined(&room).await;
+    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 2 }).await;
+    let id = send(&mut alice, &room, "burned while alice was behind").await;
+
+    // Bob's view, straight in the store; then alice's connection hears a resync and, behind
+    // it, the `deleted` event, as after a lag.
+    let hash = RoomHash(room.keys.room_id.storage_hash());
+    let bob_row = Participant::from_token(&MessageId::parse(&bob.session).unwrap().0);
+    app.relay.store.viewed(&hash, &id, &bob_row).await.unwrap();
+    app.relay.hub.publish(&hash, None, EventKind::Resync);
+    app.relay.hub.publish(&hash, None, EventKind::Deleted(id));
+
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    // The next frame is the answer to this send, not the same `deleted` again.
+    let (next, sealed) = room.seal("and then", app::crypto::SenderId([7; 8]));
+    alice.send(&ClientFrame::Send { message_id: next.to_hex(), sealed: sealed.to_base64() }).await;
+    assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: next.to_hex() });
 }
