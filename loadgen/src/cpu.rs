@@ -19,13 +19,23 @@ pub struct CpuTime {
     pub postgres_s: f64,
     /// This process: the clients, their crypto, and the ceiling's queries.
     pub loadgen_s: f64,
+    /// Not processor time: how long at least one task on the machine waited for storage
+    /// (`/proc/pressure/io`, "some"). Commits wait on it; a run that stalls on the disk shows
+    /// it here.
+    #[serde(default)]
+    pub io_stalled_s: f64,
 }
 
 impl CpuTime {
     /// The time used now by `servers`, PostgreSQL and this process.
     pub fn now(servers: &[u32]) -> Self {
         let servers_s = servers.iter().copied().map(process_seconds).sum();
-        Self { servers_s, postgres_s: postgres_seconds(), loadgen_s: process_seconds(std::process::id()) }
+        Self {
+            servers_s,
+            postgres_s: postgres_seconds(),
+            loadgen_s: process_seconds(std::process::id()),
+            io_stalled_s: io_stalled_seconds(),
+        }
     }
 
     /// The time used between `before` and `self`.
@@ -34,6 +44,7 @@ impl CpuTime {
             servers_s: self.servers_s - before.servers_s,
             postgres_s: self.postgres_s - before.postgres_s,
             loadgen_s: self.loadgen_s - before.loadgen_s,
+            io_stalled_s: self.io_stalled_s - before.io_stalled_s,
         }
     }
 
@@ -53,6 +64,19 @@ impl CpuTime {
 /// User and system time of `pid` in seconds; 0 if the process is gone.
 fn process_seconds(pid: u32) -> f64 {
     stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat")).map_or(0.0, |(_, times)| times[0] + times[1])
+}
+
+/// The machine's total I/O stall time so far ("some" line of `/proc/pressure/io`, in µs); 0
+/// where the kernel does not report pressure.
+fn io_stalled_seconds() -> f64 {
+    std::fs::read_to_string("/proc/pressure/io").ok().and_then(|text| parse_pressure(&text)).unwrap_or(0.0)
+}
+
+/// `some avg10=… avg60=… avg300=… total=<µs>` → seconds.
+fn parse_pressure(text: &str) -> Option<f64> {
+    let some = text.lines().find(|line| line.starts_with("some "))?;
+    let total = some.split_whitespace().find_map(|field| field.strip_prefix("total="))?;
+    Some(total.parse::<u64>().ok()? as f64 / 1e6)
 }
 
 /// Every process named `postgres`, children included.
@@ -93,6 +117,14 @@ mod tests {
         assert_eq!(name, "postgres: a (b) c");
         assert_eq!(times, [2.5, 0.5, 0.07, 0.03]);
         assert_eq!(parse_stat("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn io_pressure_is_read_from_the_some_line() {
+        let text = "some avg10=1.23 avg60=11.01 avg300=11.21 total=215389179\n\
+                    full avg10=1.03 avg60=9.96 avg300=9.33 total=174665705\n";
+        assert_eq!(parse_pressure(text), Some(215.389179));
+        assert_eq!(parse_pressure("full avg10=0 total=5"), None);
     }
 
     #[test]

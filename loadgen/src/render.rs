@@ -169,12 +169,14 @@ fn journeys(out: &mut String, results: &Results) {
     let _ = writeln!(out, "## Message journey\n");
     let _ = writeln!(
         out,
-        "{} rooms of a sender and a receiver, {}-byte texts. Latencies in ms as p50 / p90 / p99 / max.\n",
+        "{} rooms of a sender and a receiver, {}-byte texts. Latencies in ms as p50 / p90 / p99 / max. \
+         *I/O stalled*: the share of the run during which some task on the machine waited for storage \
+         (`/proc/pressure/io`); commits wait on it, so a run that stalls on the disk shows it here.\n",
         results.size.rooms, results.size.payload
     );
     let _ = writeln!(
         out,
-        "| Backend | Instances | Run | Messages | Journeys/s | Send → plaintext | Send → deleted | Errors | Rows left |\n|---|---|---|---|---|---|---|---|---|"
+        "| Backend | Instances | Run | Messages | Journeys/s | Send → plaintext | Send → deleted | Errors | Rows left | I/O stalled |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for setup in &results.setups {
         for run in &setup.runs {
@@ -186,14 +188,15 @@ fn journeys(out: &mut String, results: &Results) {
             let errors = if r.is_clean() { "0".to_owned() } else { format!("{:?}", r.errors) };
             let _ = writeln!(
                 out,
-                "| {} | {} | {mode} | {} | {:.0} | {} | {} | {errors} | {} |",
+                "| {} | {} | {mode} | {} | {:.0} | {} | {} | {errors} | {} | {:.0} % |",
                 setup.backend.name(),
                 setup.instances,
                 r.sent,
                 r.journeys_per_s,
                 percentiles(r.delivery.as_ref()),
                 percentiles(r.journey.as_ref()),
-                run.rows_left
+                run.rows_left,
+                100.0 * run.cpu.io_stalled_s / r.elapsed_s.max(f64::MIN_POSITIVE)
             );
         }
     }
