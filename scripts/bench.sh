@@ -37,7 +37,10 @@ echo "bench: browser (client crypto, join time, sizes)"
 
 echo "bench: server (ceilings, journeys, idle connections)"
 status=0
+rm -f "$OUT/server.json"
 "$LOADGEN" bench --server-bin "$CARGO_TARGET_DIR/release/server" --out "$OUT/server.json" || status=$?
+# A run that stopped before writing its results leaves BENCHMARKS.md as it was.
+[ -f "$OUT/server.json" ] || { echo "bench: the server part wrote no results; BENCHMARKS.md not written" >&2; exit 1; }
 
 "$LOADGEN" render --results "$OUT/server.json" --browser "$OUT/browser.json" \
     --history docs/benchmark-history.md --out BENCHMARKS.md

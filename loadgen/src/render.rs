@@ -345,7 +345,7 @@ const METHOD: &str = r#"## Method
   cluster). Abuse limits that would throttle one busy client (`RATE_LIMIT_PER_SECOND`,
   `RATE_LIMIT_BURST`, `MAX_CONNECTIONS_PER_ADDRESS`, `CONNECTS_PER_SECOND_PER_ADDRESS`,
   `CONNECT_BURST_PER_ADDRESS`) are raised, since every client here comes from one address;
-  every other setting is the default.
+  `SESSION_GRACE` is 1 s, since no client here comes back; every other setting is the default.
 - **Load generator** (`loadgen/`): the real protocol (`app::protocol`) and the real client crypto
   (`app::crypto`), as the browser runs them. One PBKDF2 per room, AES-256-GCM seal per message at
   the sender and open at the receiver. A receiver fetches on each notice, opens, checks the text
