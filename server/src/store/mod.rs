@@ -184,10 +184,10 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
 
 /// SQLite's [`Store::insert`], one compound statement run in one call, its transaction included
 /// (each call is a round trip to the connection's worker thread; see [`sqlite::write`]): reads
-/// the existing body and
-/// the room's backlog, inserts the row unless either refuses it (returning its id), and gives it
-/// the room's other participants (connected or in their grace period) as recipients if it was
-/// inserted. `changes()` is the row count of the insert just before.
+/// the existing body and the room's backlog, inserts the row unless either refuses it
+/// (returning its id), and gives it the room's other participants (connected or in their grace
+/// period) as recipients if it was inserted. `changes()` is the row count of the insert just
+/// before.
 const INSERT_SQLITE: &str = "BEGIN IMMEDIATE; SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
        (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
      INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
@@ -236,8 +236,9 @@ const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
             AND r.participant = $3) \
      FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
 /// SQLite's [`Store::viewed`], one compound statement and its transaction in one call (writers
-/// already run one at a time on the one write connection): marks the view, counts (recipients, viewed), deletes the message
-/// (returning its id) once no recipient is left unviewed, and its recipients with it.
+/// already run one at a time on the one write connection): marks the view, counts (recipients,
+/// viewed), deletes the message (returning its id) once no recipient is left unviewed, and its
+/// recipients with it.
 const VIEWED_SQLITE: &str = "BEGIN IMMEDIATE; UPDATE recipients SET viewed = TRUE \
        WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
      SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \

@@ -51,20 +51,32 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File
 /// Runs a write that carries its own transaction (`BEGIN IMMEDIATE; …; COMMIT` in one query
 /// string) on the write connection, in one call. sqlx runs each SQLite connection on a worker
 /// thread, and every call is a round trip to it: a transaction opened and committed by sqlx
-/// costs two more. If a statement fails, what it left open is rolled back; a connection that
-/// cannot roll back is closed rather than handed to the next writer.
+/// costs two more. If a statement fails, what it left open is rolled back. sqlx does not know
+/// of this transaction, so it cannot roll it back itself: a connection that may still hold it
+/// (the rollback failed, or the caller dropped this future midway, which stops the worker
+/// between statements) is closed, which rolls back, rather than handed to the next writer.
 pub(super) async fn write<'q>(
     pool: &SqlitePool,
     query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
 ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let result = query.fetch_all(&mut *conn).await;
-    if result.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-        // "No transaction is active" (the failure came before BEGIN took effect) lands here too:
-        // a fresh connection costs little and is sure to be clean.
-        conn.close_on_drop();
-    }
+    let mut writer = Writer { conn: pool.acquire().await?, clean: false };
+    let result = query.fetch_all(&mut *writer.conn).await;
+    writer.clean = result.is_ok() || sqlx::query("ROLLBACK").execute(&mut *writer.conn).await.is_ok();
     result
+}
+
+/// The write connection while [`write`] uses it: closed when dropped unless known clean.
+struct Writer {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    clean: bool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Takes the lock that says "a server runs on this database", or explains who holds it.
@@ -117,5 +129,21 @@ mod tests {
         write(&pool, sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")).await.unwrap();
         let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t").fetch_all(&pool).await.unwrap();
         assert_eq!(rows, vec![2], "the failed write's first row was rolled back");
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_midway_leaves_no_transaction_open_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, _read, _lock) = connect(&dir.path().join("test.db")).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&pool).await.unwrap();
+        // Millions of rows after BEGIN: the caller gives up long before the COMMIT.
+        let long = "BEGIN IMMEDIATE; INSERT INTO t VALUES (1); \
+                    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000000) SELECT x FROM c; \
+                    COMMIT";
+        let dropped = tokio::time::timeout(Duration::from_millis(50), write(&pool, sqlx::query(long))).await;
+        assert!(dropped.is_err(), "the write was still running when dropped");
+        write(&pool, sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")).await.unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t").fetch_all(&pool).await.unwrap();
+        assert_eq!(rows, vec![2], "the dropped write's row was rolled back");
     }
 }
