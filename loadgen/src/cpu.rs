@@ -1,5 +1,5 @@
 //! Where the processor time of a run goes: the servers, PostgreSQL and the load generator,
-//! read from `/proc/<pid>/stat` before and after. On a machine whose cores are all busy, the
+//! read from `/proc/<pid>/stat` before and after; and how long the machine waited on storage. On a machine whose cores are all busy, the
 //! time one journey costs in total bounds how many journeys per second the machine can make.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Linux reports process times in USER_HZ, which is 100 on every architecture it runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// Processor seconds used so far, split by who used them.
+/// Processor seconds used so far, split by who used them, and the machine's I/O stall time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuTime {
     /// The server processes (with SQLite, the database's work too: it runs inside them).
