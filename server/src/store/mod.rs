@@ -15,6 +15,7 @@
 //! database share who is in each room. On PostgreSQL every write that causes a room event
 //! NOTIFYs it in the same transaction (see [`crate::bus`]); on SQLite that is a no-op.
 
+mod group_commit;
 mod postgres;
 mod sqlite;
 
@@ -27,6 +28,7 @@ use crate::at_rest::RoomHash;
 use crate::bus::{InstanceId, Notice, CHANNEL};
 use crate::config::Database;
 use crate::ws::hub::{EventKind, Participant};
+use group_commit::{compound, Bind, Compound, WriteQueue};
 
 /// Why a store operation failed. Never carries a value from a row.
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +96,12 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Pool {
     /// SQLite runs one writer at a time: writes queue for the one write connection, in order,
-    /// inside this process; reads go to read-only connections, which WAL never blocks.
+    /// inside this process, and the journey's writes are committed in groups (`queue`); reads go
+    /// to read-only connections, which WAL never blocks.
     Sqlite {
         write: sqlx::SqlitePool,
         read: sqlx::SqlitePool,
+        queue: WriteQueue,
     },
     Postgres(sqlx::PgPool),
 }
@@ -182,13 +186,14 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
     bytes.try_into().ok().map(RoomHash)
 }
 
-/// SQLite's [`Store::insert`], one compound statement run in one call, its transaction included
-/// (each call is a round trip to the connection's worker thread; see [`sqlite::write`]): reads
+/// SQLite's [`Store::insert`], one compound statement run in one call (each call is a round trip
+/// to the connection's worker thread), alone or in a group commit (see [`group_commit`]): reads
 /// the existing body and the room's backlog, inserts the row unless either refuses it
 /// (returning its id), and gives it the room's other participants (connected or in their grace
 /// period) as recipients if it was inserted. `changes()` is the row count of the insert just
 /// before.
-const INSERT_SQLITE: &str = "BEGIN IMMEDIATE; SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
+const INSERT_SQLITE: Compound = compound!(
+    "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
        (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
      INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
        WHERE NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2) \
@@ -196,8 +201,8 @@ const INSERT_SQLITE: &str = "BEGIN IMMEDIATE; SELECT (SELECT body FROM messages 
        ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
      INSERT INTO recipients (room_hash, message_id, participant) \
        SELECT room_hash, $2, participant FROM participants \
-       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1; \
-     COMMIT";
+       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1;"
+);
 /// PostgreSQL's [`Store::insert`] in one statement: the existing body and the backlog are read,
 /// the row and its recipients inserted only if neither refuses it, and the event NOTIFYd only if
 /// it was inserted and another instance can care: a participant of the room is on another
@@ -235,19 +240,19 @@ const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
        (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
             AND r.participant = $3) \
      FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
-/// SQLite's [`Store::viewed`], one compound statement and its transaction in one call (writers
-/// already run one at a time on the one write connection): marks the view, counts (recipients,
-/// viewed), deletes the message (returning its id) once no recipient is left unviewed, and its
-/// recipients with it.
-const VIEWED_SQLITE: &str = "BEGIN IMMEDIATE; UPDATE recipients SET viewed = TRUE \
-       WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
+/// SQLite's [`Store::viewed`], one compound statement run in one call, alone or in a group
+/// commit (writers already run one at a time on the one write connection): marks the view,
+/// counts (recipients, viewed), deletes the message (returning its id) once no recipient is
+/// left unviewed, and its recipients with it.
+const VIEWED_SQLITE: Compound = compound!(
+    "UPDATE recipients SET viewed = TRUE WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
      SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
        FROM recipients WHERE room_hash = $1 AND message_id = $2; \
      DELETE FROM messages WHERE room_hash = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM recipients \
        WHERE room_hash = $1 AND message_id = $2 AND NOT viewed) RETURNING id; \
      DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2 \
-       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2); \
-     COMMIT";
+       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2);"
+);
 /// Takes the row locks of every message of a room (a no-op write) before a participant is
 /// dropped from their recipients, so a concurrent `viewed` (which locks its message first, see
 /// `ec_viewed` in the PostgreSQL migrations) and this run one after the other. Otherwise, under
@@ -303,7 +308,8 @@ impl Store {
         match database {
             Database::Sqlite { path } => {
                 let (write, read, lock) = sqlite::connect(path).await?;
-                Ok((Self { pool: Pool::Sqlite { write, read }, instance }, Some(lock)))
+                let queue = WriteQueue::spawn(write.clone());
+                Ok((Self { pool: Pool::Sqlite { write, read, queue }, instance }, Some(lock)))
             }
             Database::Postgres(options) => {
                 Ok((Self { pool: Pool::Postgres(postgres::connect(options).await?), instance }, None))
@@ -336,25 +342,23 @@ impl Store {
     /// already waits in its room or the room holds `max_pending` unread messages.
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
         let expires_at = expiry(m.ttl);
-        let pool = match &self.pool {
-            Pool::Sqlite { write, .. } => write,
+        let queue = match &self.pool {
+            Pool::Sqlite { queue, .. } => queue,
             Pool::Postgres(pool) => {
                 let notice = self.notice(m.room, EventKind::Message(*m.id));
                 return self.insert_postgres(pool, m, expires_at, notice).await;
             }
         };
-        let rows = sqlite::write(
-            pool,
-            sqlx::query(INSERT_SQLITE)
-                .bind(&m.room.0[..])
-                .bind(&m.id.0[..])
-                .bind(m.body)
-                .bind(expires_at)
-                .bind(&m.sender.0[..])
-                .bind(now_ms())
-                .bind(i64::from(m.max_pending)),
-        )
-        .await?;
+        let binds = vec![
+            Bind::Blob(m.room.0.to_vec()),
+            Bind::Blob(m.id.0.to_vec()),
+            Bind::Blob(m.body.to_vec()),
+            Bind::Int(expires_at),
+            Bind::Blob(m.sender.0.to_vec()),
+            Bind::Int(now_ms()),
+            Bind::Int(i64::from(m.max_pending)),
+        ];
+        let rows = queue.write(&INSERT_SQLITE, binds).await?;
         // The first row is the read before the insert; a second is the inserted row's id.
         let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
@@ -423,12 +427,12 @@ impl Store {
     /// Records that `who` viewed the message and deletes it once every recipient has (or at once
     /// if it is open).
     pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
-        let pool = match &self.pool {
-            Pool::Sqlite { write, .. } => write,
+        let queue = match &self.pool {
+            Pool::Sqlite { queue, .. } => queue,
             Pool::Postgres(pool) => return self.viewed_postgres(pool, room, id, who).await,
         };
-        let rows =
-            sqlite::write(pool, sqlx::query(VIEWED_SQLITE).bind(&room.0[..]).bind(&id.0[..]).bind(&who.0[..])).await?;
+        let binds = vec![Bind::Blob(room.0.to_vec()), Bind::Blob(id.0.to_vec()), Bind::Blob(who.0.to_vec())];
+        let rows = queue.write(&VIEWED_SQLITE, binds).await?;
         // The first row is the count after marking; a second is the deleted message's id.
         let (of, viewed): (i64, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
@@ -548,7 +552,7 @@ impl Store {
     /// Closes the pools, waiting for connections to finish.
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Sqlite { write, read } => {
+            Pool::Sqlite { write, read, .. } => {
                 read.close().await;
                 write.close().await;
             }

@@ -59,16 +59,34 @@ pub(super) async fn write<'q>(
     pool: &SqlitePool,
     query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
 ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-    let mut writer = Writer { conn: pool.acquire().await?, clean: false };
-    let result = query.fetch_all(&mut *writer.conn).await;
-    writer.clean = result.is_ok() || sqlx::query("ROLLBACK").execute(&mut *writer.conn).await.is_ok();
+    let mut writer = Writer::acquire(pool).await?;
+    let result = query.fetch_all(writer.conn()).await;
+    if result.is_ok() || sqlx::query("ROLLBACK").execute(writer.conn()).await.is_ok() {
+        writer.clean();
+    }
     result
 }
 
-/// The write connection while [`write`] uses it: closed when dropped unless known clean.
-struct Writer {
+/// The write connection while a write that runs its own transaction uses it: closed when
+/// dropped unless marked clean, which rolls back whatever it may still hold.
+pub(super) struct Writer {
     conn: sqlx::pool::PoolConnection<Sqlite>,
     clean: bool,
+}
+
+impl Writer {
+    pub(super) async fn acquire(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
+        Ok(Self { conn: pool.acquire().await?, clean: false })
+    }
+
+    pub(super) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+
+    /// No transaction is left open: the connection may serve the next writer.
+    pub(super) fn clean(&mut self) {
+        self.clean = true;
+    }
 }
 
 impl Drop for Writer {

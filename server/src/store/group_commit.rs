@@ -1,0 +1,244 @@
+//! Group commit for SQLite's journey writes: the writes that wait while the one write connection
+//! is busy are committed together, in one transaction, when it is free.
+//!
+//! Each commit appends every page it changed to the write-ahead log. A message's insert or
+//! `viewed` changes a few rows on the same few pages as the writes of the rooms beside it, so
+//! committing them one by one writes those pages again and again; committed together, once
+//! (BENCHMARKS.md). Each write runs inside its own savepoint, so one that fails is rolled back
+//! alone and answered with its error while the others commit. No write is answered before the
+//! transaction that holds it has committed. When the batch itself cannot commit (`BEGIN` or
+//! `COMMIT` failed, or a savepoint could not be rolled back), nothing of it is kept and every
+//! write runs again alone, for its own answer.
+//!
+//! A write waits only while another runs: one that finds the queue empty runs at once, alone, in
+//! one call, as [`super::sqlite::write`] ran it before. Callers that stop waiting do not cancel
+//! their write; it still runs whole or not at all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite::{write, Writer};
+
+/// Writes that may wait for the write connection; a caller beyond them waits to enqueue.
+const QUEUE: usize = 1024;
+/// The most writes in one transaction. Larger batches hold SQLite's write lock longer (the
+/// other writers, joins and leaves, wait for it) for little more saving.
+const MAX_BATCH: usize = 64;
+
+/// A write's statements, as they run alone and inside a batch.
+#[derive(Debug)]
+pub(super) struct Compound {
+    /// Its own transaction: `BEGIN IMMEDIATE; …; COMMIT`.
+    pub alone: &'static str,
+    /// Inside the batch's transaction: `SAVEPOINT op; …; RELEASE op`.
+    pub in_batch: &'static str,
+}
+
+/// Makes a [`Compound`] of statements given as one string literal, each ending in `;`.
+macro_rules! compound {
+    ($statements:literal) => {
+        $crate::store::group_commit::Compound {
+            alone: concat!("BEGIN IMMEDIATE; ", $statements, " COMMIT"),
+            in_batch: concat!("SAVEPOINT op; ", $statements, " RELEASE op"),
+        }
+    };
+}
+pub(super) use compound;
+
+/// A parameter of a queued write, owned: the write outlives its caller's borrow.
+#[derive(Debug)]
+pub(super) enum Bind {
+    Blob(Vec<u8>),
+    Int(i64),
+}
+
+/// The queue in front of the write connection. Cloning it gives another handle to the same one.
+#[derive(Clone, Debug)]
+pub(super) struct WriteQueue {
+    jobs: mpsc::Sender<Job>,
+    /// Writes committed in a batch of more than one, for tests and benchmarks.
+    batched: Arc<AtomicU64>,
+}
+
+struct Job {
+    statements: &'static Compound,
+    binds: Vec<Bind>,
+    reply: oneshot::Sender<Result<Vec<SqliteRow>, sqlx::Error>>,
+}
+
+impl Job {
+    fn query(&self, sql: &'static str) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
+        self.binds.iter().fold(sqlx::query(sql), |query, bind| match bind {
+            Bind::Blob(bytes) => query.bind(&bytes[..]),
+            Bind::Int(n) => query.bind(*n),
+        })
+    }
+
+    async fn run_alone(self, pool: &SqlitePool) {
+        let result = write(pool, self.query(self.statements.alone)).await;
+        // A caller that stopped waiting no longer needs the answer.
+        let _ = self.reply.send(result);
+    }
+}
+
+impl WriteQueue {
+    /// Starts the task that runs the queued writes on `pool`, the write pool. It ends when the
+    /// last handle is dropped.
+    pub(super) fn spawn(pool: SqlitePool) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let batched = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(pool, queue, batched.clone()));
+        Self { jobs, batched }
+    }
+
+    /// Runs `statements` with `binds` ($1, $2, … in order) and returns the rows they returned.
+    pub(super) async fn write(
+        &self,
+        statements: &'static Compound,
+        binds: Vec<Bind>,
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { statements, binds, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    /// How many writes were committed in a batch of more than one so far.
+    #[cfg(test)]
+    pub(super) fn batched(&self) -> u64 {
+        self.batched.load(Ordering::Relaxed)
+    }
+}
+
+async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, batched: Arc<AtomicU64>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if batch.len() == 1 {
+            for job in batch.drain(..) {
+                job.run_alone(&pool).await;
+            }
+            continue;
+        }
+        match together(&pool, &batch).await {
+            Ok(results) => {
+                batched.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(_) => {
+                for job in batch.drain(..) {
+                    job.run_alone(&pool).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `batch` in one transaction, each write in its own savepoint, and returns each write's
+/// result once it has committed. An error is the batch's: nothing of it was kept.
+async fn together(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<Vec<SqliteRow>, sqlx::Error>>, sqlx::Error> {
+    // Closed when dropped unless it ends clean: a transaction left open would be the next
+    // writer's.
+    let mut writer = Writer::acquire(pool).await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(writer.conn()).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = job.query(job.statements.in_batch).fetch_all(writer.conn()).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO op; RELEASE op").execute(writer.conn()).await?;
+        }
+        results.push(result);
+    }
+    sqlx::query("COMMIT").execute(writer.conn()).await?;
+    writer.clean();
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::connect;
+
+    const ADD: Compound = compound!("INSERT INTO t VALUES ($1) RETURNING x;");
+    /// Two rows, `$1` then `-$1`: the CHECK refuses the second after the first was written.
+    const ADD_AND_NEGATIVE: Compound = compound!("INSERT INTO t VALUES ($1); INSERT INTO t VALUES (-$1);");
+    /// Fails after releasing its savepoint, so its batch cannot roll it back alone.
+    const ADD_THEN_FAIL_UNSAVED: Compound = compound!("INSERT INTO t VALUES ($1); RELEASE op; SELECT * FROM nowhere;");
+
+    async fn queue_on_table(dir: &tempfile::TempDir) -> (WriteQueue, SqlitePool, std::fs::File) {
+        let (pool, _read, lock) = connect(&dir.path().join("test.db")).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL CHECK (x > 0))").execute(&pool).await.unwrap();
+        (WriteQueue::spawn(pool.clone()), pool, lock)
+    }
+
+    async fn rows(pool: &SqlitePool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT x FROM t ORDER BY x").fetch_all(pool).await.unwrap()
+    }
+
+    // The tests run on one thread: every write is queued before the queue's task first runs,
+    // so they are one batch.
+
+    #[tokio::test]
+    async fn writes_queued_together_commit_together_and_each_gets_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, pool, _lock) = queue_on_table(&dir).await;
+        let writes = (1..=5).map(|x| queue.write(&ADD, vec![Bind::Int(x)]));
+        let results = futures::future::join_all(writes).await;
+        for (x, result) in (1..=5).zip(results) {
+            let rows = result.unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(sqlx::Row::get::<i64, _>(&rows[0], 0), x);
+        }
+        assert_eq!(queue.batched(), 5, "the five writes were one batch");
+        assert_eq!(rows(&pool).await, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_in_a_batch_is_rolled_back_alone_and_the_others_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, pool, _lock) = queue_on_table(&dir).await;
+        let results = futures::future::join_all([
+            queue.write(&ADD, vec![Bind::Int(1)]),
+            queue.write(&ADD_AND_NEGATIVE, vec![Bind::Int(2)]),
+            queue.write(&ADD, vec![Bind::Int(3)]),
+        ])
+        .await;
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert!(results[1].is_err(), "the CHECK refused -2");
+        assert_eq!(queue.batched(), 3, "the three writes were one batch");
+        assert_eq!(rows(&pool).await, vec![1, 3], "the failed write's first row was rolled back");
+        // The connection is left clean: the next write commits.
+        queue.write(&ADD, vec![Bind::Int(4)]).await.unwrap();
+        assert_eq!(rows(&pool).await, vec![1, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_commit_keeps_nothing_and_runs_each_write_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, pool, _lock) = queue_on_table(&dir).await;
+        let results = futures::future::join_all([
+            queue.write(&ADD, vec![Bind::Int(1)]),
+            queue.write(&ADD_THEN_FAIL_UNSAVED, vec![Bind::Int(2)]),
+            queue.write(&ADD, vec![Bind::Int(3)]),
+        ])
+        .await;
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert!(results[1].is_err());
+        assert_eq!(queue.batched(), 0, "the batch did not commit");
+        // Each good write once (the batch kept nothing), the failed one not at all.
+        assert_eq!(rows(&pool).await, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_write_alone_when_the_queue_is_idle_commits_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, pool, _lock) = queue_on_table(&dir).await;
+        queue.write(&ADD, vec![Bind::Int(7)]).await.unwrap();
+        assert_eq!(queue.batched(), 0);
+        assert_eq!(rows(&pool).await, vec![7]);
+    }
+}
