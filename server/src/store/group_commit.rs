@@ -60,7 +60,8 @@ pub(super) enum Bind {
 #[derive(Clone, Debug)]
 pub(super) struct WriteQueue {
     jobs: mpsc::Sender<Job>,
-    /// Writes committed in a batch of more than one, for tests and benchmarks.
+    /// Writes committed in a batch of more than one, for the tests.
+    #[cfg(test)]
     batched: Arc<AtomicU64>,
 }
 
@@ -92,7 +93,11 @@ impl WriteQueue {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let batched = Arc::new(AtomicU64::new(0));
         tokio::spawn(run(pool, queue, batched.clone()));
-        Self { jobs, batched }
+        Self {
+            jobs,
+            #[cfg(test)]
+            batched,
+        }
     }
 
     /// Runs `statements` with `binds` ($1, $2, … in order) and returns the rows they returned.
