@@ -246,6 +246,7 @@ async fn run_setup(
     for &window in &size.windows {
         eprintln!("bench: {} ×{instances}, closed loop, window {window}", backend.name());
         journey_options.window = window;
+        db.settle().await?;
         let cpu = CpuTime::now(&pids);
         let report = journey::run(rooms, &journey_options).await?;
         let cpu = CpuTime::now(&pids).since(&cpu);
@@ -259,6 +260,7 @@ async fn run_setup(
         journey_options.rate = Some(rate);
         journey_options.window = 64;
         journey_options.messages = ((rate * size.half_peak_seconds) / rooms.len() as f64).ceil().max(1.0) as usize;
+        db.settle().await?;
         let cpu = CpuTime::now(&pids);
         let report = journey::run(rooms, &journey_options).await?;
         let cpu = CpuTime::now(&pids).since(&cpu);

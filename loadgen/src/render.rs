@@ -351,6 +351,10 @@ const METHOD: &str = r#"## Method
   the sender and open at the receiver. A receiver fetches on each notice, opens, checks the text
   and sends `viewed`; the sender counts a journey when its `deleted` notice arrives, which the
   server sends once the row is deleted. Rows left in `messages` are counted after each run.
+- **Between runs**: the next run starts once the last one's clients have all left, with the
+  database at rest: PostgreSQL vacuums the tables and checkpoints, SQLite checkpoints its
+  write-ahead log. A run so does not pay for the cleanup after the one before it (pgbench, too,
+  vacuums before it runs).
 - **Closed loop**: each room's sender keeps `window` messages in flight; the best of the windows
   is the peak. **Open loop**: messages are sent on a fixed schedule at half the peak rate and
   latency is timed from each message's scheduled time, so a stalled server cannot hide its stall

@@ -94,6 +94,25 @@ impl Database {
         Ok(())
     }
 
+    /// Brings the database to rest before a measured run, so that no run pays for the cleanup of
+    /// the one before it (the dead rows of its deletes, its dirty pages): PostgreSQL vacuums the
+    /// tables and checkpoints (pgbench likewise vacuums before it runs); SQLite checkpoints its
+    /// write-ahead log into the database file.
+    pub async fn settle(&self) -> Result<(), TargetError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>()?.connect().await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await?;
+            }
+            Backend::Postgres => {
+                let mut conn = self.url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+                sqlx::query("VACUUM messages, recipients, participants").execute(&mut conn).await?;
+                sqlx::query("CHECKPOINT").execute(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A `SELECT COUNT(*)` over a connection of its own.
     async fn count(&self, sql: &str) -> Result<i64, TargetError> {
         Ok(match self.backend {
