@@ -246,4 +246,88 @@ mod tests {
         assert_eq!(queue.batched(), 0);
         assert_eq!(rows(&pool).await, vec![7]);
     }
+
+    #[tokio::test]
+    async fn sends_to_one_room_in_one_batch_keep_the_backlog_limit_and_spot_a_resend() {
+        use crate::store::{Inserted, NewMessage, Pool, Store};
+        use crate::ws::hub::Participant;
+        let dir = tempfile::tempdir().unwrap();
+        let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
+        let (store, _lock) = Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap();
+        let room = crate::at_rest::RoomHash([7; 32]);
+        let sender = Participant([1; 32]);
+        let ids: Vec<app::crypto::MessageId> = (1..=5).map(|n| app::crypto::MessageId([n; 16])).collect();
+        let send = |id, body| {
+            store.insert(NewMessage {
+                room: &room,
+                id,
+                body,
+                ttl: std::time::Duration::from_secs(60),
+                sender: &sender,
+                max_pending: 3,
+            })
+        };
+        let results = futures::future::join_all([
+            send(&ids[0], &b"first"[..]),
+            send(&ids[0], &b"first, resent"[..]),
+            send(&ids[1], &b"second"[..]),
+            send(&ids[2], &b"third"[..]),
+            send(&ids[3], &b"fourth"[..]),
+            send(&ids[4], &b"fifth"[..]),
+        ])
+        .await;
+        let results: Vec<Inserted> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            results,
+            [
+                Inserted::New,
+                Inserted::Exists(b"first".to_vec()),
+                Inserted::New,
+                Inserted::New,
+                Inserted::RoomBacklogFull,
+                Inserted::RoomBacklogFull,
+            ]
+        );
+        let Pool::Sqlite { queue, .. } = &store.pool else { unreachable!("a SQLite store") };
+        assert_eq!(queue.batched(), 6, "the six sends were one batch");
+        for (id, stored) in ids.iter().zip([true, true, true, false, false]) {
+            assert_eq!(store.exists(&room, id).await.unwrap(), stored);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_recipients_viewing_in_one_batch_burn_the_message_once() {
+        use crate::store::{Inserted, NewMessage, Pool, Store, Viewed};
+        use crate::ws::hub::Participant;
+        let dir = tempfile::tempdir().unwrap();
+        let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
+        let (store, _lock) = Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap();
+        let room = crate::at_rest::RoomHash([7; 32]);
+        let [sender, first, second] = [1, 2, 3].map(|n| Participant([n; 32]));
+        for (connection, who) in [&sender, &first, &second].into_iter().enumerate() {
+            store.join(&room, who, connection as u64, 8).await.unwrap().unwrap();
+        }
+        let id = app::crypto::MessageId([9; 16]);
+        let message = NewMessage {
+            room: &room,
+            id: &id,
+            body: b"secret",
+            ttl: std::time::Duration::from_secs(60),
+            sender: &sender,
+            max_pending: 8,
+        };
+        assert_eq!(store.insert(message).await.unwrap(), Inserted::New);
+        let results = futures::future::join_all([
+            store.viewed(&room, &id, &first),
+            store.viewed(&room, &id, &second),
+            store.viewed(&room, &id, &second),
+        ])
+        .await;
+        let results: Vec<Viewed> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, [Viewed::Progress { viewed: 1, of: 2 }, Viewed::Deleted, Viewed::Gone]);
+        let Pool::Sqlite { queue, .. } = &store.pool else { unreachable!("a SQLite store") };
+        assert_eq!(queue.batched(), 3, "the three views were one batch");
+        assert!(!store.exists(&room, &id).await.unwrap(), "no message row left behind");
+        assert!(store.recipient_participants().await.unwrap().is_empty(), "no recipient row left behind");
+    }
 }
