@@ -39,6 +39,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Setup(String),
+    /// A statement that always returns a row returned none: a bug, or a database that is not
+    /// what the migrations made.
+    #[error("{0}: the database returned no row")]
+    NoRow(&'static str),
 }
 
 /// A message to store.
@@ -362,7 +366,7 @@ impl Store {
         // The first row is the read before the insert; a second is the inserted row's id.
         let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => return Err(StoreError::Setup("insert: the store returned no row".into())),
+            None => return Err(StoreError::NoRow("insert")),
         };
         Ok(match existing {
             // A resend of a stored message is recognised (even in a full room).
@@ -436,7 +440,7 @@ impl Store {
         // The first row is the count after marking; a second is the deleted message's id.
         let (of, viewed): (i64, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => return Err(StoreError::Setup("viewed: the store returned no row".into())),
+            None => return Err(StoreError::NoRow("viewed")),
         };
         Ok(if rows.len() == 2 {
             Viewed::Deleted
