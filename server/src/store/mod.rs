@@ -7,9 +7,10 @@
 //! Most statements are written once: both dialects accept `$N` parameters, `ON CONFLICT`,
 //! `RETURNING`, `NOT viewed`, and the same sub-queries. The two writes of every message's
 //! journey, `insert` and `viewed`, are written per backend to take one call each (BENCHMARKS.md):
-//! a compound statement on SQLite, a data-modifying `WITH` and a function on PostgreSQL.
-//! Connecting and the migrations (schema types, storage parameters) differ, in `sqlite.rs` and
-//! `postgres.rs`.
+//! a compound statement on SQLite, a data-modifying `WITH` and a function on PostgreSQL. On
+//! SQLite, those that queue while the one write connection is busy commit together
+//! (`group_commit.rs`). Connecting and the migrations (schema types, storage parameters)
+//! differ, in `sqlite.rs` and `postgres.rs`.
 //!
 //! Participants are rows too (`participants.rs`), so several instances over one PostgreSQL
 //! database share who is in each room. On PostgreSQL every write that causes a room event
