@@ -180,6 +180,13 @@ mod tests {
         (WriteQueue::spawn(pool.clone()), pool, lock)
     }
 
+    /// Writes 1, then `middle` with 2, then 3, queued together.
+    async fn around(queue: &WriteQueue, middle: &'static Compound) -> Vec<Result<Vec<SqliteRow>, sqlx::Error>> {
+        let writes =
+            [(&ADD, 1), (middle, 2), (&ADD, 3)].map(|(statements, x)| queue.write(statements, vec![Bind::Int(x)]));
+        futures::future::join_all(writes).await
+    }
+
     async fn rows(pool: &SqlitePool) -> Vec<i64> {
         sqlx::query_scalar("SELECT x FROM t ORDER BY x").fetch_all(pool).await.unwrap()
     }
@@ -206,12 +213,7 @@ mod tests {
     async fn a_write_that_fails_in_a_batch_is_rolled_back_alone_and_the_others_commit() {
         let dir = tempfile::tempdir().unwrap();
         let (queue, pool, _lock) = queue_on_table(&dir).await;
-        let results = futures::future::join_all([
-            queue.write(&ADD, vec![Bind::Int(1)]),
-            queue.write(&ADD_AND_NEGATIVE, vec![Bind::Int(2)]),
-            queue.write(&ADD, vec![Bind::Int(3)]),
-        ])
-        .await;
+        let results = around(&queue, &ADD_AND_NEGATIVE).await;
         assert!(results[0].is_ok() && results[2].is_ok());
         assert!(results[1].is_err(), "the CHECK refused -2");
         assert_eq!(queue.batched(), 3, "the three writes were one batch");
@@ -225,12 +227,7 @@ mod tests {
     async fn a_batch_that_cannot_commit_keeps_nothing_and_runs_each_write_alone() {
         let dir = tempfile::tempdir().unwrap();
         let (queue, pool, _lock) = queue_on_table(&dir).await;
-        let results = futures::future::join_all([
-            queue.write(&ADD, vec![Bind::Int(1)]),
-            queue.write(&ADD_THEN_FAIL_UNSAVED, vec![Bind::Int(2)]),
-            queue.write(&ADD, vec![Bind::Int(3)]),
-        ])
-        .await;
+        let results = around(&queue, &ADD_THEN_FAIL_UNSAVED).await;
         assert!(results[0].is_ok() && results[2].is_ok());
         assert!(results[1].is_err());
         assert_eq!(queue.batched(), 0, "the batch did not commit");
