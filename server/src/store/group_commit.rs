@@ -134,7 +134,9 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, batched: Arc<Atom
                     let _ = job.reply.send(result);
                 }
             }
-            Err(_) => {
+            Err(err) => {
+                // sqlx's error text names the statement's failure, never a bound value.
+                tracing::warn!("group commit: a batch of {} writes failed ({err}); each runs alone", batch.len());
                 for job in batch.drain(..) {
                     job.run_alone(&pool).await;
                 }
