@@ -121,26 +121,23 @@ impl WriteQueue {
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, batched: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if batch.len() == 1 {
-            for job in batch.drain(..) {
-                job.run_alone(&pool).await;
-            }
-            continue;
-        }
-        match together(&pool, &batch).await {
-            Ok(results) => {
-                batched.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
+        if batch.len() > 1 {
+            match together(&pool, &batch).await {
+                Ok(results) => {
+                    batched.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (job, result) in batch.drain(..).zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                    continue;
                 }
-            }
-            Err(err) => {
                 // sqlx's error text names the statement's failure, never a bound value.
-                tracing::warn!("group commit: a batch of {} writes failed ({err}); each runs alone", batch.len());
-                for job in batch.drain(..) {
-                    job.run_alone(&pool).await;
+                Err(err) => {
+                    tracing::warn!("group commit: a batch of {} writes failed ({err}); each runs alone", batch.len())
                 }
             }
+        }
+        for job in batch.drain(..) {
+            job.run_alone(&pool).await;
         }
     }
 }
@@ -187,6 +184,11 @@ mod tests {
         let writes =
             [(&ADD, 1), (middle, 2), (&ADD, 3)].map(|(statements, x)| queue.write(statements, vec![Bind::Int(x)]));
         futures::future::join_all(writes).await
+    }
+
+    async fn sqlite_store(dir: &tempfile::TempDir) -> (crate::store::Store, Option<std::fs::File>) {
+        let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
+        crate::store::Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap()
     }
 
     async fn rows(pool: &SqlitePool) -> Vec<i64> {
@@ -248,11 +250,10 @@ mod tests {
 
     #[tokio::test]
     async fn sends_to_one_room_in_one_batch_keep_the_backlog_limit_and_spot_a_resend() {
-        use crate::store::{Inserted, NewMessage, Pool, Store};
+        use crate::store::{Inserted, NewMessage, Pool};
         use crate::ws::hub::Participant;
         let dir = tempfile::tempdir().unwrap();
-        let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
-        let (store, _lock) = Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap();
+        let (store, _lock) = sqlite_store(&dir).await;
         let room = crate::at_rest::RoomHash([7; 32]);
         let sender = Participant([1; 32]);
         let ids: Vec<app::crypto::MessageId> = (1..=5).map(|n| app::crypto::MessageId([n; 16])).collect();
@@ -296,11 +297,10 @@ mod tests {
 
     #[tokio::test]
     async fn two_recipients_viewing_in_one_batch_burn_the_message_once() {
-        use crate::store::{Inserted, NewMessage, Pool, Store, Viewed};
+        use crate::store::{Inserted, NewMessage, Pool, Viewed};
         use crate::ws::hub::Participant;
         let dir = tempfile::tempdir().unwrap();
-        let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
-        let (store, _lock) = Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap();
+        let (store, _lock) = sqlite_store(&dir).await;
         let room = crate::at_rest::RoomHash([7; 32]);
         let [sender, first, second] = [1, 2, 3].map(|n| Participant([n; 32]));
         for (connection, who) in [&sender, &first, &second].into_iter().enumerate() {
