@@ -246,11 +246,7 @@ async fn run_setup(
     for &window in &size.windows {
         eprintln!("bench: {} ×{instances}, closed loop, window {window}", backend.name());
         journey_options.window = window;
-        db.settle().await?;
-        let cpu = CpuTime::now(&pids);
-        let report = journey::run(rooms, &journey_options).await?;
-        let cpu = CpuTime::now(&pids).since(&cpu);
-        runs.push(JourneyRun { mode: "closed".into(), report, rows_left: db.message_rows().await?, cpu });
+        runs.push(measured_run("closed", &db, &pids, rooms, &journey_options).await?);
         db.wait_until_everyone_left().await?;
     }
     let peak = runs.iter().map(|r| r.report.journeys_per_s).fold(0.0, f64::max);
@@ -260,16 +256,28 @@ async fn run_setup(
         journey_options.rate = Some(rate);
         journey_options.window = 64;
         journey_options.messages = ((rate * size.half_peak_seconds) / rooms.len() as f64).ceil().max(1.0) as usize;
-        db.settle().await?;
-        let cpu = CpuTime::now(&pids);
-        let report = journey::run(rooms, &journey_options).await?;
-        let cpu = CpuTime::now(&pids).since(&cpu);
-        runs.push(JourneyRun { mode: "half-peak".into(), report, rows_left: db.message_rows().await?, cpu });
+        runs.push(measured_run("half-peak", &db, &pids, rooms, &journey_options).await?);
     }
     let peak_rss_kib = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
     drop(servers);
     db.drop_database().await?;
     Ok(Setup { backend, instances, runs, peak_journeys_per_s: peak, peak_rss_kib })
+}
+
+/// One journey run from a database at rest, with the processor time of `servers`, PostgreSQL
+/// and this process over it, and the rows it left.
+async fn measured_run(
+    mode: &str,
+    db: &Database,
+    servers: &[u32],
+    rooms: &[RoomKeys],
+    options: &JourneyOptions,
+) -> Result<JourneyRun, BenchError> {
+    db.settle().await?;
+    let before = CpuTime::now(servers);
+    let report = journey::run(rooms, options).await?;
+    let cpu = CpuTime::now(servers).since(&before);
+    Ok(JourneyRun { mode: mode.into(), report, rows_left: db.message_rows().await?, cpu })
 }
 
 async fn run_idle(options: &BenchOptions) -> Result<Idle, BenchError> {

@@ -1,6 +1,7 @@
 //! Where the processor time of a run goes: the servers, PostgreSQL and the load generator,
-//! read from `/proc/<pid>/stat` before and after; and how long the machine waited on storage. On a machine whose cores are all busy, the
-//! time one journey costs in total bounds how many journeys per second the machine can make.
+//! read from `/proc/<pid>/stat` before and after; and how long the machine waited on storage.
+//! On a machine whose cores are all busy, the time one journey costs in total bounds how many
+//! journeys per second the machine can make.
 
 use std::path::Path;
 
