@@ -69,9 +69,14 @@ impl Database {
         self.count("SELECT COUNT(*) FROM messages").await
     }
 
-    /// Rows in `recipients`: zero once every message is gone.
+    /// Recipients still recorded: zero once every message is gone. SQLite keeps them as rows of
+    /// their own; PostgreSQL in their message's row.
     pub async fn recipient_rows(&self) -> Result<i64, TargetError> {
-        self.count("SELECT COUNT(*) FROM recipients").await
+        self.count(match self.backend {
+            Backend::Sqlite => "SELECT COUNT(*) FROM recipients",
+            Backend::Postgres => "SELECT COALESCE(SUM(cardinality(recipients)), 0)::BIGINT FROM messages",
+        })
+        .await
     }
 
     /// Rows in `participants`: zero once every client has left and the servers have noted it.
@@ -106,7 +111,7 @@ impl Database {
             }
             Backend::Postgres => {
                 let mut conn = self.url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
-                sqlx::query("VACUUM messages, recipients, participants").execute(&mut conn).await?;
+                sqlx::query("VACUUM messages, participants").execute(&mut conn).await?;
                 sqlx::query("CHECKPOINT").execute(&mut conn).await?;
             }
         }

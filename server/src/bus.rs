@@ -56,7 +56,7 @@ pub struct Notice {
 impl Notice {
     /// `<instance> <room> <kind> [fields]`, hex and decimal, space-separated.
     /// A receipt notice up to its counts, for the database to complete
-    /// (`migrations/postgres/0004_one_round_trip_viewed.sql`).
+    /// (`ec_viewed`, `migrations/postgres/0005_recipients_in_the_message_row.sql`).
     pub fn receipt_prefix(instance: InstanceId, room: &RoomHash, id: &MessageId) -> String {
         format!("{} {} receipt {}", hex::encode(instance.0), hex::encode(room.0), id.to_hex())
     }

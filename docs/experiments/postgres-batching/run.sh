@@ -11,7 +11,8 @@ migrations=../../../migrations/postgres
 
 fresh() {
     psql -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" 2>/dev/null
-    for f in "$migrations"/*.sql; do psql -q -d $DB -v ON_ERROR_STOP=1 -f "$f"; done
+    # The schema the harness was written for: the recipients table, before 0005 moved them.
+    for f in "$migrations"/000[1-4]_*.sql; do psql -q -d $DB -v ON_ERROR_STOP=1 -f "$f"; done
     psql -q -d $DB -v ON_ERROR_STOP=1 -f harness.sql
 }
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }

@@ -4,13 +4,15 @@
 //! payload, an expiry time, and who sent and who must view each message, as participant hashes
 //! (random per page session). Handlers call these methods and never see SQL.
 //!
-//! Most statements are written once: both dialects accept `$N` parameters, `ON CONFLICT`,
-//! `RETURNING`, `NOT viewed`, and the same sub-queries. The two writes of every message's
-//! journey, `insert` and `viewed`, are written per backend to take one call each (BENCHMARKS.md):
-//! a compound statement on SQLite, a data-modifying `WITH` and a function on PostgreSQL. On
-//! SQLite, those that queue while the one write connection is busy commit together
-//! (`group_commit.rs`). Connecting and the migrations (schema types, storage parameters)
-//! differ, in `sqlite.rs` and `postgres.rs`.
+//! Where a message's recipients live differs: on SQLite, in a `recipients` table, one row each;
+//! on PostgreSQL, in the message's own row (arrays `recipients` and `viewed_by`), so that a
+//! two-person room's journey writes one row, inserted then deleted, as the database's ceiling
+//! does (BENCHMARKS.md). The statements that touch recipients are written per backend, in
+//! `sqlite.rs` and `postgres.rs`; the rest are written once here (both dialects accept `$N`
+//! parameters, `ON CONFLICT`, `RETURNING`). The journey's two writes, `insert` and `viewed`,
+//! take one call each: a compound statement on SQLite, a data-modifying `WITH` and a function on
+//! PostgreSQL. On SQLite, those that queue while the one write connection is busy commit
+//! together (`group_commit.rs`).
 //!
 //! Participants are rows too (`participants.rs`), so several instances over one PostgreSQL
 //! database share who is in each room. On PostgreSQL every write that causes a room event
@@ -29,7 +31,7 @@ use crate::at_rest::RoomHash;
 use crate::bus::{InstanceId, Notice, CHANNEL};
 use crate::config::Database;
 use crate::ws::hub::{EventKind, Participant};
-use group_commit::{compound, Bind, Compound, WriteQueue};
+use group_commit::{Bind, WriteQueue};
 
 /// Why a store operation failed. Never carries a value from a row.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,16 @@ trait Backend {
         tx: &mut sqlx::Transaction<'static, Self::Db>,
         notices: &[String],
     ) -> Result<(), sqlx::Error>;
+    /// Inside `tx`: drops `who` from the recipients of the messages of `room` it has not viewed,
+    /// deletes those that every remaining recipient has now viewed, and returns their ids.
+    async fn drop_recipient(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        room: &RoomHash,
+        who: &Participant,
+    ) -> Result<Vec<Vec<u8>>, sqlx::Error>;
+    /// Inside `tx`, after messages were deleted: deletes what is left of their recipients.
+    async fn delete_orphan_recipients(&self, tx: &mut sqlx::Transaction<'static, Self::Db>) -> Result<(), sqlx::Error>;
 }
 
 impl Backend for sqlx::SqlitePool {
@@ -152,6 +164,20 @@ impl Backend for sqlx::SqlitePool {
     /// One instance per SQLite file: nobody else to tell.
     async fn notify(&self, _: &mut sqlx::Transaction<'static, Self::Db>, _: &[String]) -> Result<(), sqlx::Error> {
         Ok(())
+    }
+    async fn drop_recipient(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        room: &RoomHash,
+        who: &Participant,
+    ) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+        sqlx::query(sqlite::DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut **tx).await?;
+        let deleted = sqlx::query_scalar(sqlite::COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(&mut **tx).await?;
+        self.delete_orphan_recipients(tx).await?;
+        Ok(deleted)
+    }
+    async fn delete_orphan_recipients(&self, tx: &mut sqlx::Transaction<'static, Self::Db>) -> Result<(), sqlx::Error> {
+        sqlx::query(sqlite::DELETE_ORPHAN_RECIPIENTS).execute(&mut **tx).await.map(drop)
     }
 }
 
@@ -168,6 +194,19 @@ impl Backend for sqlx::PgPool {
         for notice in notices {
             sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(notice).execute(&mut **tx).await?;
         }
+        Ok(())
+    }
+    async fn drop_recipient(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        room: &RoomHash,
+        who: &Participant,
+    ) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+        sqlx::query(postgres::DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut **tx).await?;
+        sqlx::query_scalar(postgres::COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(&mut **tx).await
+    }
+    /// Recipients live in their message's row: they went with it.
+    async fn delete_orphan_recipients(&self, _: &mut sqlx::Transaction<'static, Self::Db>) -> Result<(), sqlx::Error> {
         Ok(())
     }
 }
@@ -191,107 +230,14 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
     bytes.try_into().ok().map(RoomHash)
 }
 
-/// SQLite's [`Store::insert`], one compound statement run in one call (each call is a round trip
-/// to the connection's worker thread), alone or in a group commit (see [`group_commit`]): reads
-/// the existing body and the room's backlog, inserts the row unless either refuses it
-/// (returning its id), and gives it the room's other participants (connected or in their grace
-/// period) as recipients if it was inserted. `changes()` is the row count of the insert just
-/// before.
-const INSERT_SQLITE: Compound = compound!(
-    "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
-       (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
-     INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
-       WHERE NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2) \
-       AND (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6) < $7 \
-       ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
-     INSERT INTO recipients (room_hash, message_id, participant) \
-       SELECT room_hash, $2, participant FROM participants \
-       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1;"
-);
-/// PostgreSQL's [`Store::insert`] in one statement: the existing body and the backlog are read,
-/// the row and its recipients inserted only if neither refuses it, and the event NOTIFYd only if
-/// it was inserted and another instance can care: a participant of the room is on another
-/// instance (`$10` is this one), or the message has no recipients (open to whoever joins next,
-/// wherever). A commit that NOTIFYs holds a lock that serialises every such commit in the
-/// database; notifying a room wholly on this instance cost most of the throughput for nobody's
-/// benefit (BENCHMARKS.md). The room's participant rows are read with `FOR KEY SHARE`, which
-/// waits for a leave (a row DELETE) in flight and skips the row once it has committed: read
-/// without it, a participant whose leave committed while this ran was made a recipient after
-/// its leave had dropped it from every recipient list, and the message could then not burn
-/// until it expired. The lock conflicts only with DELETE, not with heartbeats, disconnects or
-/// rejoins (which update non-key columns). A participant that first joins elsewhere while this
-/// runs is not a recipient (it was not here when the message was sent), so it needs no notice.
-/// Known gap: a participant *re*joining another instance in the same few milliseconds (its row
-/// still names this instance in this statement's snapshot, and its join read what waits before
-/// this commits) is a recipient that hears of this message only at its next join or resync.
-/// Evaluates to (existing body, backlog, rows inserted, notices sent): the last is read so that
-/// the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that nothing reads).
-const INSERT_POSTGRES: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
-     pending AS (SELECT COUNT(*) AS n FROM messages WHERE room_hash = $1 AND expires_at > $6), \
-     inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender) \
-         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM pending) < $7 \
-         ON CONFLICT (room_hash, id) DO NOTHING RETURNING id), \
-     members AS (SELECT room_hash, participant, instance FROM participants WHERE room_hash = $1 \
-         FOR KEY SHARE), \
-     recipients AS (INSERT INTO recipients (room_hash, message_id, participant) \
-         SELECT p.room_hash, i.id, p.participant FROM members p, inserted i WHERE p.participant <> $5), \
-     notified AS (SELECT pg_notify($8, $9) FROM inserted \
-         WHERE EXISTS (SELECT 1 FROM members WHERE instance <> $10) \
-         OR NOT EXISTS (SELECT 1 FROM members WHERE participant <> $5)) \
-     SELECT (SELECT body FROM existing), (SELECT n FROM pending), \
-         (SELECT COUNT(*) FROM inserted), (SELECT COUNT(*) FROM notified)";
-const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
-       (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id), \
-       (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
-            AND r.participant = $3) \
-     FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
-/// SQLite's [`Store::viewed`], one compound statement run in one call, alone or in a group
-/// commit (writers already run one at a time on the one write connection): marks the view,
-/// counts (recipients, viewed), deletes the message (returning its id) once no recipient is
-/// left unviewed, and its recipients with it.
-const VIEWED_SQLITE: Compound = compound!(
-    "UPDATE recipients SET viewed = TRUE WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
-     SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
-       FROM recipients WHERE room_hash = $1 AND message_id = $2; \
-     DELETE FROM messages WHERE room_hash = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM recipients \
-       WHERE room_hash = $1 AND message_id = $2 AND NOT viewed) RETURNING id; \
-     DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2 \
-       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2);"
-);
-/// Takes the row locks of every message of a room (a no-op write) before a participant is
-/// dropped from their recipients, so a concurrent `viewed` (which locks its message first, see
-/// `ec_viewed` in the PostgreSQL migrations) and this run one after the other. Otherwise, under
-/// PostgreSQL's read committed, each can count the other's change as not yet made and neither
-/// burns the message. (SQLite's `BEGIN IMMEDIATE` already runs writers one at a time.)
-const LOCK_ROOM_MESSAGES: &str = "UPDATE messages SET expires_at = expires_at WHERE room_hash = $1";
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
-const DELETE_RECIPIENTS: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
-/// Messages `$2` may view: as an unviewed recipient, or open (no recipients) and not its own.
-const PENDING_FOR: &str = "SELECT m.id FROM messages m WHERE m.room_hash = $1 AND m.expires_at > $3 AND ( \
-       EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
-               AND r.participant = $2 AND NOT r.viewed) \
-       OR (m.sender <> $2 AND NOT EXISTS (SELECT 1 FROM recipients r \
-               WHERE r.room_hash = m.room_hash AND r.message_id = m.id))) \
-     ORDER BY m.expires_at";
-const DROP_UNVIEWED: &str = "DELETE FROM recipients WHERE room_hash = $1 AND participant = $2 AND NOT viewed";
-/// Messages of a room whose remaining recipients have all viewed them (and there is one).
-const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $1 \
-       AND EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id) \
-       AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
-               AND NOT r.viewed) \
-     RETURNING id";
-const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
-       WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
 
 /// Inside a transaction on `$pool`: drops participant `$who` of `$room` from the recipients of
 /// what it had not viewed, deletes (and announces) the messages every remaining recipient has
 /// viewed, and evaluates to their ids.
 macro_rules! drop_from_recipients {
     ($store:expr, $pool:expr, $tx:expr, $room:expr, $who:expr) => {{
-        sqlx::query(LOCK_ROOM_MESSAGES).bind(&$room.0[..]).execute(&mut *$tx).await?;
-        sqlx::query(DROP_UNVIEWED).bind(&$room.0[..]).bind(&$who.0[..]).execute(&mut *$tx).await?;
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&$room.0[..]).fetch_all(&mut *$tx).await?;
-        sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *$tx).await?;
+        let rows = $pool.drop_recipient(&mut $tx, $room, $who).await?;
         let deleted: Vec<MessageId> = rows.iter().filter_map(|id| id_from_row(id)).collect();
         let notices: Vec<String> = deleted.iter().map(|id| $store.notice($room, EventKind::Deleted(*id))).collect();
         $pool.notify(&mut $tx, &notices).await?;
@@ -330,6 +276,14 @@ impl Store {
         }
     }
 
+    /// The one of two statements that is written for this store's database.
+    fn dialect(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self.pool {
+            Pool::Sqlite { .. } => sqlite,
+            Pool::Postgres(_) => postgres,
+        }
+    }
+
     /// A room event as this instance announces it.
     fn notice(&self, room: &RoomHash, kind: EventKind) -> String {
         Notice { instance: self.instance, room: *room, kind }.encode()
@@ -363,7 +317,7 @@ impl Store {
             Bind::Int(now_ms()),
             Bind::Int(i64::from(m.max_pending)),
         ];
-        let rows = queue.write(&INSERT_SQLITE, binds).await?;
+        let rows = queue.write(&sqlite::INSERT, binds).await?;
         // The first row is the read before the insert; a second is the inserted row's id.
         let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
@@ -389,7 +343,7 @@ impl Store {
         notice: String,
     ) -> Result<Inserted, StoreError> {
         let (existing, pending, inserted, _notified): (Option<Vec<u8>>, i64, i64, i64) =
-            sqlx::query_as(INSERT_POSTGRES)
+            sqlx::query_as(postgres::INSERT)
                 .bind(&m.room.0[..])
                 .bind(&m.id.0[..])
                 .bind(m.body)
@@ -414,7 +368,7 @@ impl Store {
 
     /// A waiting, unexpired message of `room`, as `who` may see it.
     pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, read pool => sqlx::query_as(SELECT_WAITING)
+        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, read pool => sqlx::query_as(self.dialect(sqlite::SELECT_WAITING, postgres::SELECT_WAITING))
             .bind(&room.0[..])
             .bind(&id.0[..])
             .bind(&who.0[..])
@@ -437,7 +391,7 @@ impl Store {
             Pool::Postgres(pool) => return self.viewed_postgres(pool, room, id, who).await,
         };
         let binds = vec![Bind::Blob(room.0.to_vec()), Bind::Blob(id.0.to_vec()), Bind::Blob(who.0.to_vec())];
-        let rows = queue.write(&VIEWED_SQLITE, binds).await?;
+        let rows = queue.write(&sqlite::VIEWED, binds).await?;
         // The first row is the count after marking; a second is the deleted message's id.
         let (of, viewed): (i64, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
@@ -452,8 +406,8 @@ impl Store {
         })
     }
 
-    /// [`Store::viewed`] on PostgreSQL: the same statements in one function call, one round trip
-    /// instead of eight (`migrations/postgres/0004_one_round_trip_viewed.sql`).
+    /// [`Store::viewed`] on PostgreSQL: one call of `ec_viewed`, which deletes the message at once
+    /// when this view completes it (`migrations/postgres/0005_recipients_in_the_message_row.sql`).
     async fn viewed_postgres(
         &self,
         pool: &sqlx::PgPool,
@@ -461,17 +415,16 @@ impl Store {
         id: &MessageId,
         who: &Participant,
     ) -> Result<Viewed, StoreError> {
-        let (outcome, viewed, of): (String, i64, i64) =
-            sqlx::query_as("SELECT outcome, viewed_count, recipient_count FROM ec_viewed($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&room.0[..])
-                .bind(&id.0[..])
-                .bind(&who.0[..])
-                .bind(&self.instance.0[..])
-                .bind(CHANNEL)
-                .bind(self.notice(room, EventKind::Deleted(*id)))
-                .bind(Notice::receipt_prefix(self.instance, room, id))
-                .fetch_one(pool)
-                .await?;
+        let (outcome, viewed, of): (String, i64, i64) = sqlx::query_as(postgres::VIEWED)
+            .bind(&room.0[..])
+            .bind(&id.0[..])
+            .bind(&who.0[..])
+            .bind(&self.instance.0[..])
+            .bind(CHANNEL)
+            .bind(self.notice(room, EventKind::Deleted(*id)))
+            .bind(Notice::receipt_prefix(self.instance, room, id))
+            .fetch_one(pool)
+            .await?;
         Ok(match outcome.as_str() {
             "progress" => {
                 Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
@@ -488,7 +441,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
-            sqlx::query(DELETE_RECIPIENTS).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
+            pool.delete_orphan_recipients(&mut tx).await?;
             if done.rows_affected() == 1 {
                 pool.notify(&mut tx, &[notice]).await?;
             }
@@ -506,7 +459,7 @@ impl Store {
 
     /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
     pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
-        let rows: Vec<Vec<u8>> = on_pool!(self, read pool => sqlx::query_scalar(PENDING_FOR)
+        let rows: Vec<Vec<u8>> = on_pool!(self, read pool => sqlx::query_scalar(self.dialect(sqlite::PENDING_FOR, postgres::PENDING_FOR))
             .bind(&room.0[..])
             .bind(&who.0[..])
             .bind(now_ms())
@@ -530,7 +483,7 @@ impl Store {
     /// Every (room, participant) still named as a recipient: after a restart, the ones that do
     /// not come back are dropped.
     pub async fn recipient_participants(&self) -> Result<Vec<(RoomHash, Participant)>, StoreError> {
-        let sql = "SELECT DISTINCT room_hash, participant FROM recipients";
+        let sql = self.dialect(sqlite::RECIPIENT_PARTICIPANTS, postgres::RECIPIENT_PARTICIPANTS);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, read pool => sqlx::query_as(sql).fetch_all(pool).await?);
         Ok(rows.iter().filter_map(|(room, who)| Some((room_from_row(room)?, Participant::from_row(who)))).collect())
     }
@@ -544,7 +497,7 @@ impl Store {
             let expired: Vec<(RoomHash, MessageId)> =
                 rows.iter().filter_map(|(room, id)| Some((room_from_row(room)?, id_from_row(id)?))).collect();
             if !rows.is_empty() {
-                sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(&mut *tx).await?;
+                pool.delete_orphan_recipients(&mut tx).await?;
                 let notices: Vec<String> =
                     expired.iter().map(|(room, id)| self.notice(room, EventKind::Expired(*id))).collect();
                 pool.notify(&mut tx, &notices).await?;

@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use app::crypto::MessageId;
 
-use super::{
-    id_from_row, now_ms, room_from_row, Backend as _, Pool, Store, StoreError, COMPLETED_IN_ROOM,
-    DELETE_ORPHAN_RECIPIENTS, DROP_UNVIEWED, LOCK_ROOM_MESSAGES,
-};
+use super::{id_from_row, now_ms, room_from_row, Backend as _, Pool, Store, StoreError};
 use crate::at_rest::RoomHash;
 use crate::ws::hub::{EventKind, Participant};
 

@@ -36,3 +36,68 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
         other => other.map(drop).map_err(StoreError::from),
     }
 }
+
+// The statements that differ on PostgreSQL: a message's recipients live in its own row, in
+// `recipients` (who must view it) and `viewed_by` (those of them who have), rather than in a
+// table of their own as on SQLite (`migrations/postgres/0005_recipients_in_the_message_row.sql`).
+
+/// [`Store::insert`](super::Store::insert) in one statement: the existing body and the backlog
+/// are read, and the row, naming the room's other participants (connected or in their grace
+/// period) as its recipients, inserted only if neither refuses it. The event is NOTIFYd only if
+/// it was inserted and another instance can care: a recipient is on another instance (`$10` is
+/// this one), or there is none (the message is open to whoever joins next, wherever). A commit
+/// that NOTIFYs holds a lock that serialises every such commit in the database; notifying a room
+/// wholly on this instance cost most of the throughput for nobody's benefit (BENCHMARKS.md).
+///
+/// The recipients' participant rows are read `FOR KEY SHARE`, which waits for a leave (a row
+/// DELETE) in flight and skips the row once it has committed: read without it, a participant
+/// whose leave committed while this ran was made a recipient after its leave had dropped it from
+/// every message, and the message could then not burn until it expired. The lock conflicts only
+/// with DELETE, not with heartbeats, disconnects or rejoins (which update non-key columns). The
+/// sender's own row is not locked: it is no recipient, and concurrent sends from one sender would
+/// share that lock, which costs PostgreSQL a multixact each time (a fifth of the journey's rate
+/// in `docs/experiments/postgres-recipients-in-row`). A participant that first joins elsewhere
+/// while this runs is not a recipient (it was not here when the message was sent), so it needs no
+/// notice. Known gap: a participant *re*joining another instance in the same few milliseconds
+/// (its row still names this instance in this statement's snapshot, and its join read what
+/// waits before this commits) is a recipient that hears of this message only at its next join
+/// or resync.
+///
+/// Evaluates to (existing body, backlog, rows inserted, notices sent): the last is read so that
+/// the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that nothing reads).
+pub(super) const INSERT: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
+     pending AS (SELECT COUNT(*) AS n FROM messages WHERE room_hash = $1 AND expires_at > $6), \
+     others AS (SELECT participant, instance FROM participants WHERE room_hash = $1 AND participant <> $5 \
+         FOR KEY SHARE), \
+     inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender, recipients) \
+         SELECT $1, $2, $3, $4, $5, ARRAY(SELECT participant FROM others ORDER BY participant) \
+         WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM pending) < $7 \
+         ON CONFLICT (room_hash, id) DO NOTHING RETURNING id), \
+     notified AS (SELECT pg_notify($8, $9) FROM inserted \
+         WHERE EXISTS (SELECT 1 FROM others WHERE instance <> $10) OR NOT EXISTS (SELECT 1 FROM others)) \
+     SELECT (SELECT body FROM existing), (SELECT n FROM pending), \
+         (SELECT COUNT(*) FROM inserted), (SELECT COUNT(*) FROM notified)";
+/// [`Store::viewed`](super::Store::viewed) in one call (`ec_viewed` in the migrations).
+pub(super) const VIEWED: &str =
+    "SELECT outcome, viewed_count, recipient_count FROM ec_viewed($1, $2, $3, $4, $5, $6, $7)";
+/// (body, sender, recipients, whether `$3` is one of them) of an unexpired message.
+pub(super) const SELECT_WAITING: &str = "SELECT body, sender, cardinality(recipients)::BIGINT, \
+       (CASE WHEN $3 = ANY (recipients) THEN 1 ELSE 0 END)::BIGINT \
+     FROM messages WHERE room_hash = $1 AND id = $2 AND expires_at > $4";
+/// Messages `$2` may view: as a recipient that has not viewed them yet, or open (no recipients)
+/// and not its own.
+pub(super) const PENDING_FOR: &str = "SELECT id FROM messages WHERE room_hash = $1 AND expires_at > $3 AND ( \
+       ($2 = ANY (recipients) AND NOT $2 = ANY (viewed_by)) OR (sender <> $2 AND cardinality(recipients) = 0)) \
+     ORDER BY expires_at";
+/// Drops `$2` from the recipients of the messages of room `$1` it has not viewed.
+pub(super) const DROP_UNVIEWED: &str = "UPDATE messages SET recipients = array_remove(recipients, $2) \
+     WHERE room_hash = $1 AND $2 = ANY (recipients) AND NOT $2 = ANY (viewed_by)";
+/// Messages of room `$1` whose remaining recipients (there is one) have all viewed them. Run after
+/// [`DROP_UNVIEWED`] in the same transaction: each statement re-reads a row a concurrent viewer
+/// changed, and a viewer whose view completes a message deletes it itself (`ec_viewed`), so
+/// between them every completed message burns.
+pub(super) const COMPLETED_IN_ROOM: &str = "DELETE FROM messages WHERE room_hash = $1 \
+       AND cardinality(recipients) > 0 AND recipients <@ viewed_by RETURNING id";
+/// Every (room, participant) still named as a recipient.
+pub(super) const RECIPIENT_PARTICIPANTS: &str =
+    "SELECT DISTINCT m.room_hash, r.participant FROM messages m, unnest(m.recipients) AS r(participant)";

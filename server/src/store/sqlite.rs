@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool};
 
+use super::group_commit::{compound, Compound};
 use super::StoreError;
 
 /// Read-only connections for concurrent readers; in WAL mode a writer never blocks them.
@@ -129,6 +130,68 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         .create(dir)
         .map_err(|err| StoreError::Setup(format!("cannot create data directory {}: {err}", dir.display())))
 }
+
+// The statements that differ on SQLite: a message's recipients are rows of their own, in
+// `recipients` (one per participant who must view it, with whether it has).
+
+/// [`Store::insert`](super::Store::insert), one compound statement run in one call (each call is
+/// a round trip to the connection's worker thread), alone or in a group commit (see
+/// `group_commit.rs`): reads the existing body and the room's backlog, inserts the row unless
+/// either refuses it (returning its id), and gives it the room's other participants (connected
+/// or in their grace period) as recipients if it was inserted. `changes()` is the row count of
+/// the insert just before.
+pub(super) const INSERT: Compound = compound!(
+    "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
+       (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
+     INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
+       WHERE NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2) \
+       AND (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6) < $7 \
+       ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
+     INSERT INTO recipients (room_hash, message_id, participant) \
+       SELECT room_hash, $2, participant FROM participants \
+       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1;"
+);
+/// [`Store::viewed`](super::Store::viewed), one compound statement run in one call, alone or in
+/// a group commit (writers run one at a time on the one write connection, so nothing interleaves
+/// with it): marks the view, counts (recipients, viewed), deletes the message (returning its id)
+/// once no recipient is left unviewed, and its recipients with it.
+pub(super) const VIEWED: Compound = compound!(
+    "UPDATE recipients SET viewed = TRUE WHERE room_hash = $1 AND message_id = $2 AND participant = $3; \
+     SELECT COUNT(*), COALESCE(SUM(CASE WHEN viewed THEN 1 ELSE 0 END), 0) \
+       FROM recipients WHERE room_hash = $1 AND message_id = $2; \
+     DELETE FROM messages WHERE room_hash = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM recipients \
+       WHERE room_hash = $1 AND message_id = $2 AND NOT viewed) RETURNING id; \
+     DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2 \
+       AND NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2);"
+);
+/// (body, sender, recipients, whether `$3` is one of them) of an unexpired message.
+pub(super) const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
+       (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id), \
+       (SELECT COUNT(*) FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
+            AND r.participant = $3) \
+     FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
+/// Messages `$2` may view: as an unviewed recipient, or open (no recipients) and not its own.
+pub(super) const PENDING_FOR: &str = "SELECT m.id FROM messages m WHERE m.room_hash = $1 AND m.expires_at > $3 AND ( \
+       EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
+               AND r.participant = $2 AND NOT r.viewed) \
+       OR (m.sender <> $2 AND NOT EXISTS (SELECT 1 FROM recipients r \
+               WHERE r.room_hash = m.room_hash AND r.message_id = m.id))) \
+     ORDER BY m.expires_at";
+/// Drops `$2` from the recipients of the messages of room `$1` it has not viewed. (`BEGIN
+/// IMMEDIATE` runs writers one at a time: no `viewed` interleaves with this and the next.)
+pub(super) const DROP_UNVIEWED: &str =
+    "DELETE FROM recipients WHERE room_hash = $1 AND participant = $2 AND NOT viewed";
+/// Messages of room `$1` whose remaining recipients (there is one) have all viewed them.
+pub(super) const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $1 \
+       AND EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id) \
+       AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
+               AND NOT r.viewed) \
+     RETURNING id";
+/// Recipients whose message is gone.
+pub(super) const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
+       WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
+/// Every (room, participant) still named as a recipient.
+pub(super) const RECIPIENT_PARTICIPANTS: &str = "SELECT DISTINCT room_hash, participant FROM recipients";
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ mod process;
 mod proxy;
 mod recipients;
 mod restarts;
+mod schema;
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};

@@ -42,7 +42,7 @@ pub async fn until(client: &mut Client, wanted: impl Fn(&ServerFrame) -> bool) -
 }
 
 /// Joins three clients to a fresh room; returns them with presence frames drained.
-async fn three(app: &TestApp, room: &TestRoom) -> (Client, Client, Client) {
+pub async fn three(app: &TestApp, room: &TestRoom) -> (Client, Client, Client) {
     let (mut a, _, _) = app.joined(room).await;
     let (mut b, _, _) = app.joined(room).await;
     let (c, _, _) = app.joined(room).await;

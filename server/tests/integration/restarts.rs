@@ -158,7 +158,7 @@ pub async fn a_burned_message_leaves_no_bytes_behind(backend: Backend) {
             use sqlx::ConnectOptions as _;
             let options = app.db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap();
             let mut conn = options.connect().await.unwrap();
-            for table in ["messages", "recipients"] {
+            for table in ["messages", "participants"] {
                 let reloptions: Vec<String> =
                     sqlx::query_scalar("SELECT unnest(reloptions) FROM pg_class WHERE relname = $1")
                         .bind(table)
