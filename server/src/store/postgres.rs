@@ -54,9 +54,8 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 /// whose leave committed while this ran was made a recipient after its leave had dropped it from
 /// every message, and the message could then not burn until it expired. The lock conflicts only
 /// with DELETE, not with heartbeats, disconnects or rejoins (which update non-key columns). The
-/// sender's own row is not locked: it is no recipient, and concurrent sends from one sender would
-/// share that lock, which costs PostgreSQL a multixact each time (a fifth of the journey's rate
-/// in `docs/experiments/postgres-recipients-in-row`). A participant that first joins elsewhere
+/// sender's own row is not locked: it is no recipient, and a lock that concurrent sends from one
+/// sender would share is a multixact to PostgreSQL. A participant that first joins elsewhere
 /// while this runs is not a recipient (it was not here when the message was sent), so it needs no
 /// notice. Known gap: a participant *re*joining another instance in the same few milliseconds
 /// (its row still names this instance in this statement's snapshot, and its join read what
