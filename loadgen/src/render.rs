@@ -363,9 +363,9 @@ const METHOD: &str = r#"## Method
   instance `(r + j) mod 2`, so every message crosses instances by LISTEN/NOTIFY.
 - **Database ceiling**: INSERT of a message row and DELETE of it, each committed on its own, on the
   server's real schema and settings, from 4, 10 and 32 connections; the best is the ceiling. A
-  journey commits at least that much (plus its recipients rows and participant checks). Once
-  more with a NOTIFY in each commit, which is what every write costs when it must tell another
-  instance.
+  journey commits at least that much, and also reads the row, checks the room's backlog and
+  participants, and (on SQLite) writes its recipients rows. Once more with a NOTIFY in each
+  commit, which is what every write costs when it must tell another instance.
 - **Idle connections**: a fresh SQLite server, warmed with two connections; RSS (VmRSS) before and
   2 s after 10,000 WebSockets have joined rooms of two.
 - **Client crypto**: `end2end/bench/browser.mjs` loads the app's crypto compiled to WASM with the
