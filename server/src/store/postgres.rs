@@ -62,10 +62,16 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 /// waits before this commits) is a recipient that hears of this message only at its next join
 /// or resync.
 ///
+/// The backlog is counted over the room's rows (the primary key's prefix), with the expiry as a
+/// filter rather than a condition: as a condition, the generic plan of this prepared statement
+/// combined the primary key with the expiry index in a bitmap, which read the expiry index for
+/// every waiting message of every room, on every send (a sixth of PostgreSQL's processor time in
+/// a profile of the journey).
+///
 /// Evaluates to (existing body, backlog, rows inserted, notices sent): the last is read so that
 /// the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that nothing reads).
 pub(super) const INSERT: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
-     pending AS (SELECT COUNT(*) AS n FROM messages WHERE room_hash = $1 AND expires_at > $6), \
+     pending AS (SELECT COUNT(*) FILTER (WHERE expires_at > $6) AS n FROM messages WHERE room_hash = $1), \
      others AS (SELECT participant, instance FROM participants WHERE room_hash = $1 AND participant <> $5 \
          FOR KEY SHARE), \
      inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender, recipients) \
