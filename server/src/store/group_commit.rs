@@ -329,4 +329,27 @@ mod tests {
         assert!(!store.exists(&room, &id).await.unwrap(), "no message row left behind");
         assert!(store.recipient_participants().await.unwrap().is_empty(), "no recipient row left behind");
     }
+
+    /// Not group commit's, but this module holds the store-level SQLite tests: a purge (a message
+    /// unreadable at rest) deletes the message's recipients rows with it.
+    #[tokio::test]
+    async fn a_purged_message_takes_its_recipients_with_it() {
+        use crate::store::{Inserted, NewMessage};
+        use crate::ws::hub::Participant;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _lock) = sqlite_store(&dir).await;
+        let room = crate::at_rest::RoomHash([7; 32]);
+        let [sender, reader] = [1, 2].map(|n| Participant([n; 32]));
+        for (connection, who) in [&sender, &reader].into_iter().enumerate() {
+            store.join(&room, who, connection as u64, 8).await.unwrap().unwrap();
+        }
+        let id = app::crypto::MessageId([9; 16]);
+        let ttl = std::time::Duration::from_secs(60);
+        let message = NewMessage { room: &room, id: &id, body: b"secret", ttl, sender: &sender, max_pending: 8 };
+        assert_eq!(store.insert(message).await.unwrap(), Inserted::New);
+        assert_eq!(store.recipient_participants().await.unwrap().len(), 1);
+        assert!(store.purge(&room, &id).await.unwrap());
+        assert!(!store.exists(&room, &id).await.unwrap(), "no message row left behind");
+        assert!(store.recipient_participants().await.unwrap().is_empty(), "no recipient row left behind");
+    }
 }

@@ -154,6 +154,13 @@ trait Backend {
     ) -> Result<Vec<Vec<u8>>, sqlx::Error>;
     /// Inside `tx`, after messages were deleted: deletes what is left of their recipients.
     async fn delete_orphan_recipients(&self, tx: &mut sqlx::Transaction<'static, Self::Db>) -> Result<(), sqlx::Error>;
+    /// Inside `tx`, after message `id` of `room` was deleted: deletes its recipients.
+    async fn delete_recipients_of(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        room: &RoomHash,
+        id: &MessageId,
+    ) -> Result<(), sqlx::Error>;
 }
 
 impl Backend for sqlx::SqlitePool {
@@ -178,6 +185,14 @@ impl Backend for sqlx::SqlitePool {
     }
     async fn delete_orphan_recipients(&self, tx: &mut sqlx::Transaction<'static, Self::Db>) -> Result<(), sqlx::Error> {
         sqlx::query(sqlite::DELETE_ORPHAN_RECIPIENTS).execute(&mut **tx).await.map(drop)
+    }
+    async fn delete_recipients_of(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Self::Db>,
+        room: &RoomHash,
+        id: &MessageId,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(sqlite::DELETE_RECIPIENTS_OF).bind(&room.0[..]).bind(&id.0[..]).execute(&mut **tx).await.map(drop)
     }
 }
 
@@ -207,6 +222,15 @@ impl Backend for sqlx::PgPool {
     }
     /// Recipients live in their message's row: they went with it.
     async fn delete_orphan_recipients(&self, _: &mut sqlx::Transaction<'static, Self::Db>) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+    /// Recipients live in their message's row: they went with it.
+    async fn delete_recipients_of(
+        &self,
+        _: &mut sqlx::Transaction<'static, Self::Db>,
+        _: &RoomHash,
+        _: &MessageId,
+    ) -> Result<(), sqlx::Error> {
         Ok(())
     }
 }
@@ -441,7 +465,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
-            pool.delete_orphan_recipients(&mut tx).await?;
+            pool.delete_recipients_of(&mut tx, room, id).await?;
             if done.rows_affected() == 1 {
                 pool.notify(&mut tx, &[notice]).await?;
             }

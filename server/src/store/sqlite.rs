@@ -190,6 +190,8 @@ pub(super) const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.ro
 /// Recipients whose message is gone.
 pub(super) const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
        WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
+/// The recipients of message `$2` of room `$1`.
+pub(super) const DELETE_RECIPIENTS_OF: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
 /// Every (room, participant) still named as a recipient.
 pub(super) const RECIPIENT_PARTICIPANTS: &str = "SELECT DISTINCT room_hash, participant FROM recipients";
 
