@@ -276,14 +276,25 @@ mod tests {
             send(&ids[4], &b"fifth"[..]),
         ])
         .await;
-        let results: Vec<Inserted> = results.into_iter().map(Result::unwrap).collect();
+        // Alone in the room, the sender's messages are open: they name no recipient.
+        let results: Vec<Inserted> = results
+            .into_iter()
+            .map(|inserted| match inserted.unwrap() {
+                Inserted::New { recipients, .. } => {
+                    assert!(recipients.is_empty());
+                    Inserted::New { recipients, expires_at: 0 }
+                }
+                other => other,
+            })
+            .collect();
+        let new = || Inserted::New { recipients: Vec::new(), expires_at: 0 };
         assert_eq!(
             results,
             [
-                Inserted::New,
+                new(),
                 Inserted::Exists(b"first".to_vec()),
-                Inserted::New,
-                Inserted::New,
+                new(),
+                new(),
                 Inserted::RoomBacklogFull,
                 Inserted::RoomBacklogFull,
             ]
@@ -315,7 +326,9 @@ mod tests {
             sender: &sender,
             max_pending: 8,
         };
-        assert_eq!(store.insert(message).await.unwrap(), Inserted::New);
+        let Inserted::New { mut recipients, .. } = store.insert(message).await.unwrap() else { panic!("not inserted") };
+        recipients.sort_by_key(|who| who.0);
+        assert_eq!(recipients, [first, second], "the insert names the room's other participants");
         let results = futures::future::join_all([
             store.viewed(&room, &id, &first),
             store.viewed(&room, &id, &second),
@@ -346,7 +359,7 @@ mod tests {
         let id = app::crypto::MessageId([9; 16]);
         let ttl = std::time::Duration::from_secs(60);
         let message = NewMessage { room: &room, id: &id, body: b"secret", ttl, sender: &sender, max_pending: 8 };
-        assert_eq!(store.insert(message).await.unwrap(), Inserted::New);
+        assert!(matches!(store.insert(message).await.unwrap(), Inserted::New { .. }));
         assert_eq!(store.recipient_participants().await.unwrap().len(), 1);
         assert!(store.purge(&room, &id).await.unwrap());
         assert!(!store.exists(&room, &id).await.unwrap(), "no message row left behind");

@@ -63,8 +63,9 @@ pub struct NewMessage<'a> {
 /// What an insert found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
-    /// A new row.
-    New,
+    /// A new row, naming these recipients (none: it is open to anyone but its sender), expiring
+    /// at `expires_at` (milliseconds since the Unix epoch).
+    New { recipients: Vec<Participant>, expires_at: i64 },
     /// A row with this id already waits in the room; here is its stored body.
     Exists(Vec<u8>),
     /// The room already holds `max_pending` unread messages.
@@ -256,6 +257,9 @@ fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
 
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
 
+/// What [`postgres::INSERT`] evaluates to.
+type PostgresInserted = (Option<Vec<u8>>, i64, Option<Vec<Vec<u8>>>, i64);
+
 /// Inside a transaction on `$pool`: drops participant `$who` of `$room` from the recipients of
 /// what it had not viewed, deletes (and announces) the messages every remaining recipient has
 /// viewed, and evaluates to their ids.
@@ -342,7 +346,8 @@ impl Store {
             Bind::Int(i64::from(m.max_pending)),
         ];
         let rows = queue.write(&sqlite::INSERT, binds).await?;
-        // The first row is the read before the insert; a second is the inserted row's id.
+        // The first row is the read before the insert; a second is the inserted row's id, and
+        // any further ones its recipients.
         let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
             None => return Err(StoreError::NoRow("insert")),
@@ -350,7 +355,14 @@ impl Store {
         Ok(match existing {
             // A resend of a stored message is recognised (even in a full room).
             Some(body) => Inserted::Exists(body),
-            None if rows.len() == 2 => Inserted::New,
+            None if rows.len() >= 2 => {
+                let recipients = rows
+                    .iter()
+                    .skip(2)
+                    .map(|row| row.try_get::<Vec<u8>, _>(0).map(|who| Participant::from_row(&who)))
+                    .collect::<Result<_, _>>()?;
+                Inserted::New { recipients, expires_at }
+            }
             None if pending >= i64::from(m.max_pending) => Inserted::RoomBacklogFull,
             // Cannot happen inside SQLite's write lock, but costs nothing to handle: look again.
             None => return Box::pin(self.insert(m)).await,
@@ -366,24 +378,26 @@ impl Store {
         expires_at: i64,
         notice: String,
     ) -> Result<Inserted, StoreError> {
-        let (existing, pending, inserted, _notified): (Option<Vec<u8>>, i64, i64, i64) =
-            sqlx::query_as(postgres::INSERT)
-                .bind(&m.room.0[..])
-                .bind(&m.id.0[..])
-                .bind(m.body)
-                .bind(expires_at)
-                .bind(&m.sender.0[..])
-                .bind(now_ms())
-                .bind(i64::from(m.max_pending))
-                .bind(CHANNEL)
-                .bind(notice)
-                .bind(&self.instance.0[..])
-                .fetch_one(pool)
-                .await?;
+        let (existing, pending, recipients, _notified): PostgresInserted = sqlx::query_as(postgres::INSERT)
+            .bind(&m.room.0[..])
+            .bind(&m.id.0[..])
+            .bind(m.body)
+            .bind(expires_at)
+            .bind(&m.sender.0[..])
+            .bind(now_ms())
+            .bind(i64::from(m.max_pending))
+            .bind(CHANNEL)
+            .bind(notice)
+            .bind(&self.instance.0[..])
+            .fetch_one(pool)
+            .await?;
         Ok(match existing {
             // A resend of a stored message is recognised (even in a full room).
             Some(body) => Inserted::Exists(body),
-            None if inserted == 1 => Inserted::New,
+            None if recipients.is_some() => Inserted::New {
+                recipients: recipients.iter().flatten().map(|who| Participant::from_row(who)).collect(),
+                expires_at,
+            },
             None if pending >= i64::from(m.max_pending) => Inserted::RoomBacklogFull,
             // A concurrent send of the same id won the insert: look again.
             None => return Box::pin(self.insert(m)).await,

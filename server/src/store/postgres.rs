@@ -68,8 +68,9 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 /// every waiting message of every room, on every send (a sixth of PostgreSQL's processor time in
 /// a profile of `loadgen journey` on a fresh database).
 ///
-/// Evaluates to (existing body, backlog, rows inserted, notices sent): the last is read so that
-/// the `notified` query runs at all (PostgreSQL skips a SELECT in WITH that nothing reads).
+/// Evaluates to (existing body, backlog, the inserted row's recipients (NULL if none was), notices
+/// sent): the last is read so that the `notified` query runs at all (PostgreSQL skips a SELECT in
+/// WITH that nothing reads).
 pub(super) const INSERT: &str = "WITH existing AS (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
      pending AS (SELECT COUNT(*) FILTER (WHERE expires_at > $6) AS n FROM messages WHERE room_hash = $1), \
      others AS (SELECT participant, instance FROM participants WHERE room_hash = $1 AND participant <> $5 \
@@ -77,11 +78,11 @@ pub(super) const INSERT: &str = "WITH existing AS (SELECT body FROM messages WHE
      inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender, recipients) \
          SELECT $1, $2, $3, $4, $5, ARRAY(SELECT participant FROM others ORDER BY participant) \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM pending) < $7 \
-         ON CONFLICT (room_hash, id) DO NOTHING RETURNING id), \
+         ON CONFLICT (room_hash, id) DO NOTHING RETURNING id, recipients), \
      notified AS (SELECT pg_notify($8, $9) FROM inserted \
          WHERE EXISTS (SELECT 1 FROM others WHERE instance <> $10) OR NOT EXISTS (SELECT 1 FROM others)) \
      SELECT (SELECT body FROM existing), (SELECT n FROM pending), \
-         (SELECT COUNT(*) FROM inserted), (SELECT COUNT(*) FROM notified)";
+         (SELECT recipients FROM inserted), (SELECT COUNT(*) FROM notified)";
 /// [`Store::viewed`](super::Store::viewed) in one call (`ec_viewed` in the migrations).
 pub(super) const VIEWED: &str =
     "SELECT outcome, viewed_count, recipient_count FROM ec_viewed($1, $2, $3, $4, $5, $6, $7)";

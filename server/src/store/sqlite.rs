@@ -138,8 +138,8 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 /// a round trip to the connection's worker thread), alone or in a group commit (see
 /// `group_commit.rs`): reads the existing body and the room's backlog, inserts the row unless
 /// either refuses it (returning its id), and gives it the room's other participants (connected
-/// or in their grace period) as recipients if it was inserted. `changes()` is the row count of
-/// the insert just before.
+/// or in their grace period) as recipients if it was inserted (returning each). `changes()` is the
+/// row count of the insert just before.
 pub(super) const INSERT: Compound = compound!(
     "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
        (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
@@ -149,7 +149,7 @@ pub(super) const INSERT: Compound = compound!(
        ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
      INSERT INTO recipients (room_hash, message_id, participant) \
        SELECT room_hash, $2, participant FROM participants \
-       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1;"
+       WHERE room_hash = $1 AND participant <> $5 AND changes() = 1 RETURNING participant;"
 );
 /// [`Store::viewed`](super::Store::viewed), one compound statement run in one call, alone or in
 /// a group commit (writers run one at a time on the one write connection, so nothing interleaves

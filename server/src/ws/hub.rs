@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -17,8 +17,10 @@ use app::crypto::primitives::sha256;
 use app::crypto::MessageId;
 use tokio::sync::broadcast;
 
+use super::held::{Held, HeldMessage, HELD_BYTES_BUDGET};
 use super::ROOM_CHANNEL_CAPACITY;
 use crate::at_rest::RoomHash;
+use crate::store::Waiting;
 
 /// Identifies one connection inside this process, so it can skip its own events.
 pub type ConnectionId = u64;
@@ -84,6 +86,8 @@ struct Room {
     tx: broadcast::Sender<RoomEvent>,
     /// This instance's connections subscribed to it.
     connections: usize,
+    /// Messages stored through this instance, held for its fetches (`held.rs`).
+    held: Held,
 }
 
 /// What one participant fetched here.
@@ -102,6 +106,8 @@ pub struct Hub {
     /// viewed), and when it last fetched one.
     fetched: Mutex<HashMap<(RoomHash, Participant), Fetched>>,
     next_connection: AtomicU64,
+    /// Bytes of the bodies the rooms hold; changed only under the `rooms` lock.
+    held_bytes: AtomicUsize,
 }
 
 impl Hub {
@@ -122,9 +128,11 @@ impl Hub {
     /// so nothing published afterwards is missed.
     pub fn subscribe(&self, room: RoomHash) -> broadcast::Receiver<RoomEvent> {
         let mut rooms = self.rooms();
-        let entry = rooms
-            .entry(room)
-            .or_insert_with(|| Room { tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0, connections: 0 });
+        let entry = rooms.entry(room).or_insert_with(|| Room {
+            tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0,
+            connections: 0,
+            held: Held::default(),
+        });
         entry.connections += 1;
         entry.tx.subscribe()
     }
@@ -135,7 +143,9 @@ impl Hub {
         if let Some(entry) = rooms.get_mut(room) {
             entry.connections = entry.connections.saturating_sub(1);
             if entry.connections == 0 {
-                rooms.remove(room);
+                if let Some(mut gone) = rooms.remove(room) {
+                    self.freed(gone.held.clear());
+                }
             }
         }
     }
@@ -153,9 +163,53 @@ impl Hub {
         self.fetched().get(&(*room, *who)).is_some_and(|f| f.ids.contains(id))
     }
 
-    /// `who` left the room for good: forget what it fetched.
+    /// `who` left the room for good: forget what it fetched, and stop holding what it had to
+    /// view (the store no longer names it a recipient).
     pub fn forget(&self, room: &RoomHash, who: &Participant) {
         self.fetched().remove(&(*room, *who));
+        if let Some(entry) = self.rooms().get_mut(room) {
+            self.freed(entry.held.release_recipient(who));
+        }
+    }
+
+    /// Reserves a place for a message about to be stored in `room`, before its insert commits
+    /// (`held.rs`); `false` if nobody here is in the room or the id has a place already.
+    pub fn reserve(&self, room: &RoomHash, id: MessageId) -> bool {
+        self.rooms().get_mut(room).is_some_and(|entry| entry.held.reserve(id))
+    }
+
+    /// Holds a stored message in the place [`Hub::reserve`] made, unless its deletion was heard
+    /// meanwhile or the budget is spent.
+    pub fn fill(&self, room: &RoomHash, id: MessageId, message: HeldMessage) {
+        if let Some(entry) = self.rooms().get_mut(room) {
+            let budget = HELD_BYTES_BUDGET.saturating_sub(self.held_bytes.load(Ordering::Relaxed));
+            self.held_bytes.fetch_add(entry.held.fill(id, message, budget), Ordering::Relaxed);
+        }
+    }
+
+    /// Stops holding a message (or gives up its reserved place).
+    pub fn release(&self, room: &RoomHash, id: &MessageId) {
+        if let Some(entry) = self.rooms().get_mut(room) {
+            self.freed(entry.held.release(id));
+        }
+    }
+
+    /// A held message as `who` may see it, unexpired at `now` (milliseconds since the Unix
+    /// epoch); `None` if it is not held here (the store may still have it).
+    pub fn held(&self, room: &RoomHash, id: &MessageId, who: &Participant, now: i64) -> Option<Waiting> {
+        let mut rooms = self.rooms();
+        let (waiting, freed) = rooms.get_mut(room)?.held.get(id, who, now);
+        self.freed(freed);
+        waiting
+    }
+
+    /// Bytes held over all rooms (for tests).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.load(Ordering::Relaxed)
+    }
+
+    fn freed(&self, bytes: usize) {
+        self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Forgets what was fetched more than `age` ago: every message it names has expired by then.
@@ -165,17 +219,29 @@ impl Hub {
     }
 
     /// Publishes an event to this instance's connections to the room; a room nobody here is in
-    /// drops it.
+    /// drops it. A message's deletion or expiry first drops it from what the room holds.
     pub fn publish(&self, room: &RoomHash, origin: Option<ConnectionId>, kind: EventKind) {
-        if let Some(entry) = self.rooms().get(room) {
+        if let Some(entry) = self.rooms().get_mut(room) {
+            self.unhold(entry, kind);
             let _ = entry.tx.send(RoomEvent { origin, kind });
         }
     }
 
     /// Publishes an event to every room with a connection here.
     pub fn publish_everywhere(&self, kind: EventKind) {
-        for entry in self.rooms().values() {
+        for entry in self.rooms().values_mut() {
+            self.unhold(entry, kind);
             let _ = entry.tx.send(RoomEvent { origin: None, kind });
+        }
+    }
+
+    /// What `kind` says a room may no longer hold: a deleted or expired message, or everything
+    /// when the room resyncs (events from other instances may have been missed).
+    fn unhold(&self, entry: &mut Room, kind: EventKind) {
+        match kind {
+            EventKind::Deleted(id) | EventKind::Expired(id) => self.freed(entry.held.release(&id)),
+            EventKind::Resync => self.freed(entry.held.clear()),
+            _ => {}
         }
     }
 
@@ -225,6 +291,52 @@ mod tests {
         hub.publish_everywhere(EventKind::Resync);
         assert_eq!(rx_a.try_recv().unwrap().kind, EventKind::Resync);
         assert_eq!(rx_b.try_recv().unwrap().kind, EventKind::Resync);
+    }
+
+    fn hold(hub: &Hub, room: &RoomHash, n: u8, recipients: Vec<Participant>) -> MessageId {
+        let id = MessageId([n; 16]);
+        assert!(hub.reserve(room, id));
+        hub.fill(room, id, HeldMessage { body: vec![n; 10], sender: who(1), recipients, expires_at: i64::MAX });
+        id
+    }
+
+    #[test]
+    fn a_held_message_goes_with_its_deletion_its_expiry_a_resync_or_its_room() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        assert!(!hub.reserve(&room, MessageId([9; 16])), "nobody here: nothing is held");
+        let _rx = hub.subscribe(room);
+        let (a, b, c) =
+            (hold(&hub, &room, 2, vec![who(2)]), hold(&hub, &room, 3, vec![]), hold(&hub, &room, 4, vec![]));
+        assert_eq!(hub.held_bytes(), 30);
+        assert_eq!(hub.held(&room, &a, &who(2), 0).map(|w| w.body), Some(vec![2; 10]));
+        hub.publish(&room, None, EventKind::Deleted(a));
+        hub.publish(&room, None, EventKind::Expired(b));
+        hub.publish(&room, None, EventKind::Receipt { id: c, viewed: 1, of: 2 });
+        assert!(hub.held(&room, &a, &who(2), 0).is_none());
+        assert!(hub.held(&room, &b, &who(2), 0).is_none());
+        assert!(hub.held(&room, &c, &who(2), 0).is_some(), "a receipt changes nothing held");
+        assert_eq!(hub.held_bytes(), 10);
+        hub.publish_everywhere(EventKind::Resync);
+        assert!(hub.held(&room, &c, &who(2), 0).is_none());
+        assert_eq!(hub.held_bytes(), 0);
+        hold(&hub, &room, 5, vec![]);
+        hub.unsubscribe(&room);
+        assert_eq!(hub.held_bytes(), 0, "the room's last connection takes what it held along");
+    }
+
+    #[test]
+    fn a_recipient_leaving_releases_what_it_had_to_view() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let _rx = hub.subscribe(room);
+        let mine = hold(&hub, &room, 2, vec![who(2), who(3)]);
+        let other = hold(&hub, &room, 3, vec![who(3)]);
+        hub.forget(&room, &who(2));
+        assert!(hub.held(&room, &mine, &who(3), 0).is_none());
+        assert!(hub.held(&room, &other, &who(3), 0).is_some());
+        hub.release(&room, &other);
+        assert_eq!(hub.held_bytes(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The WebSocket side of the relay: the per-room [`hub::Hub`] and one [`session`] per socket.
 
+pub mod held;
 pub mod hub;
 pub mod limits;
 pub mod session;

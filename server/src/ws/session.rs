@@ -10,12 +10,13 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use super::held::HeldMessage;
 use super::hub::{ConnectionId, EventKind, Participant, RoomEvent};
 use super::limits::TokenBucket;
 use super::{CLOSE_GRACE, PING_INTERVAL};
 use crate::at_rest::{AtRestError, RoomHash};
 use crate::startup::Relay;
-use crate::store::{Inserted, NewMessage, StoreError, Viewed};
+use crate::store::{now_ms, Inserted, NewMessage, StoreError, Viewed};
 
 /// WebSocket close code 1009: message too big (RFC 6455 §7.4.1).
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -327,9 +328,18 @@ impl Session {
             sender: &who,
             max_pending: self.relay.limits.max_pending_per_room,
         };
-        let inserted = self.relay.store.insert(message).await.map_err(|err| internal(&err))?;
-        match inserted {
-            Inserted::New => {
+        // Its place among the messages held here is reserved before the insert commits, so
+        // that a deletion heard from another instance right after the commit is not missed.
+        let reserved = self.relay.hub.reserve(&room, id);
+        let inserted = self.relay.store.insert(message).await;
+        if reserved && !matches!(inserted, Ok(Inserted::New { .. })) {
+            self.relay.hub.release(&room, &id);
+        }
+        match inserted.map_err(|err| internal(&err))? {
+            Inserted::New { recipients, expires_at } => {
+                if reserved {
+                    self.relay.hub.fill(&room, id, HeldMessage { body, sender: who, recipients, expires_at });
+                }
                 self.sent.insert(id, Instant::now() + self.relay.message_ttl);
                 self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
             }
@@ -351,8 +361,16 @@ impl Session {
     async fn fetch(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
         let id = parse_id(message_id)?;
         let Joined { room, who } = self.joined()?;
-        let waiting = self.relay.store.get(&room, &id, &who).await.map_err(|err| internal(&err))?;
-        let waiting = waiting.ok_or(ErrorCode::UnknownMessage)?;
+        let waiting = match self.relay.hub.held(&room, &id, &who, now_ms()) {
+            Some(held) => held,
+            None => self
+                .relay
+                .store
+                .get(&room, &id, &who)
+                .await
+                .map_err(|err| internal(&err))?
+                .ok_or(ErrorCode::UnknownMessage)?,
+        };
         if waiting.sender == who {
             return Err(ErrorCode::OwnMessage);
         }
@@ -369,6 +387,7 @@ impl Session {
                 if matches!(err, AtRestError::Corrupt) {
                     tracing::error!("a stored message failed at-rest authentication; purging it");
                 }
+                self.relay.hub.release(&room, &id);
                 if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
                     self.relay.hub.publish(&room, None, EventKind::Expired(id));
                 }
@@ -394,7 +413,10 @@ impl Session {
                 Ok(Vec::new())
             }
             // Already gone: the same answer as whoever burned it got.
-            Viewed::Gone => Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }]),
+            Viewed::Gone => {
+                self.relay.hub.release(&room, &id);
+                Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }])
+            }
         }
     }
 

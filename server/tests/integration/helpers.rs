@@ -71,6 +71,20 @@ impl TestDatabase {
             }
         }
     }
+
+    /// Runs one statement with a separate connection, behind the server's back; rows affected.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap().rows_affected()
+            }
+            Backend::Postgres => {
+                let mut conn = self.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap().rows_affected()
+            }
+        }
+    }
 }
 
 impl Drop for TestDatabase {

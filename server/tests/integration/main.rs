@@ -4,6 +4,7 @@
 mod assets;
 mod audit;
 mod flood;
+mod held;
 mod helpers;
 mod instances;
 mod limits;
@@ -17,6 +18,7 @@ use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use audit::*;
 use flood::*;
+use held::*;
 use helpers::{spawn_app, spawn_app_with, Backend, TestRoom};
 use limits::*;
 use recipients::*;
@@ -58,6 +60,8 @@ on_both_backends!(
     a_message_burns_when_every_recipient_has_viewed_it,
     a_recipient_who_leaves_is_dropped_and_the_message_burns,
     an_unread_message_whose_recipients_left_is_open_to_the_next_reader,
+    a_recipient_on_the_sending_instance_is_answered_from_memory,
+    a_burned_or_expired_message_leaves_nothing_held,
     a_reconnect_within_the_grace_period_is_the_same_participant,
     a_malformed_session_is_refused,
     participants_in_their_grace_period_still_fill_the_room,
