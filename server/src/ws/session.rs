@@ -50,10 +50,16 @@ pub struct Session {
     /// expire: if it falls behind its room's channel and misses their `deleted` or `expired`,
     /// the resync tells it (bounded by the room's backlog limit).
     sent: std::collections::HashMap<MessageId, Instant>,
-    /// Of those, the ones the last resync said are gone: their own `deleted` or `expired` event
-    /// may still be queued in the room's channel, and is then not passed on a second time.
-    told_gone: std::collections::HashSet<MessageId>,
+    /// Of those, the ones a resync said are gone, and when: their own `deleted` or `expired`
+    /// event may still be queued in the room's channel (or on its way from another instance),
+    /// and is then not passed on a second time. Kept until that event comes, or for
+    /// [`TOLD_GONE_KEPT`] if it never does (a later lag skipped it).
+    told_gone: std::collections::HashMap<MessageId, Instant>,
 }
+
+/// How long a resync remembers telling a message gone. Its event, if still to come, was queued
+/// in the room's channel or notified by another instance before the resync read the store.
+const TOLD_GONE_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serves one upgraded socket until it closes, idles out or breaks.
 ///
@@ -432,7 +438,7 @@ impl Session {
         let own = event.origin == Some(self.id);
         match event.kind {
             EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
-            EventKind::Deleted(id) | EventKind::Expired(id) if self.told_gone.remove(&id) => None,
+            EventKind::Deleted(id) | EventKind::Expired(id) if self.told_gone.remove(&id).is_some() => None,
             EventKind::Deleted(id) => {
                 self.sent.remove(&id);
                 Some(ServerFrame::Deleted { message_id: id.to_hex() })
@@ -472,8 +478,9 @@ impl Session {
                 .collect(),
             (Err(err), _) | (_, Err(err)) => return vec![ServerFrame::error(internal(&err))],
         };
-        // Only the latest resync's are kept: an event it announced is queued right behind it.
-        self.told_gone.clear();
+        // A second lag can come before the first resync's events are through: what the first
+        // told stays remembered (forgetting it passed those events on twice).
+        self.told_gone.retain(|_, told| told.elapsed() < TOLD_GONE_KEPT);
         let sent: Vec<(MessageId, Instant)> = self.sent.iter().map(|(id, at)| (*id, *at)).collect();
         for (id, expires) in sent {
             match self.relay.store.exists(&joined.room, &id).await {
@@ -481,7 +488,7 @@ impl Session {
                 Ok(false) => {
                     // Gone before its expiry: viewed by everyone and burned; after: expired.
                     self.sent.remove(&id);
-                    self.told_gone.insert(id);
+                    self.told_gone.insert(id, Instant::now());
                     let message_id = id.to_hex();
                     frames.push(if Instant::now() < expires {
                         ServerFrame::Deleted { message_id }
