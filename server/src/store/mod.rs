@@ -404,7 +404,8 @@ impl Store {
         })
     }
 
-    /// A waiting, unexpired message of `room`, as `who` may see it.
+    /// A waiting, unexpired message of `room`, as `who` may see it. (A fetch asks the hub
+    /// first: the instance that stored a message holds it, `ws/held.rs`.)
     pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, read pool => sqlx::query_as(self.dialect(sqlite::SELECT_WAITING, postgres::SELECT_WAITING))
             .bind(&room.0[..])
