@@ -123,6 +123,8 @@ pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions, listening: tok
     let pool = PgPoolOptions::new().max_connections(2).min_connections(0).connect_lazy_with(options);
     let mut wait = Duration::from_millis(100);
     let mut listening = Some(listening);
+    // Messages are held for fetches only while this instance hears the others' deletions.
+    relay.hub.stop_holding();
     loop {
         let mut listener = match subscribe(&pool).await {
             Ok(listener) => listener,
@@ -143,6 +145,7 @@ pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions, listening: tok
             relay.hub.publish_everywhere(EventKind::Resync);
             tracing::info!("listening for other instances' events again; local rooms resynced");
         }
+        relay.hub.start_holding();
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => deliver(&relay, notification.payload()).await,
@@ -153,6 +156,9 @@ pub async fn listen(relay: Arc<Relay>, options: PgConnectOptions, listening: tok
                 }
             }
         }
+        // Deletions elsewhere go unheard until it listens again: what is held here may outlive
+        // its row meanwhile.
+        relay.hub.stop_holding();
     }
 }
 

@@ -12,7 +12,8 @@
 //! - when the hub publishes the message's deletion or expiry (from this instance, or from
 //!   another through the bus: a deletion elsewhere is notified whenever a participant of the
 //!   room is on another instance, as the ones connected here are);
-//! - when the room resyncs (events from other instances may have been missed);
+//! - when the room resyncs (events from other instances may have been missed), and for as long
+//!   as the instance's link to the others is down (nothing is held then: `Hub::stop_holding`);
 //! - when one of its recipients leaves (the store drops it from the row's recipients);
 //! - when a view here finds the row gone;
 //! - when it expires (checked on every fetch).

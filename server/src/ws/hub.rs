@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -108,6 +108,9 @@ pub struct Hub {
     next_connection: AtomicU64,
     /// Bytes of the bodies the rooms hold; changed only under the `rooms` lock.
     held_bytes: AtomicUsize,
+    /// Set while this instance cannot hear other instances' deletions (its link to them is
+    /// down): nothing is held then. Changed only under the `rooms` lock.
+    not_holding: AtomicBool,
 }
 
 impl Hub {
@@ -175,7 +178,29 @@ impl Hub {
     /// Reserves a place for a message about to be stored in `room`, before its insert commits
     /// (`held.rs`); `false` if nobody here is in the room or the id has a place already.
     pub fn reserve(&self, room: &RoomHash, id: MessageId) -> bool {
-        self.rooms().get_mut(room).is_some_and(|entry| entry.held.reserve(id))
+        let mut rooms = self.rooms();
+        !self.not_holding.load(Ordering::Relaxed) && rooms.get_mut(room).is_some_and(|entry| entry.held.reserve(id))
+    }
+
+    /// Drops every held message and holds none until [`Hub::start_holding`]: this instance no
+    /// longer hears other instances' deletions.
+    pub fn stop_holding(&self) {
+        let mut rooms = self.rooms();
+        self.not_holding.store(true, Ordering::Relaxed);
+        for entry in rooms.values_mut() {
+            self.freed(entry.held.clear());
+        }
+    }
+
+    /// Holds messages again: this instance hears other instances' deletions (again).
+    pub fn start_holding(&self) {
+        let _rooms = self.rooms();
+        self.not_holding.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether messages are held (for tests).
+    pub fn is_holding(&self) -> bool {
+        !self.not_holding.load(Ordering::Relaxed)
     }
 
     /// Holds a stored message in the place [`Hub::reserve`] made, unless its deletion was heard
@@ -323,6 +348,29 @@ mod tests {
         hold(&hub, &room, 5, vec![]);
         hub.unsubscribe(&room);
         assert_eq!(hub.held_bytes(), 0, "the room's last connection takes what it held along");
+    }
+
+    #[test]
+    fn nothing_is_held_while_deletions_elsewhere_go_unheard() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let _rx = hub.subscribe(room);
+        let held = hold(&hub, &room, 2, vec![]);
+        let reserved = MessageId([3; 16]);
+        assert!(hub.reserve(&room, reserved));
+        hub.stop_holding();
+        assert_eq!(hub.held_bytes(), 0);
+        assert!(hub.held(&room, &held, &who(2), 0).is_none());
+        assert!(!hub.reserve(&room, MessageId([4; 16])), "no new place while not holding");
+        hub.fill(
+            &room,
+            reserved,
+            HeldMessage { body: vec![1; 10], sender: who(1), recipients: vec![], expires_at: i64::MAX },
+        );
+        assert_eq!(hub.held_bytes(), 0, "a place made before is gone too");
+        hub.start_holding();
+        hold(&hub, &room, 5, vec![]);
+        assert_eq!(hub.held_bytes(), 10);
     }
 
     #[test]

@@ -147,7 +147,14 @@ async fn a_dropped_listen_connection_loses_no_notice() {
         ),
     )
     .await;
+    // Deaf to the others' deletions, B holds nothing for fetches (`ws/held.rs`).
+    let deadline = Instant::now() + FRAME_TIMEOUT;
+    while b.relay.hub.is_holding() {
+        assert!(Instant::now() < deadline, "B noticed the cut");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (id, _) = alice.send_message(&room, "sent while nobody listened").await;
+    assert_eq!(b.relay.hub.held_bytes(), 0);
     admin(&a.db, &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
 
     // A listens again and has its connections resync: bob hears of the message after all.
@@ -157,8 +164,8 @@ async fn a_dropped_listen_connection_loses_no_notice() {
     // Once B listens again too (a `deleted` sent while it did not is not replayed: see the
     // README), the link works both ways.
     let deadline = Instant::now() + FRAME_TIMEOUT;
-    while b.relay.bus_reconnects.load(Ordering::Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "B listens again too");
+    while b.relay.bus_reconnects.load(Ordering::Relaxed) == 0 || !b.relay.hub.is_holding() {
+        assert!(Instant::now() < deadline, "B listens again too, and holds messages again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     fetch_and_view(&mut bob, &room, &id).await;
