@@ -10,12 +10,14 @@ cd "$(dirname "$0")"
 # Plain TCP, as the server's sqlx connects (built without TLS); pgbench would otherwise use TLS.
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGSSLMODE=${PGSSLMODE:-disable}
 DB=ec_experiment_round_trips
+# The parameter helpers and the ceiling's pair are the previous experiment's.
+previous=../postgres-recipients-in-row
 migrations=../../../migrations/postgres
 # A fresh scratch database at the latest migration.
 fresh() {
     psql -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" 2>/dev/null
     for f in "$migrations"/*.sql; do psql -q -d $DB -v ON_ERROR_STOP=1 -f "$f"; done
-    psql -q -d $DB -v ON_ERROR_STOP=1 -f helpers.sql
+    psql -q -d $DB -v ON_ERROR_STOP=1 -f $previous/helpers.sql
 }
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 # $1: the pgbench script.
@@ -32,6 +34,6 @@ n = $tx; machine = ($after - $before) / 100; pgbench = $user + $sys
 print(f'$(basename "$1"): {n / 10:.0f}/s; per unit: machine {machine * 1000 / n:.3f} ms, pgbench {pgbench * 1000 / n:.3f} ms, PostgreSQL (the rest) {(machine - pgbench) * 1000 / n:.3f} ms')"
 }
 for _ in 1 2; do
-    for script in journey.pgbench fast-view.pgbench held.pgbench pair.pgbench; do measure "$script"; done
+    for script in journey.pgbench fast-view.pgbench held.pgbench $previous/pair.pgbench; do measure "$script"; done
 done
 psql -q -d postgres -c "DROP DATABASE IF EXISTS $DB"
