@@ -2,7 +2,8 @@
 //! the same instance as the sender fetches one without a round trip to the store.
 //!
 //! On PostgreSQL a fetch was one of a journey's three round trips to the database, and its read
-//! a fifth of what the database spends on a journey (BENCHMARKS.md). What is held is exactly what
+//! a fifth to a quarter of what the database spends on a journey (pgbench, in
+//! `docs/experiments/postgres-fewer-round-trips`). What is held is exactly what
 //! the store holds: the body sealed at rest, its sender, its recipients and its expiry; a fetch
 //! opens it as it would the row. The store stays the authority: `viewed` goes to it, and so does
 //! every fetch of a message this instance does not hold.
