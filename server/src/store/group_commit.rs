@@ -65,6 +65,17 @@ pub(super) struct WriteQueue {
     batched: Arc<AtomicU64>,
 }
 
+/// Whether a [`WriteQueue`] still has a handle: a task that serves the store and must end with
+/// it holds this.
+#[derive(Debug)]
+pub(super) struct QueueWatch(mpsc::WeakSender<Job>);
+
+impl QueueWatch {
+    pub(super) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
 struct Job {
     statements: &'static Compound,
     binds: Vec<Bind>,
@@ -109,6 +120,11 @@ impl WriteQueue {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { statements, binds, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    /// Something that tells whether this queue still has a handle, without being one.
+    pub(super) fn watch(&self) -> QueueWatch {
+        QueueWatch(self.jobs.downgrade())
     }
 
     /// How many writes were committed in a batch of more than one so far.

@@ -18,6 +18,7 @@
 //! database share who is in each room. On PostgreSQL every write that causes a room event
 //! NOTIFYs it in the same transaction (see [`crate::bus`]); on SQLite that is a no-op.
 
+mod checkpoint;
 mod group_commit;
 mod postgres;
 mod sqlite;
@@ -288,6 +289,7 @@ impl Store {
             Database::Sqlite { path } => {
                 let (write, read, lock) = sqlite::connect(path).await?;
                 let queue = WriteQueue::spawn(write.clone());
+                checkpoint::spawn(write.connect_options().as_ref().clone(), queue.watch());
                 Ok((Self { pool: Pool::Sqlite { write, read, queue }, instance }, Some(lock)))
             }
             Database::Postgres(options) => {

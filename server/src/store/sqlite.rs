@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool};
 
+use super::checkpoint;
 use super::group_commit::{compound, Compound};
 use super::StoreError;
 
@@ -38,8 +39,12 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File
         // Deleted rows are overwritten with zeros, not just unlinked from the b-tree.
         .pragma("secure_delete", "ON");
     // A local file, not a network: no need to ping a connection before each use.
-    let write =
-        SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options.clone()).await?;
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        // The checkpoint task copies the log back (`checkpoint.rs`); this is the backstop.
+        .connect_with(options.clone().pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string()))
+        .await?;
     sqlx::migrate!("../migrations/sqlite").run(&write).await?;
     let read = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
