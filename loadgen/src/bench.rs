@@ -7,12 +7,18 @@ use std::time::{Duration, Instant};
 use app::crypto::RoomKeys;
 use serde::{Deserialize, Serialize};
 
-use crate::ceiling::{self, CeilingReport};
+use crate::ceiling::{self, CeilingReport, PacedReport};
 use crate::client::ClientError;
 use crate::cpu::CpuTime;
 use crate::idle;
 use crate::journey::{self, JourneyError, JourneyOptions, JourneyReport};
 use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
+
+/// A stored message row's body: a sealed 200-byte text is 256 + 29 bytes; the at-rest layer adds
+/// 29 more.
+const STORED_BODY: usize = 314;
+/// The server's PostgreSQL pool (`server/src/store/postgres.rs`).
+const SERVER_POOL: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -100,6 +106,10 @@ pub struct Setup {
     pub peak_journeys_per_s: f64,
     /// Each instance's peak resident memory over all its runs.
     pub peak_rss_kib: Vec<u64>,
+    /// PostgreSQL: the database's own insert+delete pairs at the open-loop run's rate, with no
+    /// server and no clients, on a fresh database.
+    #[serde(default)]
+    pub database_alone: Option<PacedReport>,
 }
 
 impl Setup {
@@ -183,9 +193,9 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
         for &connections in &size.ceiling_connections {
             eprintln!("bench: {} insert+delete ceiling, {connections} connections", backend.name());
             let db = Database::new(backend, &options.postgres_url)?;
-            // A sealed 200-byte text is 256 + 29 bytes; the at-rest layer adds 29 more.
             let measured =
-                ceiling::measure(&db, connections, Duration::from_secs_f64(size.ceiling_seconds), 314, false).await;
+                ceiling::measure(&db, connections, Duration::from_secs_f64(size.ceiling_seconds), STORED_BODY, false)
+                    .await;
             db.drop_database().await?;
             ceilings.push(measured?);
         }
@@ -194,7 +204,8 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
     let connections = size.ceiling_connections.iter().copied().max().unwrap_or(1);
     eprintln!("bench: PostgreSQL insert+delete ceiling with NOTIFY, {connections} connections");
     let db = Database::new(Backend::Postgres, &options.postgres_url)?;
-    let measured = ceiling::measure(&db, connections, Duration::from_secs_f64(size.ceiling_seconds), 314, true).await;
+    let measured =
+        ceiling::measure(&db, connections, Duration::from_secs_f64(size.ceiling_seconds), STORED_BODY, true).await;
     db.drop_database().await?;
     ceilings.push(measured?);
 
@@ -261,7 +272,21 @@ async fn run_setup(
     let peak_rss_kib = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
     drop(servers);
     db.drop_database().await?;
-    Ok(Setup { backend, instances, runs, peak_journeys_per_s: peak, peak_rss_kib })
+    let database_alone = match (backend, journey_options.rate) {
+        (Backend::Postgres, Some(rate)) => Some(database_alone(options, rate).await?),
+        _ => None,
+    };
+    Ok(Setup { backend, instances, runs, peak_journeys_per_s: peak, peak_rss_kib, database_alone })
+}
+
+/// PostgreSQL's own insert+delete pairs at `rate`, from as many connections as the server's pool.
+async fn database_alone(options: &BenchOptions, rate: f64) -> Result<PacedReport, BenchError> {
+    eprintln!("bench: PostgreSQL insert+delete pairs alone at {rate:.0}/s");
+    let db = Database::new(Backend::Postgres, &options.postgres_url)?;
+    let seconds = Duration::from_secs_f64(options.size.half_peak_seconds);
+    let measured = ceiling::paced_postgres(&db, SERVER_POOL, rate, seconds, STORED_BODY).await;
+    db.drop_database().await?;
+    Ok(measured?)
 }
 
 /// One journey run from a database at rest, with the processor time of `servers`, PostgreSQL

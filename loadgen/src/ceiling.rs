@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Database as SqlxDatabase, Pool};
 
 use crate::cpu::CpuTime;
+use crate::stats::Percentiles;
 use crate::target::{Backend, Database, TargetError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,21 @@ pub struct CeilingReport {
     /// Processor time of the run (SQLite's work is the load generator's: it runs in process).
     #[serde(default)]
     pub cpu: CpuTime,
+}
+
+/// PostgreSQL's own insert+delete pairs on a fixed schedule, as the journey's open-loop run sends
+/// its messages: what the database's commits alone take at that rate, on this machine's disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PacedReport {
+    pub connections: usize,
+    /// Pairs started per second.
+    pub rate: f64,
+    pub pairs: u64,
+    /// From each pair's scheduled start to its INSERT's commit: the one commit a message waits
+    /// for between its send and its recipient's plaintext.
+    pub insert: Option<Percentiles>,
+    /// From each pair's scheduled start to its DELETE's commit.
+    pub pair: Option<Percentiles>,
 }
 
 const INSERT: &str = "INSERT INTO messages (room_hash, id, body, expires_at, sender) VALUES ($1, $2, $3, $4, $5)";
@@ -133,4 +149,53 @@ where
     }
     pool.close().await;
     Ok((counted, cpu))
+}
+
+/// Starts an insert+delete pair every `1 / rate` seconds for `duration` on a pool of
+/// `connections` (PostgreSQL), and times each from its scheduled start, so that a pair that waits
+/// for a connection or a stalled commit counts its wait (no coordinated omission).
+pub async fn paced_postgres(
+    db: &Database,
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+    body: usize,
+) -> Result<PacedReport, TargetError> {
+    db.create_postgres().await?;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(&db.url).await?;
+    sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
+    let pairs = (rate * duration.as_secs_f64()).ceil().max(1.0) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let room = app::crypto::random_bytes::<32>().to_vec();
+    let body = vec![0x5a_u8; body];
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..pairs {
+        let scheduled = start + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(scheduled).await;
+        let (pool, room, body) = (pool.clone(), room.clone(), body.clone());
+        tasks.spawn(async move {
+            let id = app::crypto::random_bytes::<16>().to_vec();
+            sqlx::query(INSERT)
+                .bind(room.clone())
+                .bind(id.clone())
+                .bind(body)
+                .bind(i64::MAX)
+                .bind(vec![0_u8; 32])
+                .execute(&pool)
+                .await?;
+            let inserted = scheduled.elapsed();
+            sqlx::query(DELETE).bind(room).bind(id).execute(&pool).await?;
+            Ok::<_, sqlx::Error>((inserted, scheduled.elapsed()))
+        });
+    }
+    let mut inserts = Vec::with_capacity(pairs as usize);
+    let mut whole = Vec::with_capacity(pairs as usize);
+    for result in tasks.join_all().await {
+        let (insert, pair) = result?;
+        inserts.push(insert);
+        whole.push(pair);
+    }
+    pool.close().await;
+    Ok(PacedReport { connections, rate, pairs, insert: Percentiles::of(inserts), pair: Percentiles::of(whole) })
 }

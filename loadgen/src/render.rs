@@ -116,9 +116,13 @@ fn targets(out: &mut String, results: &Results, browser: &Browser) {
     }
     for setup in &results.setups {
         if let Some(p) = setup.half_peak().and_then(|run| run.report.delivery.as_ref()) {
+            // The one commit a message waits for before its plaintext, timed without the server.
+            let alone = setup.database_alone.as_ref().and_then(|a| a.insert.as_ref()).map_or(String::new(), |i| {
+                format!(" (PostgreSQL's own INSERT commit alone at that rate: p99 {:.2} ms)", i.p99_ms)
+            });
             let _ = writeln!(
                 out,
-                "| {} ×{}: p99 send → plaintext < {MAX_P99_MS} ms at half peak | {:.2} ms at {:.0} messages/s | {} |",
+                "| {} ×{}: p99 send → plaintext < {MAX_P99_MS} ms at half peak | {:.2} ms at {:.0} messages/s{alone} | {} |",
                 setup.backend.name(),
                 setup.instances,
                 p.p99_ms,
@@ -282,6 +286,33 @@ fn notify_cost(out: &mut String, one: &Setup, two: &Setup) {
     );
 }
 
+/// PostgreSQL's own pairs at each setup's open-loop rate: the latency its commits alone allow.
+fn database_alone(out: &mut String, results: &Results) {
+    let alone: Vec<_> =
+        results.setups.iter().filter_map(|s| s.database_alone.as_ref().map(|a| (s.instances, a))).collect();
+    if alone.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThe same pairs on a schedule, at each PostgreSQL setup's open-loop rate, with no server and no clients \
+         (latency in ms from each pair's scheduled start, p50 / p90 / p99 / max): what the database's commits alone \
+         take at that rate on this machine.\n\n\
+         | Rate of | Pairs/s | Connections | Pairs | INSERT committed | DELETE committed |\n|---|---|---|---|---|---|"
+    );
+    for (instances, a) in alone {
+        let _ = writeln!(
+            out,
+            "| PostgreSQL ×{instances} | {:.0} | {} | {} | {} | {} |",
+            a.rate,
+            a.connections,
+            a.pairs,
+            percentiles(a.insert.as_ref()),
+            percentiles(a.pair.as_ref())
+        );
+    }
+}
+
 fn rest(out: &mut String, results: &Results, browser: &Browser) {
     let _ = writeln!(
         out,
@@ -291,6 +322,7 @@ fn rest(out: &mut String, results: &Results, browser: &Browser) {
         let notify = if c.notify { "yes" } else { "no" };
         let _ = writeln!(out, "| {} | {} | {notify} | {:.0} |", c.backend.name(), c.connections, c.pairs_per_s);
     }
+    database_alone(out, results);
     let idle = &results.idle;
     let _ = writeln!(
         out,
@@ -366,6 +398,11 @@ const METHOD: &str = r#"## Method
   journey commits at least that much, and also reads the row, checks the room's backlog and
   participants, and (on SQLite) writes its recipients rows. Once more with a NOTIFY in each
   commit, which is what every write costs when it must tell another instance.
+  Then, for each PostgreSQL setup, the same pairs on a fixed schedule at its open-loop rate, from
+  as many connections as the server's pool (10), on a fresh database with nothing else running:
+  each timed from its scheduled start to its INSERT's commit (the one commit a message waits for
+  before its recipient sees it) and to its DELETE's, so a commit stalled by the disk shows, and
+  the latency the database alone allows at that rate can be read against the journey's.
 - **Idle connections**: a fresh SQLite server, warmed with two connections; RSS (VmRSS) before and
   2 s after 10,000 WebSockets have joined rooms of two.
 - **Client crypto**: `end2end/bench/browser.mjs` loads the app's crypto compiled to WASM with the
