@@ -4,11 +4,12 @@
 //! checkpoint copies the log back into the database file and syncs both. Left to SQLite, the
 //! connection whose commit takes the log past 1,000 pages runs the checkpoint inside that
 //! commit, so the one write connection, and every journey queued behind it, waits for two
-//! syncs: on a disk that stalls, the slowest journeys then took 100–200 ms (BENCHMARKS.md). Here
-//! a connection of its own checkpoints every [`EVERY`] in `PASSIVE` mode, which copies what it
-//! can without taking the write lock, while the write connection goes on committing. The write
-//! connection keeps a checkpoint of its own only as a backstop ([`BACKSTOP_PAGES`]), for a log
-//! this task has let grow (it failed, or the disk is slower than the writes).
+//! syncs: on a disk that stalls, the slowest journeys then took 100–200 ms
+//! (`docs/benchmark-history.md`, session 9). Here a connection of its own checkpoints every
+//! [`EVERY`] in `PASSIVE` mode, which copies what it can without taking the write lock, while
+//! the write connection goes on committing. The write connection keeps a checkpoint of its own
+//! only as a backstop ([`BACKSTOP_PAGES`]), for a log this task has let grow (it failed, or the
+//! disk is slower than the writes).
 
 use std::time::Duration;
 
