@@ -110,6 +110,10 @@ pub struct Setup {
     /// server and no clients, on a fresh database.
     #[serde(default)]
     pub database_alone: Option<PacedReport>,
+    /// The same with a NOTIFY in each commit, as the server's writes carry when a room's
+    /// participants are on different instances (with two or more instances).
+    #[serde(default)]
+    pub database_alone_notify: Option<PacedReport>,
 }
 
 impl Setup {
@@ -272,19 +276,33 @@ async fn run_setup(
     let peak_rss_kib = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
     drop(servers);
     db.drop_database().await?;
-    let database_alone = match (backend, journey_options.rate) {
-        (Backend::Postgres, Some(rate)) => Some(database_alone(options, rate).await?),
-        _ => None,
+    // With two instances every journey's writes NOTIFY the other (with one, none do).
+    let (database_alone, database_alone_notify) = match (backend, journey_options.rate) {
+        (Backend::Postgres, Some(rate)) if instances > 1 => {
+            (Some(database_alone(options, rate, false).await?), Some(database_alone(options, rate, true).await?))
+        }
+        (Backend::Postgres, Some(rate)) => (Some(database_alone(options, rate, false).await?), None),
+        _ => (None, None),
     };
-    Ok(Setup { backend, instances, runs, peak_journeys_per_s: peak, peak_rss_kib, database_alone })
+    Ok(Setup {
+        backend,
+        instances,
+        runs,
+        peak_journeys_per_s: peak,
+        peak_rss_kib,
+        database_alone,
+        database_alone_notify,
+    })
 }
 
-/// PostgreSQL's own insert+delete pairs at `rate`, from as many connections as the server's pool.
-async fn database_alone(options: &BenchOptions, rate: f64) -> Result<PacedReport, BenchError> {
-    eprintln!("bench: PostgreSQL insert+delete pairs alone at {rate:.0}/s");
+/// PostgreSQL's own insert+delete pairs at `rate`, from as many connections as the server's
+/// pool; with `notify`, a NOTIFY in each commit.
+async fn database_alone(options: &BenchOptions, rate: f64, notify: bool) -> Result<PacedReport, BenchError> {
+    let with = if notify { " with NOTIFY" } else { "" };
+    eprintln!("bench: PostgreSQL insert+delete pairs alone at {rate:.0}/s{with}");
     let db = Database::new(Backend::Postgres, &options.postgres_url)?;
     let seconds = Duration::from_secs_f64(options.size.half_peak_seconds);
-    let measured = ceiling::paced_postgres(&db, SERVER_POOL, rate, seconds, STORED_BODY).await;
+    let measured = ceiling::paced_postgres(&db, SERVER_POOL, rate, seconds, STORED_BODY, notify).await;
     db.drop_database().await?;
     Ok(measured?)
 }

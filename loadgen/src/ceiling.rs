@@ -35,6 +35,9 @@ pub struct CeilingReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PacedReport {
     pub connections: usize,
+    /// Whether each commit also NOTIFYs, as the server's writes on PostgreSQL do.
+    #[serde(default)]
+    pub notify: bool,
     /// Pairs started per second.
     pub rate: f64,
     pub pairs: u64,
@@ -83,11 +86,7 @@ pub async fn measure(
             run_pairs(pool, statements, connections, duration, body).await?
         }
         Backend::Postgres => {
-            db.create_postgres().await?;
-            let pool =
-                sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(&db.url).await?;
-            sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
-            run_pairs(pool, statements, connections, duration, body).await?
+            run_pairs(postgres_pool(db, connections).await?, statements, connections, duration, body).await?
         }
     };
     Ok(CeilingReport {
@@ -103,7 +102,7 @@ pub async fn measure(
 
 async fn run_pairs<DB>(
     pool: Pool<DB>,
-    (insert, delete): (&'static str, &'static str),
+    statements: (&'static str, &'static str),
     connections: usize,
     duration: Duration,
     body: usize,
@@ -125,16 +124,7 @@ where
         tasks.spawn(async move {
             let body = vec![0x5a_u8; body];
             while !done.load(Ordering::Relaxed) {
-                let id = app::crypto::random_bytes::<16>().to_vec();
-                sqlx::query(insert)
-                    .bind(room.clone())
-                    .bind(id.clone())
-                    .bind(body.clone())
-                    .bind(i64::MAX)
-                    .bind(vec![0_u8; 32])
-                    .execute(&pool)
-                    .await?;
-                sqlx::query(delete).bind(room.clone()).bind(id).execute(&pool).await?;
+                insert_then_delete(&pool, statements, &room, &body, || {}).await?;
                 pairs.fetch_add(1, Ordering::Relaxed);
             }
             Ok::<_, sqlx::Error>(())
@@ -151,19 +141,58 @@ where
     Ok((counted, cpu))
 }
 
+/// A fresh PostgreSQL database on the real schema, with a pool of `connections`.
+async fn postgres_pool(db: &Database, connections: usize) -> Result<sqlx::PgPool, TargetError> {
+    db.create_postgres().await?;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(&db.url).await?;
+    sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
+    Ok(pool)
+}
+
+/// One pair: a new row of `room` with `body`, committed, then its deletion, committed;
+/// `inserted` runs between the two.
+async fn insert_then_delete<DB>(
+    pool: &Pool<DB>,
+    (insert, delete): (&'static str, &'static str),
+    room: &[u8],
+    body: &[u8],
+    inserted: impl FnOnce(),
+) -> Result<(), sqlx::Error>
+where
+    DB: SqlxDatabase,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as SqlxDatabase>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    let id = app::crypto::random_bytes::<16>().to_vec();
+    sqlx::query(insert)
+        .bind(room.to_vec())
+        .bind(id.clone())
+        .bind(body.to_vec())
+        .bind(i64::MAX)
+        .bind(vec![0_u8; 32])
+        .execute(pool)
+        .await?;
+    inserted();
+    sqlx::query(delete).bind(room.to_vec()).bind(id).execute(pool).await?;
+    Ok(())
+}
+
 /// Starts an insert+delete pair every `1 / rate` seconds for `duration` on a pool of
 /// `connections` (PostgreSQL), and times each from its scheduled start, so that a pair that waits
-/// for a connection or a stalled commit counts its wait (no coordinated omission).
+/// for a connection or a stalled commit counts its wait (no coordinated omission). `notify` adds
+/// a NOTIFY to each commit.
 pub async fn paced_postgres(
     db: &Database,
     connections: usize,
     rate: f64,
     duration: Duration,
     body: usize,
+    notify: bool,
 ) -> Result<PacedReport, TargetError> {
-    db.create_postgres().await?;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(&db.url).await?;
-    sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
+    let statements = if notify { (INSERT_NOTIFY, DELETE_NOTIFY) } else { (INSERT, DELETE) };
+    let pool = postgres_pool(db, connections).await?;
     let pairs = (rate * duration.as_secs_f64()).ceil().max(1.0) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let room = app::crypto::random_bytes::<32>().to_vec();
@@ -175,17 +204,8 @@ pub async fn paced_postgres(
         tokio::time::sleep_until(scheduled).await;
         let (pool, room, body) = (pool.clone(), room.clone(), body.clone());
         tasks.spawn(async move {
-            let id = app::crypto::random_bytes::<16>().to_vec();
-            sqlx::query(INSERT)
-                .bind(room.clone())
-                .bind(id.clone())
-                .bind(body)
-                .bind(i64::MAX)
-                .bind(vec![0_u8; 32])
-                .execute(&pool)
-                .await?;
-            let inserted = scheduled.elapsed();
-            sqlx::query(DELETE).bind(room).bind(id).execute(&pool).await?;
+            let mut inserted = Duration::ZERO;
+            insert_then_delete(&pool, statements, &room, &body, || inserted = scheduled.elapsed()).await?;
             Ok::<_, sqlx::Error>((inserted, scheduled.elapsed()))
         });
     }
@@ -197,5 +217,5 @@ pub async fn paced_postgres(
         whole.push(pair);
     }
     pool.close().await;
-    Ok(PacedReport { connections, rate, pairs, insert: Percentiles::of(inserts), pair: Percentiles::of(whole) })
+    Ok(PacedReport { connections, notify, rate, pairs, insert: Percentiles::of(inserts), pair: Percentiles::of(whole) })
 }

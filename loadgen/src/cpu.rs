@@ -1,5 +1,6 @@
 //! Where the processor time of a run goes: the servers, PostgreSQL and the load generator,
-//! read from `/proc/<pid>/stat` before and after; and how long the machine waited on storage.
+//! read from `/proc/<pid>/stat` before and after; and how long the machine waited on storage and
+//! for its processors.
 //! On a machine whose cores are all busy, the time one journey costs in total bounds how many
 //! journeys per second the machine can make.
 
@@ -25,6 +26,15 @@ pub struct CpuTime {
     /// it here.
     #[serde(default)]
     pub io_stalled_s: f64,
+    /// Not processor time: how long at least one runnable task waited for a processor
+    /// (`/proc/pressure/cpu`, "some"). A message whose server, database or client waits for a
+    /// core is late by that wait.
+    #[serde(default)]
+    pub cpu_waited_s: f64,
+    /// Not processor time: the wall clock (seconds since the Unix epoch in a reading, the
+    /// interval in a difference), against which the two waits above are shares.
+    #[serde(default)]
+    pub wall_s: f64,
 }
 
 impl CpuTime {
@@ -35,7 +45,9 @@ impl CpuTime {
             servers_s,
             postgres_s: postgres_seconds(),
             loadgen_s: process_seconds(std::process::id()),
-            io_stalled_s: io_stalled_seconds(),
+            io_stalled_s: stalled_seconds("/proc/pressure/io"),
+            cpu_waited_s: stalled_seconds("/proc/pressure/cpu"),
+            wall_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 
@@ -46,7 +58,15 @@ impl CpuTime {
             postgres_s: self.postgres_s - before.postgres_s,
             loadgen_s: self.loadgen_s - before.loadgen_s,
             io_stalled_s: self.io_stalled_s - before.io_stalled_s,
+            cpu_waited_s: self.cpu_waited_s - before.cpu_waited_s,
+            wall_s: self.wall_s - before.wall_s,
         }
+    }
+
+    /// The share of the interval during which some task waited for storage, and for a
+    /// processor: `None` for a reading from before the interval was recorded.
+    pub fn waits(&self) -> Option<(f64, f64)> {
+        (self.wall_s > 0.0).then(|| (self.io_stalled_s / self.wall_s, self.cpu_waited_s / self.wall_s))
     }
 
     pub fn total_s(&self) -> f64 {
@@ -67,10 +87,10 @@ fn process_seconds(pid: u32) -> f64 {
     stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat")).map_or(0.0, |(_, times)| times[0] + times[1])
 }
 
-/// The machine's total I/O stall time so far ("some" line of `/proc/pressure/io`, in µs); 0
-/// where the kernel does not report pressure.
-fn io_stalled_seconds() -> f64 {
-    std::fs::read_to_string("/proc/pressure/io").ok().and_then(|text| parse_pressure(&text)).unwrap_or(0.0)
+/// The machine's total stall time so far for one resource (the "some" line of its
+/// `/proc/pressure` file, in µs); 0 where the kernel does not report pressure.
+fn stalled_seconds(path: &str) -> f64 {
+    std::fs::read_to_string(path).ok().and_then(|text| parse_pressure(&text)).unwrap_or(0.0)
 }
 
 /// `some avg10=… avg60=… avg300=… total=<µs>` → seconds.
@@ -126,6 +146,15 @@ mod tests {
                     full avg10=1.03 avg60=9.96 avg300=9.33 total=174665705\n";
         assert_eq!(parse_pressure(text), Some(215.389179));
         assert_eq!(parse_pressure("full avg10=0 total=5"), None);
+    }
+
+    #[test]
+    fn waits_are_shares_of_the_interval_and_unknown_without_one() {
+        let before = CpuTime { io_stalled_s: 10.0, cpu_waited_s: 20.0, wall_s: 1000.0, ..CpuTime::default() };
+        let after = CpuTime { io_stalled_s: 11.0, cpu_waited_s: 22.0, wall_s: 1004.0, ..CpuTime::default() };
+        assert_eq!(after.since(&before).waits(), Some((0.25, 0.5)));
+        // A run recorded before readings carried the wall clock.
+        assert_eq!(CpuTime { io_stalled_s: 1.0, ..CpuTime::default() }.waits(), None);
     }
 
     /// Spins until the reading shows 0.2 s of this process's time (however busy the machine,

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ClientError, Ws};
+use crate::stages::{StageSample, Stages, Timeline};
 use crate::stats::Percentiles;
 
 /// Frames a client may have queued for its socket before its reader waits.
@@ -71,17 +72,24 @@ pub struct JourneyReport {
     pub journeys_per_s: f64,
     pub delivery: Option<Percentiles>,
     pub journey: Option<Percentiles>,
+    /// Where the delivery time went, over every message and over the slowest percent.
+    #[serde(default)]
+    pub stages: Option<Stages>,
 }
 
 impl JourneyReport {
-    /// Every message delivered to every receiver, opened, and burned; nothing else happened.
+    /// Every message acknowledged, delivered to every receiver, opened, and burned; nothing
+    /// else happened.
     pub fn is_clean(&self) -> bool {
         let expected_deliveries = self.sent * (self.clients_per_room as u64 - 1);
+        // A journey has stages once its `sent` came too (see `stages`).
+        let staged = self.stages.map_or(0, |stages| stages.all.samples as u64);
         self.errors.is_empty()
             && self.open_failures == 0
             && self.duplicates == 0
             && self.completed == self.sent
             && self.delivered == expected_deliveries
+            && staged == self.completed
     }
 }
 
@@ -109,15 +117,31 @@ pub async fn derive_rooms(n: usize) -> Vec<RoomKeys> {
 /// Shared by every client of one room.
 struct RoomState {
     keys: RoomKeys,
-    /// When each message in flight was sent (or scheduled).
-    started: Mutex<HashMap<MessageId, Instant>>,
+    /// Each message in flight: when it was due, and the points of its journey heard so far.
+    started: Mutex<HashMap<MessageId, Timeline>>,
     window: Semaphore,
+}
+
+impl RoomState {
+    fn timelines(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, Timeline>> {
+        self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a point of a message in flight; returns its timeline so far (`None`: not in
+    /// flight, so a duplicate or a stranger's).
+    fn mark(&self, id: &MessageId, point: impl FnOnce(&mut Timeline)) -> Option<Timeline> {
+        let mut timelines = self.timelines();
+        let timeline = timelines.get_mut(id)?;
+        point(timeline);
+        Some(*timeline)
+    }
 }
 
 #[derive(Default)]
 struct Metrics {
     delivery: Vec<Duration>,
     journey: Vec<Duration>,
+    stages: Vec<StageSample>,
     errors: BTreeMap<String, u64>,
     delivered: u64,
     completed: u64,
@@ -286,9 +310,10 @@ async fn send_all(plan: SendPlan, out: mpsc::Sender<Message>, room: Arc<RoomStat
             Ok(sealed) => sealed,
             Err(err) => return shared.error(format!("client: {err}")),
         };
-        room.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, started);
-        let frame = ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() };
-        if out.send(client::text(&frame)).await.is_err() {
+        let frame = client::text(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() });
+        // Written before it goes: its `sent` can come back before this task runs again.
+        room.timelines().insert(id, Timeline { written: Some(Instant::now()), ..Timeline::new(started) });
+        if out.send(frame).await.is_err() {
             return shared.error("client: socket closed while sending".into());
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -303,16 +328,21 @@ async fn read_as_sender(
 ) {
     while let Some(Ok(message)) = stream.next().await {
         match client::parse(&message) {
+            Some(ServerFrame::Sent { message_id }) => {
+                if let Some(id) = MessageId::parse(&message_id) {
+                    room.mark(&id, |timeline| timeline.acked = Some(Instant::now()));
+                }
+            }
             Some(ServerFrame::Deleted { message_id }) => {
                 let now = Instant::now();
-                let started = MessageId::parse(&message_id)
-                    .and_then(|id| room.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id));
+                let timeline = MessageId::parse(&message_id).and_then(|id| room.timelines().remove(&id));
                 let mut metrics = shared.metrics();
-                let Some(started) = started else {
+                let Some(timeline) = timeline else {
                     metrics.duplicates += 1;
                     continue;
                 };
-                metrics.journey.push(now - started);
+                metrics.journey.push(now - timeline.scheduled);
+                metrics.stages.extend(timeline.sample());
                 metrics.completed += 1;
                 metrics.last_completion = Some(now);
                 if metrics.completed == shared.expected {
@@ -339,6 +369,9 @@ async fn read_as_receiver(
     while let Some(Ok(message)) = stream.next().await {
         let reply = match client::parse(&message) {
             Some(ServerFrame::Message { message_id }) if fetched.insert(message_id.clone()) => {
+                if let Some(id) = MessageId::parse(&message_id) {
+                    room.mark(&id, |timeline| timeline.noticed = Some(Instant::now()));
+                }
                 ClientFrame::Fetch { message_id }
             }
             Some(ServerFrame::Payload { message_id, sealed }) => {
@@ -351,7 +384,7 @@ async fn read_as_receiver(
                 let body =
                     id.zip(SealedPayload::from_base64(&sealed).ok()).and_then(|(id, s)| open(&room.keys, &id, &s).ok());
                 let started = id.and_then(|id| {
-                    room.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).copied()
+                    room.mark(&id, |timeline| timeline.delivered = Some(now)).map(|timeline| timeline.scheduled)
                 });
                 let mut metrics = shared.metrics();
                 match (body, started) {
@@ -398,5 +431,6 @@ fn report(rooms: usize, options: &JourneyOptions, start: Instant, shared: &Share
         journeys_per_s: if elapsed.is_zero() { 0.0 } else { completed as f64 / elapsed.as_secs_f64() },
         delivery: Percentiles::of(std::mem::take(&mut metrics.delivery)),
         journey: Percentiles::of(std::mem::take(&mut metrics.journey)),
+        stages: Stages::of(std::mem::take(&mut metrics.stages)),
     }
 }

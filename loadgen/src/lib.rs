@@ -6,6 +6,7 @@
 //! - [`ceiling`]: the database's insert+delete commit rate on the real schema.
 //! - [`faults`]: journeys while servers are killed, PostgreSQL restarts and LISTEN is cut.
 //! - [`soak`]: steady load for a long while; memory and open files must stay flat.
+//! - [`stages`]: where each message's delivery time went, stage by stage.
 //! - [`cpu`]: the processor time a run costs the servers, PostgreSQL and the load generator.
 //! - [`target`]: server processes over fresh databases, and their memory.
 //! - [`bench`] and [`render`]: the whole `make bench` run and its report.
@@ -19,5 +20,6 @@ pub mod idle;
 pub mod journey;
 pub mod render;
 pub mod soak;
+pub mod stages;
 pub mod stats;
 pub mod target;

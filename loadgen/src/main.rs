@@ -83,6 +83,10 @@ enum Command {
         /// A NOTIFY in each commit, as the server's writes do on PostgreSQL.
         #[arg(long)]
         notify: bool,
+        /// Open loop (PostgreSQL): start this many pairs per second for `seconds`, each timed
+        /// from its scheduled start, instead of as many as the connections allow.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// The whole server-side benchmark; writes its results as JSON.
     Bench {
@@ -186,11 +190,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             db.drop_database().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ceiling { target, connections, seconds, notify } => {
+        Command::Ceiling { target, connections, seconds, notify, rate } => {
+            anyhow::ensure!(rate.is_none() || target.backend == Backend::Postgres, "--rate needs --backend postgres");
             let db = Database::new(target.backend, &target.postgres_url)?;
-            let report = ceiling::measure(&db, connections, Duration::from_secs_f64(seconds), 314, notify).await;
+            let duration = Duration::from_secs_f64(seconds);
+            let report = async {
+                anyhow::Ok(match rate {
+                    Some(rate) => serde_json::to_string(
+                        &ceiling::paced_postgres(&db, connections, rate, duration, 314, notify).await?,
+                    )?,
+                    None => serde_json::to_string(&ceiling::measure(&db, connections, duration, 314, notify).await?)?,
+                })
+            }
+            .await;
             db.drop_database().await?;
-            println!("{}", serde_json::to_string(&report?)?);
+            println!("{}", report?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { target, smoke, out } => {

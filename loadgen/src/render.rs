@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{Results, Setup};
+use crate::ceiling::PacedReport;
 use crate::stats::Percentiles;
 use crate::target::Backend;
 
@@ -117,9 +118,17 @@ fn targets(out: &mut String, results: &Results, browser: &Browser) {
     for setup in &results.setups {
         if let Some(p) = setup.half_peak().and_then(|run| run.report.delivery.as_ref()) {
             // The one commit a message waits for before its plaintext, timed without the server.
-            let alone = setup.database_alone.as_ref().and_then(|a| a.insert.as_ref()).map_or(String::new(), |i| {
-                format!(" (PostgreSQL's own INSERT commit alone at that rate: p99 {:.2} ms)", i.p99_ms)
-            });
+            let insert_p99 = |a: &Option<PacedReport>| a.as_ref().and_then(|a| a.insert.as_ref()).map(|i| i.p99_ms);
+            let alone = match (insert_p99(&setup.database_alone), insert_p99(&setup.database_alone_notify)) {
+                (Some(plain), Some(notify)) => format!(
+                    " (PostgreSQL's own INSERT commit alone at that rate: p99 {plain:.2} ms; {notify:.2} ms with a \
+                     NOTIFY in each commit, as the server's commits carry across instances)"
+                ),
+                (Some(plain), None) => {
+                    format!(" (PostgreSQL's own INSERT commit alone at that rate: p99 {plain:.2} ms)")
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "| {} ×{}: p99 send → plaintext < {MAX_P99_MS} ms at half peak | {:.2} ms at {:.0} messages/s{alone} | {} |",
@@ -174,13 +183,15 @@ fn journeys(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
         "{} rooms of a sender and a receiver, {}-byte texts. Latencies in ms as p50 / p90 / p99 / max. \
-         *I/O stalled*: the share of the run during which some task on the machine waited for storage \
-         (`/proc/pressure/io`); commits wait on it, so a run that stalls on the disk shows it here.\n",
+         *I/O stalled*: the share of the run (connecting and leaving included) during which some task on the machine waited for storage \
+         (`/proc/pressure/io`); commits wait on it, so a run that stalls on the disk shows it here. \
+         *CPU waited*: the share during which some runnable task waited for a processor \
+         (`/proc/pressure/cpu`); a message is late by whatever wait its server, database or client had.\n",
         results.size.rooms, results.size.payload
     );
     let _ = writeln!(
         out,
-        "| Backend | Instances | Run | Messages | Journeys/s | Send → plaintext | Send → deleted | Errors | Rows left | I/O stalled |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| Backend | Instances | Run | Messages | Journeys/s | Send → plaintext | Send → deleted | Errors | Rows left | I/O stalled | CPU waited |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for setup in &results.setups {
         for run in &setup.runs {
@@ -190,9 +201,13 @@ fn journeys(out: &mut String, results: &Results) {
                 None => format!("closed, window {}", r.window),
             };
             let errors = if r.is_clean() { "0".to_owned() } else { format!("{:?}", r.errors) };
+            let waits = run
+                .cpu
+                .waits()
+                .map_or("– | –".into(), |(io, cpu)| format!("{:.0} % | {:.0} %", io * 100.0, cpu * 100.0));
             let _ = writeln!(
                 out,
-                "| {} | {} | {mode} | {} | {:.0} | {} | {} | {errors} | {} | {:.0} % |",
+                "| {} | {} | {mode} | {} | {:.0} | {} | {} | {errors} | {} | {waits} |",
                 setup.backend.name(),
                 setup.instances,
                 r.sent,
@@ -200,10 +215,10 @@ fn journeys(out: &mut String, results: &Results) {
                 percentiles(r.delivery.as_ref()),
                 percentiles(r.journey.as_ref()),
                 run.rows_left,
-                100.0 * run.cpu.io_stalled_s / r.elapsed_s.max(f64::MIN_POSITIVE)
             );
         }
     }
+    stages(out, results);
     let _ = writeln!(out, "\nServer peak RSS per setup (VmHWM):\n");
     for setup in &results.setups {
         let rss: Vec<String> = setup.peak_rss_kib.iter().map(|k| format!("{:.1} MiB", *k as f64 / 1024.0)).collect();
@@ -214,6 +229,38 @@ fn journeys(out: &mut String, results: &Results) {
     }
     out.push('\n');
     processor_time(out, results);
+}
+
+/// Where the open-loop runs' delivery time went, for every message and for the slowest percent.
+fn stages(out: &mut String, results: &Results) {
+    let _ = writeln!(
+        out,
+        "\nWhere the time went in the open-loop runs: each stage's mean in ms, over every message and over the \
+         slowest percent of deliveries (those at or past the p99). *Queued*: due → its `send` handed to the \
+         sender's socket; *to notice*: handed → the receiver hears of it; *to payload*: the notice → the \
+         plaintext (the fetch). Queued + to notice + to payload = send → plaintext. *To `sent`* runs beside \
+         *to notice*: handed → the sender hears `sent`, which the server sends just after storing the message \
+         and telling the room, so a notice much later than its `sent` waited in the receiver's connection.\n\n\
+         | Backend | Instances | Messages | Queued | To `sent` | To notice | To payload | Send → plaintext |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for setup in &results.setups {
+        let Some(stages) = setup.half_peak().and_then(|run| run.report.stages.as_ref()) else { continue };
+        for (which, m) in [("all", &stages.all), ("slowest 1 %", &stages.slowest_percent)] {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {which}: {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                setup.backend.name(),
+                setup.instances,
+                m.samples,
+                m.queued_ms,
+                m.to_ack_ms,
+                m.to_notice_ms,
+                m.to_payload_ms,
+                m.delivery_ms
+            );
+        }
+    }
 }
 
 /// What a journey and a ceiling pair cost in processor time, and what rate the machine's cores
@@ -288,8 +335,11 @@ fn notify_cost(out: &mut String, one: &Setup, two: &Setup) {
 
 /// PostgreSQL's own pairs at each setup's open-loop rate: the latency its commits alone allow.
 fn database_alone(out: &mut String, results: &Results) {
-    let alone: Vec<_> =
-        results.setups.iter().filter_map(|s| s.database_alone.as_ref().map(|a| (s.instances, a))).collect();
+    let alone: Vec<_> = results
+        .setups
+        .iter()
+        .flat_map(|s| [&s.database_alone, &s.database_alone_notify].into_iter().flatten().map(|a| (s.instances, a)))
+        .collect();
     if alone.is_empty() {
         return;
     }
@@ -298,12 +348,14 @@ fn database_alone(out: &mut String, results: &Results) {
         "\nThe same pairs on a schedule, at each PostgreSQL setup's open-loop rate, with no server and no clients \
          (latency in ms from each pair's scheduled start, p50 / p90 / p99 / max): what the database's commits alone \
          take at that rate on this machine.\n\n\
-         | Rate of | Pairs/s | Connections | Pairs | INSERT committed | DELETE committed |\n|---|---|---|---|---|---|"
+         | Rate of | NOTIFY in each commit | Pairs/s | Connections | Pairs | INSERT committed | DELETE committed |\n\
+         |---|---|---|---|---|---|---|"
     );
     for (instances, a) in alone {
         let _ = writeln!(
             out,
-            "| PostgreSQL ×{instances} | {:.0} | {} | {} | {} | {} |",
+            "| PostgreSQL ×{instances} | {} | {:.0} | {} | {} | {} | {} |",
+            if a.notify { "yes" } else { "no" },
             a.rate,
             a.connections,
             a.pairs,
@@ -391,6 +443,14 @@ const METHOD: &str = r#"## Method
   is the peak. **Open loop**: messages are sent on a fixed schedule at half the peak rate and
   latency is timed from each message's scheduled time, so a stalled server cannot hide its stall
   (no coordinated omission). Latency percentiles are nearest-rank over every sample.
+- **Stages**: each message's journey is cut where the load generator sees it: due, its `send`
+  handed to the sender's socket, `sent` back at the sender, the notice at the receiver, the
+  plaintext. The server sends `sent` just after storing the message and telling the room, so a
+  notice that comes well after its `sent` waited in the receiver's connection, and one that comes
+  with it waited in the store. Each stage's mean is shown over every message and over the slowest
+  percent (the deliveries at or past the p99). A run counts as clean only if every journey has
+  every point. The load generator's timer wakes on millisecond ticks, so *queued* holds up to a
+  millisecond of its own lateness; it counts in every latency here, as a client's would.
 - **Two instances**: two servers over one PostgreSQL database; client `j` of room `r` connects to
   instance `(r + j) mod 2`, so every message crosses instances by LISTEN/NOTIFY.
 - **Database ceiling**: INSERT of a message row and DELETE of it, each committed on its own, on the
@@ -402,7 +462,9 @@ const METHOD: &str = r#"## Method
   as many connections as the server's pool (10), on a fresh database with nothing else running:
   each timed from its scheduled start to its INSERT's commit (the one commit a message waits for
   before its recipient sees it) and to its DELETE's, so a commit stalled by the disk shows, and
-  the latency the database alone allows at that rate can be read against the journey's.
+  the latency the database alone allows at that rate can be read against the journey's. With
+  two instances these pairs run twice: plain, and with a NOTIFY in each commit as the server's
+  writes then carry.
 - **Idle connections**: a fresh SQLite server, warmed with two connections; RSS (VmRSS) before and
   2 s after 10,000 WebSockets have joined rooms of two.
 - **Client crypto**: `end2end/bench/browser.mjs` loads the app's crypto compiled to WASM with the
