@@ -10,16 +10,9 @@ cd "$(dirname "$0")"
 # Plain TCP, as the server's sqlx connects (built without TLS); pgbench would otherwise use TLS.
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGSSLMODE=${PGSSLMODE:-disable}
 DB=ec_experiment_anatomy
-# The parameter helpers and the ceiling's pair are an earlier experiment's.
+# The ceiling's pair is an earlier experiment's; `fresh` makes the scratch database.
 previous=../postgres-recipients-in-row
-migrations=../../../migrations/postgres
-# A fresh scratch database at the latest migration.
-fresh() {
-    psql -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" 2>/dev/null
-    for f in "$migrations"/*.sql; do psql -q -d $DB -v ON_ERROR_STOP=1 -f "$f"; done
-    psql -q -d $DB -v ON_ERROR_STOP=1 -f $previous/helpers.sql
-    psql -q -d $DB -c "VACUUM ANALYZE" -c "CHECKPOINT"
-}
+source ../scratch-db.sh
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 # $1: the pgbench script.
 measure() {
