@@ -7,6 +7,9 @@
 //!   receiver, one sample per receiver per message;
 //! - journey latency and throughput: from the send to the sender's `deleted` notice, which the
 //!   server sends once the row is gone.
+//!
+//! Each message's points on the way (its `send` written, `sent` back, the notice, the plaintext)
+//! are kept too, for where its delivery time went (`stages`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,13 +121,13 @@ pub async fn derive_rooms(n: usize) -> Vec<RoomKeys> {
 struct RoomState {
     keys: RoomKeys,
     /// Each message in flight: when it was due, and the points of its journey heard so far.
-    started: Mutex<HashMap<MessageId, Timeline>>,
+    timelines: Mutex<HashMap<MessageId, Timeline>>,
     window: Semaphore,
 }
 
 impl RoomState {
     fn timelines(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, Timeline>> {
-        self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.timelines.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a point of a message in flight; returns its timeline so far (`None`: not in
@@ -187,7 +190,7 @@ pub async fn run(rooms: &[RoomKeys], options: &JourneyOptions) -> Result<Journey
         .map(|keys| {
             Arc::new(RoomState {
                 keys: keys.clone(),
-                started: Mutex::default(),
+                timelines: Mutex::default(),
                 window: Semaphore::new(options.window.max(1)),
             })
         })

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// One message's points; a stage is known once both its ends are.
+/// One message's points; a stage is known once both its ends are. With more than one receiver,
+/// `noticed` and `delivered` are whichever receiver's came last (the bench has one per room).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeline {
     pub scheduled: Instant,
