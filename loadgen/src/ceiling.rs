@@ -83,10 +83,11 @@ pub async fn measure(
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("../migrations/sqlite").run(&pool).await.map_err(sqlx::Error::from)?;
-            run_pairs(pool, statements, connections, duration, body).await?
+            run_pairs(PairPool::Sqlite(pool), statements, connections, duration, body).await?
         }
         Backend::Postgres => {
-            run_pairs(postgres_pool(db, connections).await?, statements, connections, duration, body).await?
+            let pool = PairPool::Postgres(postgres_pool(db, connections).await?);
+            run_pairs(pool, statements, connections, duration, body).await?
         }
     };
     Ok(CeilingReport {
@@ -100,20 +101,13 @@ pub async fn measure(
     })
 }
 
-async fn run_pairs<DB>(
-    pool: Pool<DB>,
+async fn run_pairs(
+    pool: PairPool,
     statements: (&'static str, &'static str),
     connections: usize,
     duration: Duration,
     body: usize,
-) -> Result<(u64, CpuTime), TargetError>
-where
-    DB: SqlxDatabase,
-    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> <DB as SqlxDatabase>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
-{
+) -> Result<(u64, CpuTime), TargetError> {
     let done = Arc::new(AtomicBool::new(false));
     let pairs = Arc::new(AtomicU64::new(0));
     let room = app::crypto::random_bytes::<32>().to_vec();
@@ -124,7 +118,7 @@ where
         tasks.spawn(async move {
             let body = vec![0x5a_u8; body];
             while !done.load(Ordering::Relaxed) {
-                insert_then_delete(&pool, statements, &room, &body, || {}).await?;
+                pool.insert_then_delete(statements, &room, &body, || {}).await?;
                 pairs.fetch_add(1, Ordering::Relaxed);
             }
             Ok::<_, sqlx::Error>(())
@@ -149,8 +143,38 @@ async fn postgres_pool(db: &Database, connections: usize) -> Result<sqlx::PgPool
     Ok(pool)
 }
 
-/// One pair: a new row of `room` with `body`, committed, then its deletion, committed;
-/// `inserted` runs between the two.
+/// The pool the pairs run on: SQLite's or PostgreSQL's.
+#[derive(Clone)]
+enum PairPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl PairPool {
+    /// One pair: a new row of `room` with `body`, committed, then its deletion, committed;
+    /// `inserted` runs between the two.
+    async fn insert_then_delete(
+        &self,
+        statements: (&'static str, &'static str),
+        room: &[u8],
+        body: &[u8],
+        inserted: impl FnOnce(),
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => insert_then_delete(pool, statements, room, body, inserted).await,
+            Self::Postgres(pool) => insert_then_delete(pool, statements, room, body, inserted).await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// [`PairPool::insert_then_delete`] on either database.
 async fn insert_then_delete<DB>(
     pool: &Pool<DB>,
     (insert, delete): (&'static str, &'static str),
@@ -192,7 +216,7 @@ pub async fn paced_postgres(
     notify: bool,
 ) -> Result<PacedReport, TargetError> {
     let statements = if notify { (INSERT_NOTIFY, DELETE_NOTIFY) } else { (INSERT, DELETE) };
-    let pool = postgres_pool(db, connections).await?;
+    let pool = PairPool::Postgres(postgres_pool(db, connections).await?);
     let pairs = (rate * duration.as_secs_f64()).ceil().max(1.0) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let room = app::crypto::random_bytes::<32>().to_vec();
@@ -205,7 +229,7 @@ pub async fn paced_postgres(
         let (pool, room, body) = (pool.clone(), room.clone(), body.clone());
         tasks.spawn(async move {
             let mut inserted = Duration::ZERO;
-            insert_then_delete(&pool, statements, &room, &body, || inserted = scheduled.elapsed()).await?;
+            pool.insert_then_delete(statements, &room, &body, || inserted = scheduled.elapsed()).await?;
             Ok::<_, sqlx::Error>((inserted, scheduled.elapsed()))
         });
     }

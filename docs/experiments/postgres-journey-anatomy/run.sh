@@ -7,10 +7,8 @@
 # SCRIPTS (a list), ROUNDS (2) and SECONDS_EACH (10) change what runs and for how long.
 set -euo pipefail
 cd "$(dirname "$0")"
-# Plain TCP, as the server's sqlx connects (built without TLS); pgbench would otherwise use TLS.
-export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGSSLMODE=${PGSSLMODE:-disable}
 DB=ec_experiment_anatomy
-# The ceiling's pair is an earlier experiment's; `fresh` makes the scratch database.
+# The ceiling's pair is an earlier experiment's; scratch-db.sh connects and makes the database.
 previous=../postgres-recipients-in-row
 source ../scratch-db.sh
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }

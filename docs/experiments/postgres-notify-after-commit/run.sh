@@ -9,9 +9,8 @@
 # bench's ceiling. ROUNDS (2) and SECONDS_EACH (10) change how long; HOGS below. See README.md.
 set -euo pipefail
 cd "$(dirname "$0")"
-export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGSSLMODE=${PGSSLMODE:-disable}
 DB=ec_experiment_notify
-# The ceiling's pair is an earlier experiment's; `fresh` makes the scratch database.
+# The ceiling's pair is an earlier experiment's; scratch-db.sh connects and makes the database.
 previous=../postgres-recipients-in-row
 source ../scratch-db.sh
 # $1: the script; prints pairs per second, closed loop.
