@@ -29,10 +29,13 @@ async fn send(client: &mut Client, room: &TestRoom, text: &str) -> (MessageId, S
 /// Fetches, opens and confirms a message; returns its text.
 pub async fn read_and_burn(client: &mut Client, room: &TestRoom, id: &MessageId) -> String {
     client.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
-    let ServerFrame::Payload { message_id, sealed } = client.recv().await else { panic!("expected payload") };
+    let (message_id, sealed) = match client.recv_skipping_presence().await {
+        ServerFrame::Payload { message_id, sealed } => (message_id, sealed),
+        other => panic!("expected the payload, got {other:?}"),
+    };
     let text = room.open(&message_id, &sealed).text;
     client.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
-    assert_eq!(client.recv().await, ServerFrame::Deleted { message_id: id.to_hex() });
+    assert_eq!(client.recv_skipping_presence().await, ServerFrame::Deleted { message_id: id.to_hex() });
     text
 }
 
