@@ -67,7 +67,7 @@ deny:
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
 unit-and-integration:
 	$(ENV) cargo test -p app -p server --lib --test integration
-	$(ENV) cargo test -p loadgen --lib
+	$(ENV) cargo test -p loadgen --lib --bins
 
 ## Playwright in Chromium, every test on the server-rendered build and on the static bundle.
 e2e:

@@ -38,6 +38,14 @@ struct Target {
     server_env: Vec<(String, String)>,
 }
 
+/// A rate or a duration: a finite number above zero (a schedule or timer cannot use another).
+fn positive(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(number) if number.is_finite() && number > 0.0 => Ok(number),
+        _ => Err(format!("expected a number above zero, got {value:?}")),
+    }
+}
+
 fn parse_setting(value: &str) -> Result<(String, String), String> {
     value.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| "expected NAME=value".into())
 }
@@ -62,7 +70,7 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         payload: usize,
         /// Open loop: messages per second over all rooms.
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         rate: Option<f64>,
     },
     /// Joined, silent connections: server memory per connection.
@@ -78,14 +86,14 @@ enum Command {
         target: Target,
         #[arg(long, default_value_t = 10)]
         connections: usize,
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = positive)]
         seconds: f64,
         /// A NOTIFY in each commit, as the server's writes do on PostgreSQL.
         #[arg(long)]
         notify: bool,
         /// Open loop (PostgreSQL): start this many pairs per second for `seconds`, each timed
         /// from its scheduled start, instead of as many as the connections allow.
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         rate: Option<f64>,
     },
     /// The whole server-side benchmark; writes its results as JSON.
@@ -123,7 +131,7 @@ enum Command {
         /// Each room's sender sends one message this often, in milliseconds.
         #[arg(long, default_value_t = 100)]
         interval_ms: u64,
-        #[arg(long, default_value_t = 600.0)]
+        #[arg(long, default_value_t = 600.0, value_parser = positive)]
         seconds: f64,
     },
     /// BENCHMARKS.md from a bench run's results, the browser's, and the hand-kept history.
@@ -286,4 +294,17 @@ async fn start(target: &Target) -> anyhow::Result<(Vec<Server>, Database)> {
         servers.push(Server::start(&spec, &db, &key, index).await?);
     }
     Ok((servers, db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_durations_must_be_finite_and_above_zero() {
+        assert_eq!(positive("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "inf", "NaN", "fast"] {
+            assert!(positive(bad).is_err(), "{bad} was taken");
+        }
+    }
 }
