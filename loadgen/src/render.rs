@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::{Results, Setup};
 use crate::ceiling::PacedReport;
+use crate::stages::Stages;
 use crate::stats::Percentiles;
 use crate::target::Backend;
 
@@ -233,6 +234,14 @@ fn journeys(out: &mut String, results: &Results) {
 
 /// Where the open-loop runs' delivery time went, for every message and for the slowest percent.
 fn stages(out: &mut String, results: &Results) {
+    let staged: Vec<(&Setup, &Stages)> = results
+        .setups
+        .iter()
+        .filter_map(|setup| setup.half_peak().and_then(|run| run.report.stages.as_ref()).map(|s| (setup, s)))
+        .collect();
+    if staged.is_empty() {
+        return; // results from before stages were recorded
+    }
     let _ = writeln!(
         out,
         "\nWhere the time went in the open-loop runs: each stage's mean in ms, over every message and over the \
@@ -244,8 +253,7 @@ fn stages(out: &mut String, results: &Results) {
          | Backend | Instances | Messages | Queued | To `sent` | To notice | To payload | Send → plaintext |\n\
          |---|---|---|---|---|---|---|---|"
     );
-    for setup in &results.setups {
-        let Some(stages) = setup.half_peak().and_then(|run| run.report.stages.as_ref()) else { continue };
+    for (setup, stages) in staged {
         for (which, m) in [("all", &stages.all), ("slowest 1 %", &stages.slowest_percent)] {
             let _ = writeln!(
                 out,
