@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 
 use app::crypto::{MessageId, SealedPayload};
 use libfuzzer_sys::fuzz_target;
-use server::at_rest::{KeyRing, RoomHash, ServerKey};
+use server::at_rest::{KeyRing, ServerKey};
+use server::domain::RoomHash;
 
 const ROOM: RoomHash = RoomHash([1; 32]);
 const ID: MessageId = MessageId([2; 16]);

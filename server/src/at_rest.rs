@@ -14,20 +14,12 @@ use app::crypto::primitives::{aes256gcm_open, aes256gcm_seal, hkdf_sha256, sha25
 use app::crypto::{random_bytes, MessageId, SealedPayload};
 use zeroize::Zeroizing;
 
+use crate::domain::RoomHash;
+
 /// Domain label of the key id.
 pub const KEY_ID_LABEL: &[u8] = b"ephemeral-chat/v1/at-rest-key-id";
 /// HKDF info prefix of the per-message key.
 pub const AT_REST_INFO: &[u8] = b"ephemeral-chat/v1/at-rest";
-
-/// A stored room name: `SHA-256(room_id)`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RoomHash(pub [u8; 32]);
-
-impl fmt::Debug for RoomHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RoomHash(<redacted>)")
-    }
-}
 
 /// Why a key was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

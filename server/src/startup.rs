@@ -6,65 +6,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::FromRef;
 use axum::serve::ListenerExt as _;
 use leptos::config::{Env, LeptosOptions};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::at_rest::{KeyRing, ServerKey};
-use crate::bus::InstanceId;
-use crate::config::{Config, Database, IpNet, Limits};
-use crate::store::{Store, HEARTBEAT_INTERVAL};
-use crate::ws::hub::{EventKind, Hub};
+use crate::bus::{self, BusEvent};
+use crate::config::{Config, Database};
+use crate::domain::InstanceId;
+use crate::relay::hub::Hub;
+use crate::relay::presence::{self, Presence, PresenceQueue};
+use crate::relay::{tasks, Relay};
+use crate::routes::{self, AppState};
+use crate::store::Store;
 use crate::ws::limits::AddressCounter;
 
 /// File name of the generated key, beside the SQLite database.
 pub const KEY_FILE_NAME: &str = "ephemeral-chat.key";
 /// How long start-up waits for the first LISTEN (PostgreSQL) before serving anyway.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
-/// Slowest expiry sweep: an expired message waits at most this long for deletion.
-const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// What every connection shares.
-pub struct Relay {
-    /// This process, among the instances sharing a PostgreSQL database.
-    pub instance: InstanceId,
-    pub store: Store,
-    pub hub: Hub,
-    pub keys: KeyRing,
-    pub message_ttl: Duration,
-    pub session_grace: Duration,
-    pub allowed_origins: Vec<String>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub limits: Limits,
-    /// Open connections per client address; never logged or stored.
-    pub addresses: AddressCounter,
-    /// Where joins and leaves ask for presence counts.
-    pub presence: crate::presence::Presence,
-    /// Times the link to the other instances was re-established (PostgreSQL).
-    pub bus_reconnects: std::sync::atomic::AtomicU64,
-}
-
-/// axum state: the Leptos options for page rendering and the relay for `/ws`.
-#[derive(Clone)]
-pub struct AppState {
-    pub leptos_options: LeptosOptions,
-    pub relay: Arc<Relay>,
-    /// Send Strict-Transport-Security (PUBLIC_URL is https).
-    pub hsts: bool,
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        state.leptos_options.clone()
-    }
-}
+/// Events from the bus waiting for the relay; past it, the listener waits.
+const BUS_QUEUE: usize = 1024;
+/// How long a stopping server waits for its sockets to close (each waits up to
+/// `ws::CLOSE_GRACE` for the page's close reply) and their participants to be kept as
+/// disconnected, before it exits anyway.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A bound, ready server. Tests build it on port 0 and read [`Application::port`].
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    presence_queue: crate::presence::PresenceQueue,
+    presence_queue: PresenceQueue,
+    stop: watch::Sender<bool>,
+    open_sockets: mpsc::Receiver<()>,
     /// SQLite: held until the server stops, so no second server opens the same file.
     _lock: Option<std::fs::File>,
 }
@@ -89,22 +64,15 @@ impl Application {
             .site_addr(local)
             .env(Env::PROD)
             .build();
-        let (presence, presence_queue) = crate::presence::Presence::new();
+        let (presence, presence_queue) = Presence::new();
         let relay = Arc::new(Relay {
             instance,
             store,
-            hub: Hub::default(),
+            hub: Arc::new(Hub::default()),
             keys,
             message_ttl: config.message_ttl,
             session_grace: config.session_grace,
-            allowed_origins: config.allowed_origins.iter().cloned().chain(config.public_url.clone()).collect(),
-            trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
-            addresses: AddressCounter::new(
-                config.limits.max_connections_per_address,
-                config.limits.connects_per_second_per_address,
-                config.limits.connect_burst_per_address,
-            ),
             presence,
             bus_reconnects: Default::default(),
         });
@@ -115,8 +83,24 @@ impl Application {
             },
             "store ready"
         );
-        let hsts = config.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
-        Ok(Self { listener, state: AppState { leptos_options, relay, hsts }, presence_queue, _lock: lock })
+        let (stop, stopping) = watch::channel(false);
+        let (open_sockets_tx, open_sockets) = mpsc::channel(1);
+        let limits = config.limits;
+        let state = AppState {
+            leptos_options,
+            relay,
+            hsts: config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
+            allowed_origins: config.allowed_origins.iter().cloned().chain(config.public_url.clone()).collect(),
+            trusted_proxies: config.trusted_proxies.clone().into(),
+            addresses: AddressCounter::new(
+                limits.max_connections_per_address,
+                limits.connects_per_second_per_address,
+                limits.connect_burst_per_address,
+            ),
+            stopping,
+            open_sockets: open_sockets_tx,
+        };
+        Ok(Self { listener, state, presence_queue, stop, open_sockets, _lock: lock })
     }
 
     /// The port actually bound (useful with port 0).
@@ -129,34 +113,67 @@ impl Application {
         self.state.relay.clone()
     }
 
-    /// Serves until SIGINT or SIGTERM, sweeping expired messages meanwhile.
+    /// Serves until SIGINT or SIGTERM, then stops gracefully: no new connection is accepted,
+    /// every socket is closed with "going away" and its participant kept as after a network
+    /// loss (nothing burns), in-flight writes finish, and the store is closed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let relay = self.state.relay.clone();
+        let Self { listener, state, presence_queue, stop, mut open_sockets, _lock } = self;
+        let relay = state.relay.clone();
         // Aborted when this future ends or is dropped (a test stopping the server in-process):
         // no background task outlives its server.
-        let mut tasks = BackgroundTasks::default();
-        tasks.spawn(sweep_expired(relay.clone()));
-        tasks.spawn(drop_absent_recipients(relay.clone()));
-        tasks.spawn(heartbeat(relay.clone()));
-        tasks.spawn(crate::presence::run(relay.clone(), self.presence_queue));
-        if let Some(pool) = relay.store.postgres_pool() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tasks.spawn(crate::bus::listen(relay.clone(), (*pool.connect_options()).clone(), tx));
-            if tokio::time::timeout(LISTEN_WAIT, rx).await.is_err() {
-                tracing::warn!("serving before listening for other instances' events (still trying)");
-            }
+        let tasks = spawn_tasks(&relay, presence_queue).await;
+        let router = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(port = listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
+        let served = axum::serve(listener.tap_io(no_delay), router)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Every socket closes; the HTTP side stops accepting and lets requests finish.
+                let _ = stop.send(true);
+            })
+            .await
+            .context("server failed");
+        // The sockets were upgraded out of the HTTP server's hands: wait for them on their own.
+        if tokio::time::timeout(STOP_WAIT, open_sockets.recv()).await.is_err() {
+            tracing::warn!("stopping with sockets still open after {STOP_WAIT:?}");
         }
-        let router = crate::routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(port = self.listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
-        let served = tokio::select! {
-            served = axum::serve(self.listener.tap_io(no_delay), router) => served.context("server failed"),
-            () = shutdown_signal() => Ok(()),
-        };
         drop(tasks);
         relay.store.close().await;
         tracing::info!("stopped");
         served
     }
+}
+
+/// Starts the relay's background tasks and, on PostgreSQL, the bus, waiting (a bounded time)
+/// until it listens.
+async fn spawn_tasks(relay: &Arc<Relay>, presence_queue: PresenceQueue) -> BackgroundTasks {
+    let mut tasks = BackgroundTasks::default();
+    let (store, hub) = (relay.store.clone(), relay.hub.clone());
+    tasks.spawn(tasks::sweep_expired(store.clone(), hub.clone(), relay.message_ttl));
+    tasks.spawn(tasks::drop_absent_recipients(store.clone(), hub.clone(), relay.session_grace));
+    tasks.spawn(tasks::heartbeat(
+        store.clone(),
+        hub.clone(),
+        relay.presence.clone(),
+        relay.message_ttl,
+        relay.session_grace,
+    ));
+    tasks.spawn(presence::run(hub.clone(), store.clone(), presence_queue));
+    if let Some(options) = store.postgres_connect_options() {
+        let (events, heard) = mpsc::channel::<BusEvent>(BUS_QUEUE);
+        let (ready, listening) = oneshot::channel();
+        tasks.spawn(bus::listen(relay.instance, options, events));
+        tasks.spawn(tasks::hear_other_instances(
+            hub,
+            relay.presence.clone(),
+            relay.bus_reconnects.clone(),
+            heard,
+            ready,
+        ));
+        if tokio::time::timeout(LISTEN_WAIT, listening).await.is_err() {
+            tracing::warn!("serving before listening for other instances' events (still trying)");
+        }
+    }
+    tasks
 }
 
 /// Frames are small and each one is awaited by someone: send each at once instead of letting
@@ -240,64 +257,6 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
-}
-
-/// Deletes expired messages now and then, telling their rooms.
-async fn sweep_expired(relay: Arc<Relay>) {
-    let period = (relay.message_ttl / 4).clamp(Duration::from_secs(1), MAX_SWEEP_INTERVAL);
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        match relay.store.delete_expired().await {
-            Ok(expired) => {
-                for (room, id) in expired {
-                    relay.hub.publish(&room, None, EventKind::Expired(id));
-                }
-            }
-            Err(err) => tracing::error!("expiry sweep failed: {err}"),
-        }
-    }
-}
-
-/// After a restart, recipients are named in the store but nobody is connected: those that do
-/// not come back within the grace period have left, as if they had left at the restart.
-async fn drop_absent_recipients(relay: Arc<Relay>) {
-    tokio::time::sleep(relay.session_grace).await;
-    let named = match relay.store.recipient_participants().await {
-        Ok(named) => named,
-        Err(err) => return tracing::error!("cannot list recipients after start-up: {err}"),
-    };
-    for (room, who) in named {
-        match relay.store.is_participant(&room, &who).await {
-            Ok(true) => {}
-            Ok(false) => crate::ws::session::participant_left(&relay, &room, &who).await,
-            Err(err) => tracing::error!("cannot check a recipient after start-up: {err}"),
-        }
-    }
-}
-
-/// Renews this instance's participant rows, and drops those of instances that stopped renewing
-/// theirs (they died without cleaning up), telling the rooms here what that changed.
-async fn heartbeat(relay: Arc<Relay>) {
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-    loop {
-        tick.tick().await;
-        relay.hub.forget_fetched_before(relay.message_ttl);
-        if let Err(err) = relay.store.heartbeat().await {
-            tracing::error!("participant heartbeat failed: {err}");
-        }
-        match relay.store.reap(relay.session_grace).await {
-            Ok(reaped) => {
-                for room in reaped {
-                    for id in room.deleted {
-                        relay.hub.publish(&room.room, None, EventKind::Deleted(id));
-                    }
-                    relay.presence.changed(room.room, None).await;
-                }
-            }
-            Err(err) => tracing::error!("dropping vanished instances' participants failed: {err}"),
-        }
-    }
 }
 
 async fn shutdown_signal() {

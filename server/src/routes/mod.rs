@@ -16,10 +16,41 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use tokio::sync::{mpsc, watch};
+
 use crate::config::IpNet;
-use crate::startup::{AppState, Relay};
-use crate::ws::limits::AddressRefusal;
+use crate::relay::Relay;
+use crate::ws::limits::{AddressCounter, AddressRefusal};
 use crate::ws::session;
+
+/// axum state: the Leptos options for page rendering, the relay for `/ws`, and what the
+/// transport itself decides (origins, proxies, per-address limits, stopping).
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub relay: Arc<Relay>,
+    /// Send Strict-Transport-Security (PUBLIC_URL is https).
+    pub hsts: bool,
+    /// Origins allowed to open WebSockets besides the server's own.
+    pub allowed_origins: Arc<[String]>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpNet]>,
+    /// Open connections per client address; never logged or stored.
+    pub addresses: AddressCounter,
+    /// Turns true when the server stops: every socket is closed with "going away".
+    pub stopping: watch::Receiver<bool>,
+    /// A clone is held by every open socket: when stopping, the server waits until none is left
+    /// (the receiver then hears the channel close).
+    pub open_sockets: mpsc::Sender<()>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
 
 /// Headers on every response. Pages add their Content-Security-Policy (with the render's nonce)
 /// and `Cache-Control: no-store` in `app::shell`.
@@ -76,12 +107,12 @@ async fn ws_upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &state.relay.allowed_origins) {
+    if !origin_allowed(&headers, &state.allowed_origins) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let relay: Arc<Relay> = state.relay.clone();
-    let client = client_address(peer.ip(), &headers, &relay.trusted_proxies);
-    let slot = match relay.addresses.try_acquire(client) {
+    let client = client_address(peer.ip(), &headers, &state.trusted_proxies);
+    let slot = match state.addresses.try_acquire(client) {
         Ok(slot) => slot,
         Err(AddressRefusal::TooMany) => {
             return (StatusCode::TOO_MANY_REQUESTS, "too many connections from this address").into_response()
@@ -97,13 +128,15 @@ async fn ws_upgrade(
     // text with `frame_too_large` and a clean close.
     let hard_limit = 2 * limits.max_frame_size as usize;
     let buffer = limits.socket_buffer_size as usize;
+    let stopping = state.stopping.clone();
+    let open = state.open_sockets.clone();
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .read_buffer_size(buffer)
         .write_buffer_size(buffer)
         .on_upgrade(move |socket| async move {
-            session::run(socket, relay).await;
-            drop(slot);
+            session::run(socket, relay, stopping).await;
+            drop((slot, open));
         })
 }
 

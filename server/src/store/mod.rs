@@ -8,31 +8,27 @@
 //! on PostgreSQL, in the message's own row (arrays `recipients` and `viewed_by`), so that a
 //! two-person room's journey writes one row, inserted then deleted, as the database's ceiling
 //! does (BENCHMARKS.md). The statements that touch recipients are written per backend, in
-//! `sqlite.rs` and `postgres.rs`; the rest are written once here (both dialects accept `$N`
+//! `sqlite/` and `postgres/`; the rest are written once here (both dialects accept `$N`
 //! parameters, `ON CONFLICT`, `RETURNING`). The journey's two writes, `insert` and `viewed`,
 //! take one call each: a compound statement on SQLite, a data-modifying `WITH` and a function on
 //! PostgreSQL. On SQLite, those that queue while the one write connection is busy commit
-//! together (`group_commit.rs`).
+//! together (`sqlite/group_commit.rs`).
 //!
 //! Participants are rows too (`participants.rs`), so several instances over one PostgreSQL
 //! database share who is in each room. On PostgreSQL every write that causes a room event
-//! NOTIFYs it in the same transaction (see [`crate::bus`]); on SQLite that is a no-op.
+//! NOTIFYs it in the same transaction (the bus listens for them); on SQLite that is a no-op.
 
-mod checkpoint;
-mod group_commit;
 mod postgres;
 mod sqlite;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use app::crypto::MessageId;
-use sqlx::Row as _;
-
-use crate::at_rest::RoomHash;
-use crate::bus::{InstanceId, Notice, CHANNEL};
 use crate::config::Database;
-use crate::ws::hub::{EventKind, Participant};
-use group_commit::{Bind, WriteQueue};
+use crate::domain::ids::message_id_from_row;
+use crate::domain::lifecycle::expiry;
+use crate::domain::{
+    now_ms, EventKind, Inserted, InstanceId, MessageId, NewMessage, Notice, Participant, RoomHash, Viewed, Waiting,
+    CHANNEL,
+};
+use sqlite::group_commit::WriteQueue;
 
 /// Why a store operation failed. Never carries a value from a row.
 #[derive(Debug, thiserror::Error)]
@@ -43,56 +39,14 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Setup(String),
-    /// A statement that always returns a row returned none: a bug, or a database that is not
-    /// what the migrations made.
-    #[error("{0}: the database returned no row")]
+    /// A statement that always returns a row returned none, or a row not of the shape it
+    /// returns: a bug, or a database that is not what the migrations made. (A malformed id in a
+    /// row the schema's CHECKs let through is skipped where rows are listed.)
+    #[error("{0}: the database returned no row, or a malformed one")]
     NoRow(&'static str),
-}
-
-/// A message to store.
-pub struct NewMessage<'a> {
-    pub room: &'a RoomHash,
-    pub id: &'a MessageId,
-    /// The at-rest-sealed payload.
-    pub body: &'a [u8],
-    pub ttl: Duration,
-    pub sender: &'a Participant,
-    /// Refuse it when this many messages already wait in the room.
-    pub max_pending: u32,
-}
-
-/// What an insert found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Inserted {
-    /// A new row, naming these recipients (none: it is open to anyone but its sender), expiring
-    /// at `expires_at` (milliseconds since the Unix epoch).
-    New { recipients: Vec<Participant>, expires_at: i64 },
-    /// A row with this id already waits in the room; here is its stored body.
-    Exists(Vec<u8>),
-    /// The room already holds `max_pending` unread messages.
-    RoomBacklogFull,
-}
-
-/// A waiting message as one participant may see it.
-#[derive(Debug)]
-pub struct Waiting {
-    pub body: Vec<u8>,
-    pub sender: Participant,
-    /// Recipients it still has (none: it is open to anyone but its sender).
-    pub recipients: i64,
-    /// Whether the asking participant is one of them.
-    pub is_recipient: bool,
-}
-
-/// What a `viewed` did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Viewed {
-    /// Everyone who had to has viewed it: the row is gone.
-    Deleted,
-    /// `viewed` of `of` recipients have viewed it; it waits for the others.
-    Progress { viewed: u32, of: u32 },
-    /// It was already gone (viewed, expired, or another viewer won the race).
-    Gone,
+    /// An operation lost the same race more times than it retries.
+    #[error("{0}: lost to concurrent writes too often")]
+    Contended(&'static str),
 }
 
 /// The message store: a pool, and the instance whose events its writes announce.
@@ -237,29 +191,34 @@ impl Backend for sqlx::PgPool {
     }
 }
 
-/// Milliseconds since the Unix epoch, as stored in `expires_at`.
-pub fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn expiry(ttl: Duration) -> i64 {
-    now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Reads a 16-byte id column; `None` for a malformed row (which the schema's CHECK forbids).
-fn id_from_row(bytes: &[u8]) -> Option<MessageId> {
-    bytes.try_into().ok().map(MessageId)
-}
-
-fn room_from_row(bytes: &[u8]) -> Option<RoomHash> {
-    bytes.try_into().ok().map(RoomHash)
-}
-
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
 
-/// What [`postgres::INSERT`] evaluates to.
-type PostgresInserted = (Option<Vec<u8>>, i64, Option<Vec<Vec<u8>>>, i64);
+/// How often an insert that lost a race looks again before it gives up.
+const INSERT_ATTEMPTS: usize = 3;
+
+/// What an insert's one statement read and did, on either backend.
+#[derive(Debug)]
+struct InsertFound {
+    /// The stored body of a row with the same id, if one waits.
+    existing: Option<Vec<u8>>,
+    /// Unexpired messages waiting in the room before the insert.
+    pending: i64,
+    /// The inserted row's recipients, if it was inserted.
+    recipients: Option<Vec<Participant>>,
+}
+
+impl InsertFound {
+    /// What the insert did; `None` if it lost to a concurrent insert of the same id.
+    fn outcome(self, max_pending: u32, expires_at: i64) -> Option<Inserted> {
+        match (self.existing, self.recipients) {
+            // A resend of a stored message is recognised (even in a full room).
+            (Some(body), _) => Some(Inserted::Exists(body)),
+            (None, Some(recipients)) => Some(Inserted::New { recipients, expires_at }),
+            (None, None) if self.pending >= i64::from(max_pending) => Some(Inserted::RoomBacklogFull),
+            (None, None) => None,
+        }
+    }
+}
 
 /// Inside a transaction on `$pool`: drops participant `$who` of `$room` from the recipients of
 /// what it had not viewed, deletes (and announces) the messages every remaining recipient has
@@ -267,7 +226,7 @@ type PostgresInserted = (Option<Vec<u8>>, i64, Option<Vec<Vec<u8>>>, i64);
 macro_rules! drop_from_recipients {
     ($store:expr, $pool:expr, $tx:expr, $room:expr, $who:expr) => {{
         let rows = $pool.drop_recipient(&mut $tx, $room, $who).await?;
-        let deleted: Vec<MessageId> = rows.iter().filter_map(|id| id_from_row(id)).collect();
+        let deleted: Vec<MessageId> = rows.iter().filter_map(|id| message_id_from_row(id)).collect();
         let notices: Vec<String> = deleted.iter().map(|id| $store.notice($room, EventKind::Deleted(*id))).collect();
         $pool.notify(&mut $tx, &notices).await?;
         deleted
@@ -275,7 +234,7 @@ macro_rules! drop_from_recipients {
 }
 
 mod participants;
-pub use participants::{Joined, Reaped, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use participants::{Admitted, Reaped, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
 
 impl Store {
     /// Opens (creating if needed) the configured database and runs its migrations. `instance`
@@ -289,7 +248,7 @@ impl Store {
             Database::Sqlite { path } => {
                 let (write, read, lock) = sqlite::connect(path).await?;
                 let queue = WriteQueue::spawn(write.clone());
-                checkpoint::spawn(write.connect_options().as_ref().clone(), queue.watch());
+                sqlite::checkpoint::spawn(write.connect_options().as_ref().clone(), queue.watch());
                 Ok((Self { pool: Pool::Sqlite { write, read, queue }, instance }, Some(lock)))
             }
             Database::Postgres(options) => {
@@ -298,10 +257,10 @@ impl Store {
         }
     }
 
-    /// The PostgreSQL pool, for the event listener; `None` on SQLite.
-    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+    /// Where the PostgreSQL database is, for the bus's own connection; `None` on SQLite.
+    pub fn postgres_connect_options(&self) -> Option<sqlx::postgres::PgConnectOptions> {
         match &self.pool {
-            Pool::Postgres(pool) => Some(pool),
+            Pool::Postgres(pool) => Some((*pool.connect_options()).clone()),
             Pool::Sqlite { .. } => None,
         }
     }
@@ -329,85 +288,29 @@ impl Store {
 
     /// Stores a message, with the room's other participants as its recipients, unless its id
     /// already waits in its room or the room holds `max_pending` unread messages.
+    ///
+    /// A concurrent send of the same id can win the insert between this one's reads and its
+    /// write (PostgreSQL; SQLite's one writer rules it out): then it looks again, a bounded
+    /// number of times.
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
-        let expires_at = expiry(m.ttl);
-        let queue = match &self.pool {
-            Pool::Sqlite { queue, .. } => queue,
-            Pool::Postgres(pool) => {
-                let notice = self.notice(m.room, EventKind::Message(*m.id));
-                return self.insert_postgres(pool, m, expires_at, notice).await;
+        for _ in 0..INSERT_ATTEMPTS {
+            let expires_at = expiry(now_ms(), m.ttl);
+            let found = match &self.pool {
+                Pool::Sqlite { queue, .. } => sqlite::insert(queue, &m, expires_at).await?,
+                Pool::Postgres(pool) => {
+                    let notice = self.notice(m.room, EventKind::Message(*m.id));
+                    postgres::insert(pool, &m, expires_at, self.instance, notice).await?
+                }
+            };
+            if let Some(inserted) = found.outcome(m.max_pending, expires_at) {
+                return Ok(inserted);
             }
-        };
-        let binds = vec![
-            Bind::Blob(m.room.0.to_vec()),
-            Bind::Blob(m.id.0.to_vec()),
-            Bind::Blob(m.body.to_vec()),
-            Bind::Int(expires_at),
-            Bind::Blob(m.sender.0.to_vec()),
-            Bind::Int(now_ms()),
-            Bind::Int(i64::from(m.max_pending)),
-        ];
-        let rows = queue.write(&sqlite::INSERT, binds).await?;
-        // The first row is the read before the insert; a second is the inserted row's id, and
-        // any further ones its recipients.
-        let (existing, pending): (Option<Vec<u8>>, i64) = match rows.first() {
-            Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => return Err(StoreError::NoRow("insert")),
-        };
-        Ok(match existing {
-            // A resend of a stored message is recognised (even in a full room).
-            Some(body) => Inserted::Exists(body),
-            None if rows.len() >= 2 => {
-                let recipients = rows
-                    .iter()
-                    .skip(2)
-                    .map(|row| row.try_get::<Vec<u8>, _>(0).map(|who| Participant::from_row(&who)))
-                    .collect::<Result<_, _>>()?;
-                Inserted::New { recipients, expires_at }
-            }
-            None if pending >= i64::from(m.max_pending) => Inserted::RoomBacklogFull,
-            // Cannot happen inside SQLite's write lock, but costs nothing to handle: look again.
-            None => return Box::pin(self.insert(m)).await,
-        })
-    }
-
-    /// [`Store::insert`] on PostgreSQL: the same checks and writes as one statement, so one
-    /// round trip instead of six (see BENCHMARKS.md).
-    async fn insert_postgres(
-        &self,
-        pool: &sqlx::PgPool,
-        m: NewMessage<'_>,
-        expires_at: i64,
-        notice: String,
-    ) -> Result<Inserted, StoreError> {
-        let (existing, pending, recipients, _notified): PostgresInserted = sqlx::query_as(postgres::INSERT)
-            .bind(&m.room.0[..])
-            .bind(&m.id.0[..])
-            .bind(m.body)
-            .bind(expires_at)
-            .bind(&m.sender.0[..])
-            .bind(now_ms())
-            .bind(i64::from(m.max_pending))
-            .bind(CHANNEL)
-            .bind(notice)
-            .bind(&self.instance.0[..])
-            .fetch_one(pool)
-            .await?;
-        Ok(match existing {
-            // A resend of a stored message is recognised (even in a full room).
-            Some(body) => Inserted::Exists(body),
-            None if recipients.is_some() => Inserted::New {
-                recipients: recipients.iter().flatten().map(|who| Participant::from_row(who)).collect(),
-                expires_at,
-            },
-            None if pending >= i64::from(m.max_pending) => Inserted::RoomBacklogFull,
-            // A concurrent send of the same id won the insert: look again.
-            None => return Box::pin(self.insert(m)).await,
-        })
+        }
+        Err(StoreError::Contended("insert"))
     }
 
     /// A waiting, unexpired message of `room`, as `who` may see it. (A fetch asks the hub
-    /// first: the instance that stored a message holds it, `ws/held.rs`.)
+    /// first: the instance that stored a message holds it, `relay/held.rs`.)
     pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, read pool => sqlx::query_as(self.dialect(sqlite::SELECT_WAITING, postgres::SELECT_WAITING))
             .bind(&room.0[..])
@@ -427,52 +330,14 @@ impl Store {
     /// Records that `who` viewed the message and deletes it once every recipient has (or at once
     /// if it is open).
     pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
-        let queue = match &self.pool {
-            Pool::Sqlite { queue, .. } => queue,
-            Pool::Postgres(pool) => return self.viewed_postgres(pool, room, id, who).await,
-        };
-        let binds = vec![Bind::Blob(room.0.to_vec()), Bind::Blob(id.0.to_vec()), Bind::Blob(who.0.to_vec())];
-        let rows = queue.write(&sqlite::VIEWED, binds).await?;
-        // The first row is the count after marking; a second is the deleted message's id.
-        let (of, viewed): (i64, i64) = match rows.first() {
-            Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => return Err(StoreError::NoRow("viewed")),
-        };
-        Ok(if rows.len() == 2 {
-            Viewed::Deleted
-        } else if viewed < of {
-            Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
-        } else {
-            Viewed::Gone
-        })
-    }
-
-    /// [`Store::viewed`] on PostgreSQL: one call of `ec_viewed`, which deletes the message at once
-    /// when this view completes it (`migrations/postgres/0005_recipients_in_the_message_row.sql`).
-    async fn viewed_postgres(
-        &self,
-        pool: &sqlx::PgPool,
-        room: &RoomHash,
-        id: &MessageId,
-        who: &Participant,
-    ) -> Result<Viewed, StoreError> {
-        let (outcome, viewed, of): (String, i64, i64) = sqlx::query_as(postgres::VIEWED)
-            .bind(&room.0[..])
-            .bind(&id.0[..])
-            .bind(&who.0[..])
-            .bind(&self.instance.0[..])
-            .bind(CHANNEL)
-            .bind(self.notice(room, EventKind::Deleted(*id)))
-            .bind(Notice::receipt_prefix(self.instance, room, id))
-            .fetch_one(pool)
-            .await?;
-        Ok(match outcome.as_str() {
-            "progress" => {
-                Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
+        match &self.pool {
+            Pool::Sqlite { queue, .. } => sqlite::viewed(queue, room, id, who).await,
+            Pool::Postgres(pool) => {
+                let deleted = self.notice(room, EventKind::Deleted(*id));
+                let receipt = Notice::receipt_prefix(self.instance, room, id);
+                postgres::viewed(pool, room, id, who, self.instance, deleted, receipt).await
             }
-            "deleted" => Viewed::Deleted,
-            _ => Viewed::Gone,
-        })
+        }
     }
 
     /// Purges a message of `room` that can no longer be opened, announcing it as expired;
@@ -506,7 +371,7 @@ impl Store {
             .bind(now_ms())
             .fetch_all(pool)
             .await?);
-        Ok(rows.iter().filter_map(|id| id_from_row(id)).collect())
+        Ok(rows.iter().filter_map(|id| message_id_from_row(id)).collect())
     }
 
     /// A participant with no participant row left for good: it is dropped from the recipients
@@ -526,7 +391,10 @@ impl Store {
     pub async fn recipient_participants(&self) -> Result<Vec<(RoomHash, Participant)>, StoreError> {
         let sql = self.dialect(sqlite::RECIPIENT_PARTICIPANTS, postgres::RECIPIENT_PARTICIPANTS);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, read pool => sqlx::query_as(sql).fetch_all(pool).await?);
-        Ok(rows.iter().filter_map(|(room, who)| Some((room_from_row(room)?, Participant::from_row(who)))).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|(room, who)| Some((RoomHash::from_row(room)?, Participant::from_row(who))))
+            .collect())
     }
 
     /// Deletes every expired message (and its recipients) and says which, so rooms can be told.
@@ -536,7 +404,7 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(sql).bind(now_ms()).fetch_all(&mut *tx).await?;
             let expired: Vec<(RoomHash, MessageId)> =
-                rows.iter().filter_map(|(room, id)| Some((room_from_row(room)?, id_from_row(id)?))).collect();
+                rows.iter().filter_map(|(room, id)| Some((RoomHash::from_row(room)?, message_id_from_row(id)?))).collect();
             if !rows.is_empty() {
                 pool.delete_orphan_recipients(&mut tx).await?;
                 let notices: Vec<String> =

@@ -9,11 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use app::crypto::MessageId;
-
-use super::{id_from_row, now_ms, room_from_row, Backend as _, Pool, Store, StoreError};
-use crate::at_rest::RoomHash;
-use crate::ws::hub::{EventKind, Participant};
+use super::{Backend as _, Pool, Store, StoreError};
+use crate::domain::ids::message_id_from_row;
+use crate::domain::{now_ms, EventKind, MessageId, Participant, RoomHash};
 
 /// How often an instance renews its participants' rows.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -23,7 +21,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A join that went through: how many are connected now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Joined {
+pub struct Admitted {
     pub connected: u32,
 }
 
@@ -72,7 +70,7 @@ impl Store {
         who: &Participant,
         connection: u64,
         max: u32,
-    ) -> Result<Option<Joined>, StoreError> {
+    ) -> Result<Option<Admitted>, StoreError> {
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -93,7 +91,7 @@ impl Store {
             let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
             pool.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
             tx.commit().await?;
-            Ok(Some(Joined { connected: count(connected) }))
+            Ok(Some(Admitted { connected: count(connected) }))
         })
     }
 
@@ -166,7 +164,7 @@ impl Store {
             let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(REAP).bind(cutoff).fetch_all(&mut *tx).await?;
             let mut rooms: BTreeMap<[u8; 32], Vec<MessageId>> = BTreeMap::new();
             for (room, who) in &rows {
-                let Some(room) = room_from_row(room) else { continue };
+                let Some(room) = RoomHash::from_row(room) else { continue };
                 let who = Participant::from_row(who);
                 let deleted = drop_from_recipients!(self, pool, tx, &room, &who);
                 rooms.entry(room.0).or_default().extend(deleted);
@@ -189,7 +187,7 @@ impl Store {
     }
 
     /// How many are connected to `room`, over all instances.
-    pub async fn connected(&self, room: &RoomHash) -> Result<u32, StoreError> {
+    pub async fn count_connected(&self, room: &RoomHash) -> Result<u32, StoreError> {
         let n: i64 = on_pool!(self, read pool => sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(pool).await?);
         Ok(count(n))
     }

@@ -12,6 +12,7 @@ mod process;
 mod proxy;
 mod recipients;
 mod restarts;
+mod scenarios;
 mod schema;
 
 use app::crypto::{MessageId, SenderId};
@@ -52,6 +53,7 @@ on_both_backends!(
     presence_and_typing_reach_the_others_only,
     keys_rotate_without_losing_waiting_messages,
     a_killed_server_delivers_waiting_messages_after_restart,
+    a_stopped_server_closes_every_socket_and_burns_nothing,
     logs_never_name_an_address_room_message_code_key_or_payload,
     frames_past_the_rate_limit_are_refused_and_a_flood_is_cut_off,
     a_full_room_refuses_the_next_join,

@@ -60,11 +60,14 @@ impl ServerProcess {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, then waits for the process to exit.
-    pub fn terminate(&mut self) {
+    /// SIGTERM, then waits for the process to exit; returns how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + FRAME_TIMEOUT;
-        while self.child.try_wait().unwrap().is_none() {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
             assert!(Instant::now() < deadline, "server ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }

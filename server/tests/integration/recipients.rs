@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use app::crypto::MessageId;
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
-use server::at_rest::RoomHash;
-use server::ws::hub::{EventKind, Participant};
+use server::domain::RoomHash;
+use server::domain::{EventKind, Participant};
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::helpers::{spawn_app, spawn_app_with, Backend, Client, TestApp, TestRoom};

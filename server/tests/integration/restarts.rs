@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use app::crypto::MessageId;
+use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use server::at_rest::ServerKey;
 
@@ -88,6 +88,54 @@ pub async fn a_killed_server_delivers_waiting_messages_after_restart(backend: Ba
     assert!(pending.contains(&first.to_hex()) && pending.contains(&second.to_hex()));
     assert_eq!(read_and_burn(&mut bob, &room, &first).await, "before the crash, one");
     assert_eq!(read_and_burn(&mut bob, &room, &second).await, "before the crash, two");
+    assert!(db.stored_bodies().await.is_empty());
+}
+
+/// SIGTERM stops the server gracefully: every socket is told "going away" (1001), the process
+/// exits 0, and nothing burns: each participant is kept as after a network loss, so a page that
+/// reconnects to the next process within the grace period is the same participant, and a
+/// message that waited for it still does.
+pub async fn a_stopped_server_closes_every_socket_and_burns_nothing(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let env = [("DATABASE_URL", db.url.as_str()), ("ENCRYPTION_KEY", TEST_KEY), ("SESSION_GRACE", "60s")];
+    let output = db.dir.path().join("server.log");
+    let room = TestRoom::new();
+    let mut server = ServerProcess::start(&env, output.clone()).await;
+    let mut alice = server.client_from([127, 0, 0, 1]).await;
+    let mut bob = server.client_from([127, 0, 0, 1]).await;
+    let mut carol = server.client_from([127, 0, 0, 1]).await;
+    for client in [&mut alice, &mut bob, &mut carol] {
+        client.join(&room).await;
+    }
+    let (id, sealed) = room.seal("waits across a restart", SenderId([7; 8]));
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    assert_eq!(alice.recv_skipping_presence().await, ServerFrame::Sent { message_id: id.to_hex() });
+    // Bob reads it; it waits for Carol.
+    bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
+    loop {
+        match bob.recv_skipping_presence().await {
+            ServerFrame::Payload { .. } => break,
+            ServerFrame::Message { .. } => continue,
+            other => panic!("expected the payload, got {other:?}"),
+        }
+    }
+    bob.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
+    let receipt = ServerFrame::Receipt { message_id: id.to_hex(), viewed: 1, of: 2 };
+    assert_eq!(bob.recv_skipping_presence().await, receipt);
+
+    let status = server.terminate();
+    assert!(status.success(), "a stopped server exits 0, not {status:?}: {}", server.output_text());
+    for client in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(client.closed().await, Some(1001), "every socket is told the server is going away");
+    }
+    assert_eq!(db.stored_bodies().await.len(), 1, "nothing burned at the stop");
+
+    let restarted = ServerProcess::start(&env, output).await;
+    let mut again = restarted.client_from([127, 0, 0, 1]).await;
+    again.session = carol.session.clone();
+    let (_, pending) = again.join(&room).await;
+    assert_eq!(pending, vec![id.to_hex()], "Carol is still a recipient after the restart");
+    assert_eq!(read_and_burn(&mut again, &room, &id).await, "waits across a restart");
     assert!(db.stored_bodies().await.is_empty());
 }
 

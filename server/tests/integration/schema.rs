@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ServerFrame};
-use server::at_rest::{RoomHash, ServerKey};
-use server::ws::hub::Participant;
+use server::at_rest::ServerKey;
+use server::domain::Participant;
+use server::domain::RoomHash;
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 
 use super::helpers::{new_session, spawn_app, spawn_app_on, Backend, TestDatabase, TestRoom, TEST_KEY};
@@ -41,7 +42,7 @@ async fn messages_waiting_across_the_upgrade_keep_their_recipients_and_views() {
     let (alice, bob, carol) = (new_session(), new_session(), new_session());
     let (id, sealed) = room.seal("sent before the upgrade", SenderId([1; 8]));
     let body = ServerKey::from_hex(TEST_KEY).unwrap().seal(&hash, &id, &sealed);
-    let expires_at = server::store::now_ms() + 3_600_000;
+    let expires_at = server::domain::now_ms() + 3_600_000;
     sqlx::query("INSERT INTO messages (room_hash, id, body, expires_at, sender) VALUES ($1, $2, $3, $4, $5)")
         .bind(&hash.0[..])
         .bind(&id.0[..])

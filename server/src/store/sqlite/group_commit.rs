@@ -11,7 +11,7 @@
 //! write runs again alone, for its own answer.
 //!
 //! A write waits only while another runs: one that finds the queue empty runs at once, alone, in
-//! one call, as [`super::sqlite::write`] ran it before. Callers that stop waiting do not cancel
+//! one call, as [`super::writer::write`] ran it before. Callers that stop waiting do not cancel
 //! their write; it still runs whole or not at all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{write, Writer};
+use super::writer::{write, Writer};
 
 /// Writes that may wait for the write connection; a caller beyond them waits to enqueue.
 const QUEUE: usize = 1024;
@@ -31,7 +31,7 @@ const MAX_BATCH: usize = 64;
 
 /// A write's statements, as they run alone and inside a batch.
 #[derive(Debug)]
-pub(super) struct Compound {
+pub(in crate::store) struct Compound {
     /// Its own transaction: `BEGIN IMMEDIATE; …; COMMIT`.
     pub alone: &'static str,
     /// Inside the batch's transaction: `SAVEPOINT op; …; RELEASE op`.
@@ -41,24 +41,24 @@ pub(super) struct Compound {
 /// Makes a [`Compound`] of statements given as one string literal, each ending in `;`.
 macro_rules! compound {
     ($statements:literal) => {
-        $crate::store::group_commit::Compound {
+        $crate::store::sqlite::group_commit::Compound {
             alone: concat!("BEGIN IMMEDIATE; ", $statements, " COMMIT"),
             in_batch: concat!("SAVEPOINT op; ", $statements, " RELEASE op"),
         }
     };
 }
-pub(super) use compound;
+pub(in crate::store) use compound;
 
 /// A parameter of a queued write, owned: the write outlives its caller's borrow.
 #[derive(Debug)]
-pub(super) enum Bind {
+pub(in crate::store) enum Bind {
     Blob(Vec<u8>),
     Int(i64),
 }
 
 /// The queue in front of the write connection. Cloning it gives another handle to the same one.
 #[derive(Clone, Debug)]
-pub(super) struct WriteQueue {
+pub(in crate::store) struct WriteQueue {
     jobs: mpsc::Sender<Job>,
     /// Writes committed in a batch of more than one, for the tests.
     #[cfg(test)]
@@ -68,10 +68,10 @@ pub(super) struct WriteQueue {
 /// Whether a [`WriteQueue`] still has a handle: a task that serves the store and must end with
 /// it holds this.
 #[derive(Debug)]
-pub(super) struct QueueWatch(mpsc::WeakSender<Job>);
+pub(in crate::store) struct QueueWatch(mpsc::WeakSender<Job>);
 
 impl QueueWatch {
-    pub(super) fn is_alive(&self) -> bool {
+    pub(in crate::store) fn is_alive(&self) -> bool {
         self.0.strong_count() > 0
     }
 }
@@ -100,7 +100,7 @@ impl Job {
 impl WriteQueue {
     /// Starts the task that runs the queued writes on `pool`, the write pool. It ends when the
     /// last handle is dropped.
-    pub(super) fn spawn(pool: SqlitePool) -> Self {
+    pub(in crate::store) fn spawn(pool: SqlitePool) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let batched = Arc::new(AtomicU64::new(0));
         tokio::spawn(run(pool, queue, batched.clone()));
@@ -112,7 +112,7 @@ impl WriteQueue {
     }
 
     /// Runs `statements` with `binds` ($1, $2, … in order) and returns the rows they returned.
-    pub(super) async fn write(
+    pub(in crate::store) async fn write(
         &self,
         statements: &'static Compound,
         binds: Vec<Bind>,
@@ -123,13 +123,13 @@ impl WriteQueue {
     }
 
     /// Something that tells whether this queue still has a handle, without being one.
-    pub(super) fn watch(&self) -> QueueWatch {
+    pub(in crate::store) fn watch(&self) -> QueueWatch {
         QueueWatch(self.jobs.downgrade())
     }
 
     /// How many writes were committed in a batch of more than one so far.
     #[cfg(test)]
-    pub(super) fn batched(&self) -> u64 {
+    pub(in crate::store) fn batched(&self) -> u64 {
         self.batched.load(Ordering::Relaxed)
     }
 }
@@ -204,7 +204,7 @@ mod tests {
 
     async fn sqlite_store(dir: &tempfile::TempDir) -> (crate::store::Store, Option<std::fs::File>) {
         let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
-        crate::store::Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap()
+        crate::store::Store::connect(&database, crate::domain::InstanceId::generate()).await.unwrap()
     }
 
     async fn rows(pool: &SqlitePool) -> Vec<i64> {
@@ -266,11 +266,13 @@ mod tests {
 
     #[tokio::test]
     async fn sends_to_one_room_in_one_batch_keep_the_backlog_limit_and_spot_a_resend() {
-        use crate::store::{Inserted, NewMessage, Pool};
-        use crate::ws::hub::Participant;
+        use crate::domain::Inserted;
+        use crate::domain::NewMessage;
+        use crate::domain::Participant;
+        use crate::store::Pool;
         let dir = tempfile::tempdir().unwrap();
         let (store, _lock) = sqlite_store(&dir).await;
-        let room = crate::at_rest::RoomHash([7; 32]);
+        let room = crate::domain::RoomHash([7; 32]);
         let sender = Participant([1; 32]);
         let ids: Vec<app::crypto::MessageId> = (1..=5).map(|n| app::crypto::MessageId([n; 16])).collect();
         let send = |id, body| {
@@ -324,11 +326,13 @@ mod tests {
 
     #[tokio::test]
     async fn two_recipients_viewing_in_one_batch_burn_the_message_once() {
-        use crate::store::{Inserted, NewMessage, Pool, Viewed};
-        use crate::ws::hub::Participant;
+        use crate::domain::NewMessage;
+        use crate::domain::Participant;
+        use crate::domain::{Inserted, Viewed};
+        use crate::store::Pool;
         let dir = tempfile::tempdir().unwrap();
         let (store, _lock) = sqlite_store(&dir).await;
-        let room = crate::at_rest::RoomHash([7; 32]);
+        let room = crate::domain::RoomHash([7; 32]);
         let [sender, first, second] = [1, 2, 3].map(|n| Participant([n; 32]));
         for (connection, who) in [&sender, &first, &second].into_iter().enumerate() {
             store.join(&room, who, connection as u64, 8).await.unwrap().unwrap();
@@ -363,11 +367,12 @@ mod tests {
     /// unreadable at rest) deletes the message's recipients rows with it.
     #[tokio::test]
     async fn a_purged_message_takes_its_recipients_with_it() {
-        use crate::store::{Inserted, NewMessage};
-        use crate::ws::hub::Participant;
+        use crate::domain::Inserted;
+        use crate::domain::NewMessage;
+        use crate::domain::Participant;
         let dir = tempfile::tempdir().unwrap();
         let (store, _lock) = sqlite_store(&dir).await;
-        let room = crate::at_rest::RoomHash([7; 32]);
+        let room = crate::domain::RoomHash([7; 32]);
         let [sender, reader] = [1, 2].map(|n| Participant([n; 32]));
         for (connection, who) in [&sender, &reader].into_iter().enumerate() {
             store.join(&room, who, connection as u64, 8).await.unwrap().unwrap();

@@ -1,5 +1,10 @@
 //! The embedded SQLite store: zero set-up, one server process per file.
 //!
+//! Layered bottom-up: [`writer`] runs one write on the one write connection; [`group_commit`]
+//! queues the journey's writes and commits those that wait together; [`checkpoint`] copies the
+//! log back off the write path. This file opens the database and holds the statements that are
+//! SQLite's own.
+//!
 //! One process per file is enforced: participants and room events live in this process, so a
 //! second server on the same file would split every room in two. The server holds an exclusive
 //! lock on `<database>.lock` for as long as it runs; the operating system releases it when the
@@ -9,14 +14,19 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
 
-use super::checkpoint;
-use super::group_commit::{compound, Compound};
-use super::StoreError;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row as _;
+
+use super::{InsertFound, StoreError};
+use crate::domain::{now_ms, MessageId, NewMessage, Participant, RoomHash, Viewed};
+use group_commit::{compound, Bind, Compound, WriteQueue};
+
+pub(super) mod checkpoint;
+pub(super) mod group_commit;
+mod writer;
 
 /// Read-only connections for concurrent readers; in WAL mode a writer never blocks them.
 const READ_CONNECTIONS: u32 = 3;
@@ -54,53 +64,61 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File
     Ok((write, read, lock))
 }
 
-/// Runs a write that carries its own transaction (`BEGIN IMMEDIATE; …; COMMIT` in one query
-/// string) on the write connection, in one call. sqlx runs each SQLite connection on a worker
-/// thread, and every call is a round trip to it: a transaction opened and committed by sqlx
-/// costs two more. If a statement fails, what it left open is rolled back. sqlx does not know
-/// of this transaction, so it cannot roll it back itself: a connection that may still hold it
-/// (the rollback failed, or the caller dropped this future midway, which stops the worker
-/// between statements) is closed, which rolls back, rather than handed to the next writer.
-pub(super) async fn write<'q>(
-    pool: &SqlitePool,
-    query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-) -> Result<Vec<SqliteRow>, sqlx::Error> {
-    let mut writer = Writer::acquire(pool).await?;
-    let result = query.fetch_all(writer.conn()).await;
-    if result.is_ok() || sqlx::query("ROLLBACK").execute(writer.conn()).await.is_ok() {
-        writer.clean();
-    }
-    result
+/// [`INSERT`], queued for the write connection.
+pub(super) async fn insert(queue: &WriteQueue, m: &NewMessage<'_>, expires_at: i64) -> Result<InsertFound, StoreError> {
+    let binds = vec![
+        Bind::Blob(m.room.0.to_vec()),
+        Bind::Blob(m.id.0.to_vec()),
+        Bind::Blob(m.body.to_vec()),
+        Bind::Int(expires_at),
+        Bind::Blob(m.sender.0.to_vec()),
+        Bind::Int(now_ms()),
+        Bind::Int(i64::from(m.max_pending)),
+    ];
+    read_insert(&queue.write(&INSERT, binds).await?)
 }
 
-/// The write connection while a write that runs its own transaction uses it: closed when
-/// dropped unless marked clean, which rolls back whatever it may still hold.
-pub(super) struct Writer {
-    conn: sqlx::pool::PoolConnection<Sqlite>,
-    clean: bool,
+/// Reads what [`INSERT`]'s statements returned, in their order: (existing body, backlog) from
+/// the first; the inserted row's id from the second, if it inserted one; a recipient from each
+/// row of the third.
+fn read_insert(rows: &[SqliteRow]) -> Result<InsertFound, StoreError> {
+    let (read, written) = rows.split_first().ok_or(StoreError::NoRow("insert"))?;
+    let (existing, pending) = (read.try_get(0)?, read.try_get(1)?);
+    let recipients = match written.split_first() {
+        None => None,
+        Some((_inserted_id, recipients)) => Some(
+            recipients
+                .iter()
+                .map(|row| row.try_get::<Vec<u8>, _>(0).map(|who: Vec<u8>| Participant::from_row(&who)))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(InsertFound { existing, pending, recipients })
 }
 
-impl Writer {
-    pub(super) async fn acquire(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
-        Ok(Self { conn: pool.acquire().await?, clean: false })
-    }
-
-    pub(super) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.conn
-    }
-
-    /// No transaction is left open: the connection may serve the next writer.
-    pub(super) fn clean(&mut self) {
-        self.clean = true;
-    }
+/// [`VIEWED`], queued for the write connection.
+pub(super) async fn viewed(
+    queue: &WriteQueue,
+    room: &RoomHash,
+    id: &MessageId,
+    who: &Participant,
+) -> Result<Viewed, StoreError> {
+    let binds = vec![Bind::Blob(room.0.to_vec()), Bind::Blob(id.0.to_vec()), Bind::Blob(who.0.to_vec())];
+    read_viewed(&queue.write(&VIEWED, binds).await?)
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if !self.clean {
-            self.conn.close_on_drop();
-        }
-    }
+/// Reads what [`VIEWED`]'s statements returned: (recipients, viewed) counted after marking the
+/// view; then the deleted message's id, if this view deleted it.
+fn read_viewed(rows: &[SqliteRow]) -> Result<Viewed, StoreError> {
+    let (counted, deleted) = rows.split_first().ok_or(StoreError::NoRow("viewed"))?;
+    let (of, viewed): (i64, i64) = (counted.try_get(0)?, counted.try_get(1)?);
+    Ok(if !deleted.is_empty() {
+        Viewed::Deleted
+    } else if viewed < of {
+        Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) }
+    } else {
+        Viewed::Gone
+    })
 }
 
 /// Takes the lock that says "a server runs on this database", or explains who holds it.
@@ -141,7 +159,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// [`Store::insert`](super::Store::insert), one compound statement run in one call (each call is
 /// a round trip to the connection's worker thread), alone or in a group commit (see
-/// `group_commit.rs`): reads the existing body and the room's backlog, inserts the row unless
+/// [`group_commit`]): reads the existing body and the room's backlog, inserts the row unless
 /// either refuses it (returning its id), and gives it the room's other participants (connected
 /// or in their grace period) as recipients if it was inserted (returning each). `changes()` is the
 /// row count of the insert just before.
@@ -202,6 +220,7 @@ pub(super) const RECIPIENT_PARTICIPANTS: &str = "SELECT DISTINCT room_hash, part
 
 #[cfg(test)]
 mod tests {
+    use super::writer::write;
     use super::*;
 
     #[tokio::test]

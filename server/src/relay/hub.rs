@@ -2,77 +2,21 @@
 //!
 //! A participant is one page session, known by the hash of its session token. It stays a
 //! participant while disconnected, for the grace period, so a reconnect (to any instance) is the
-//! same participant; who is in a room lives in the store (`store/participants.rs`), shared by
+//! same participant; who is in a room lives in the store, shared by
 //! every instance. The maps' locks are std `Mutex`es held only for map updates, never across an
 //! `.await`. A room is removed when its last local connection is gone, so the hub holds nothing
 //! for rooms nobody here is in.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use app::crypto::primitives::sha256;
-use app::crypto::MessageId;
 use tokio::sync::broadcast;
 
 use super::held::{Held, HeldMessage, HELD_BYTES_BUDGET};
 use super::ROOM_CHANNEL_CAPACITY;
-use crate::at_rest::RoomHash;
-use crate::store::Waiting;
-
-/// Identifies one connection inside this process, so it can skip its own events.
-pub type ConnectionId = u64;
-
-/// Domain label of the participant hash.
-pub const SESSION_LABEL: &[u8] = b"ephemeral-chat/v1/session";
-
-/// A participant: `SHA-256("ephemeral-chat/v1/session" || session token)`. The token stays in
-/// the page's memory; the server keeps only this hash, which names no person.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Participant(pub [u8; 32]);
-
-impl Participant {
-    pub fn from_token(token: &[u8; 16]) -> Self {
-        Self(sha256(&[SESSION_LABEL, token]))
-    }
-
-    /// From a stored column; a malformed value (the schema forbids it) maps to no one real.
-    pub fn from_row(bytes: &[u8]) -> Self {
-        Self(bytes.try_into().unwrap_or([0; 32]))
-    }
-}
-
-impl fmt::Debug for Participant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Participant(<redacted>)")
-    }
-}
-
-/// What happened in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// A message was stored and waits to be fetched.
-    Message(MessageId),
-    /// A message was viewed by everyone who had to and deleted.
-    Deleted(MessageId),
-    /// A message expired unread and was deleted.
-    Expired(MessageId),
-    /// `viewed` of `of` recipients have viewed a message.
-    Receipt { id: MessageId, viewed: u32, of: u32 },
-    /// The number of connected participants is now this.
-    Presence(u32),
-    /// Someone joined or left (on some instance): the count is to be read again. Travels
-    /// between instances instead of a count, because counts taken in concurrent transactions
-    /// can arrive out of order; see [`crate::presence`].
-    PresenceChanged,
-    /// Someone started or stopped typing.
-    Typing(bool),
-    /// Events may have been missed (the link to the other instances dropped): each connection
-    /// re-reads what waits for it from the store. Never sent between instances.
-    Resync,
-}
+use crate::domain::{ConnectionId, EventKind, MessageId, Participant, RoomHash, Waiting};
 
 /// An event and the connection that caused it (`None` for the server itself).
 #[derive(Debug, Clone, Copy)]

@@ -25,10 +25,7 @@
 
 use std::collections::HashMap;
 
-use app::crypto::MessageId;
-
-use super::hub::Participant;
-use crate::store::Waiting;
+use crate::domain::{MessageId, Participant, Waiting};
 
 /// Bytes of bodies one instance holds at most, over all rooms. Past it, messages are not held
 /// and their recipients fetch them from the store, as on another instance.
@@ -111,7 +108,7 @@ impl Held {
         self.messages.values().flatten().map(|m| m.body.len()).sum()
     }
 
-    /// `id` as `who` may see it, as [`crate::store::Store::get`] would answer, if it is held and
+    /// `id` as `who` may see it, as the store's `get` would answer, if it is held and
     /// unexpired at `now` (milliseconds since the Unix epoch). An expired one is dropped: the
     /// freed bytes are the second value.
     pub fn get(&mut self, id: &MessageId, who: &Participant, now: i64) -> (Option<Waiting>, usize) {

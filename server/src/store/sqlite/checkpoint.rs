@@ -19,15 +19,15 @@ use sqlx::ConnectOptions;
 use super::group_commit::QueueWatch;
 
 /// How often the log is copied back. Each copy that finds new pages syncs twice.
-pub(super) const EVERY: Duration = Duration::from_millis(100);
+pub(in crate::store) const EVERY: Duration = Duration::from_millis(100);
 /// The log's size, in pages, at which the write connection checkpoints itself after all
 /// (`wal_autocheckpoint`): 40 MB at SQLite's 4 KiB pages, which the task's copies every
 /// [`EVERY`] keep it well below.
-pub(super) const BACKSTOP_PAGES: u32 = 10_000;
+pub(in crate::store) const BACKSTOP_PAGES: u32 = 10_000;
 
 /// Starts the task that checkpoints the database `options` names for as long as `queue`, the
 /// store's write queue, has a handle.
-pub(super) fn spawn(options: SqliteConnectOptions, queue: QueueWatch) {
+pub(in crate::store) fn spawn(options: SqliteConnectOptions, queue: QueueWatch) {
     tokio::spawn(async move {
         let mut conn = None;
         let mut failing = false;
@@ -104,7 +104,7 @@ mod tests {
     async fn a_sqlite_store_copies_the_log_back_while_it_lives_and_stops_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
-        let (store, _lock) = Store::connect(&database, crate::bus::InstanceId::generate()).await.unwrap();
+        let (store, _lock) = Store::connect(&database, crate::domain::InstanceId::generate()).await.unwrap();
         let Pool::Sqlite { write, .. } = &store.pool else { panic!("a SQLite store") };
         let write = write.clone();
         sqlx::query("CREATE TABLE t (x BLOB)").execute(&write).await.unwrap();

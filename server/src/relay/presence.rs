@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::at_rest::RoomHash;
-use crate::startup::Relay;
-use crate::ws::hub::{ConnectionId, EventKind};
+use super::hub::Hub;
+use crate::domain::{ConnectionId, EventKind, RoomHash};
+use crate::store::Store;
 
 /// Presence changes waiting to be counted; past this, those asking wait.
 const QUEUE: usize = 1024;
 
 /// Where joins and leaves ask for a room's count to be read again.
+#[derive(Clone)]
 pub struct Presence {
     tx: mpsc::Sender<(RoomHash, Option<ConnectionId>)>,
 }
@@ -40,13 +41,13 @@ impl Presence {
 }
 
 /// Counts and publishes, one request at a time, for as long as the server runs.
-pub async fn run(relay: Arc<Relay>, mut queue: PresenceQueue) {
+pub async fn run(hub: Arc<Hub>, store: Store, mut queue: PresenceQueue) {
     while let Some((room, origin)) = queue.0.recv().await {
-        if !relay.hub.has_room(&room) {
+        if !hub.has_room(&room) {
             continue; // nobody here to tell
         }
-        match relay.store.connected(&room).await {
-            Ok(n) => relay.hub.publish(&room, origin, EventKind::Presence(n)),
+        match store.count_connected(&room).await {
+            Ok(n) => hub.publish(&room, origin, EventKind::Presence(n)),
             Err(err) => tracing::error!("store: counting a room's participants: {err}"),
         }
     }

@@ -3,7 +3,8 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-use super::StoreError;
+use super::{InsertFound, StoreError};
+use crate::domain::{now_ms, InstanceId, MessageId, NewMessage, Participant, RoomHash, Viewed, CHANNEL};
 
 /// Enough for two cores' worth of concurrent requests without crowding the database.
 const MAX_CONNECTIONS: u32 = 10;
@@ -20,6 +21,69 @@ pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgPool, StoreE
     };
     sqlx::migrate!("../migrations/postgres").run(&pool).await?;
     Ok(pool)
+}
+
+/// The row [`INSERT`] evaluates to: (existing body, backlog, the inserted row's recipients (NULL
+/// if none was inserted), notices sent).
+type InsertRow = (Option<Vec<u8>>, i64, Option<Vec<Vec<u8>>>, i64);
+
+/// [`INSERT`]: the same checks and writes as SQLite's, as one statement, so one round trip
+/// (BENCHMARKS.md). `notice` is the stored message's event, NOTIFYd only if another instance can
+/// care.
+pub(super) async fn insert(
+    pool: &PgPool,
+    m: &NewMessage<'_>,
+    expires_at: i64,
+    here: InstanceId,
+    notice: String,
+) -> Result<InsertFound, StoreError> {
+    let (existing, pending, recipients, _notified): InsertRow = sqlx::query_as(INSERT)
+        .bind(&m.room.0[..])
+        .bind(&m.id.0[..])
+        .bind(m.body)
+        .bind(expires_at)
+        .bind(&m.sender.0[..])
+        .bind(now_ms())
+        .bind(i64::from(m.max_pending))
+        .bind(CHANNEL)
+        .bind(notice)
+        .bind(&here.0[..])
+        .fetch_one(pool)
+        .await?;
+    let recipients = recipients.map(|rows| rows.iter().map(|who| Participant::from_row(who)).collect());
+    Ok(InsertFound { existing, pending, recipients })
+}
+
+/// [`VIEWED`]: one call of `ec_viewed`, which deletes the message at once when this view
+/// completes it (`migrations/postgres/0005_recipients_in_the_message_row.sql`), NOTIFYing
+/// `deleted` or the receipt (`receipt_prefix` and its counts) when another instance can care.
+pub(super) async fn viewed(
+    pool: &PgPool,
+    room: &RoomHash,
+    id: &MessageId,
+    who: &Participant,
+    here: InstanceId,
+    deleted: String,
+    receipt_prefix: String,
+) -> Result<Viewed, StoreError> {
+    let (outcome, viewed, of): (String, i64, i64) = sqlx::query_as(VIEWED)
+        .bind(&room.0[..])
+        .bind(&id.0[..])
+        .bind(&who.0[..])
+        .bind(&here.0[..])
+        .bind(CHANNEL)
+        .bind(deleted)
+        .bind(receipt_prefix)
+        .fetch_one(pool)
+        .await?;
+    match outcome.as_str() {
+        "progress" => {
+            Ok(Viewed::Progress { viewed: u32::try_from(viewed).unwrap_or(0), of: u32::try_from(of).unwrap_or(0) })
+        }
+        "deleted" => Ok(Viewed::Deleted),
+        "gone" => Ok(Viewed::Gone),
+        _ => Err(StoreError::NoRow("viewed")),
+    }
 }
 
 /// Creates the configured database through the server's maintenance database.

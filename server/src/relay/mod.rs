@@ -1,0 +1,54 @@
+//! The relay: the operations a connection can ask for (join, send, fetch, view, type, leave,
+//! resync) and this instance's side of the rooms (the hub, the messages it holds, presence,
+//! the background tasks).
+//!
+//! It sits between the transport (`routes/`, `ws/`), which turns sockets into calls of
+//! [`connection::Connection`], and the domain below it. The store and the bus sit beside it:
+//! the relay calls them; they import only the domain.
+//!
+//! - [`connection`]: one connection's operations and state, frames in and frames out.
+//! - [`departure`]: what a participant's leaving does, after its grace period or at once.
+//! - [`hub`] and [`held`]: per-room broadcast channels, and the messages held for fetches here.
+//! - [`presence`]: participant counts, read again after every change and published in order.
+//! - [`tasks`]: the background tasks, each given only what it uses.
+
+pub mod connection;
+pub mod departure;
+pub mod held;
+pub mod hub;
+pub mod presence;
+pub mod tasks;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::at_rest::KeyRing;
+use crate::config::Limits;
+use crate::domain::InstanceId;
+use crate::store::Store;
+use hub::Hub;
+use presence::Presence;
+
+/// Events a room's channel buffers for its slowest member before that member lags (and then
+/// re-reads from the store what waits for it, who is here and which of its own messages are
+/// gone; only a receipt's intermediate "n of m" can be skipped). The channel allocates every slot
+/// up front, about 80 bytes each: at 256 that was 20 KiB per room, most of an idle connection's
+/// cost. A room's traffic is a few events per message among at most a few people.
+pub const ROOM_CHANNEL_CAPACITY: usize = 32;
+
+/// What every connection of this instance shares.
+pub struct Relay {
+    /// This process, among the instances sharing a PostgreSQL database.
+    pub instance: InstanceId,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub keys: KeyRing,
+    pub message_ttl: Duration,
+    pub session_grace: Duration,
+    pub limits: Limits,
+    /// Where joins and leaves ask for presence counts.
+    pub presence: Presence,
+    /// Times the link to the other instances was re-established (PostgreSQL).
+    pub bus_reconnects: Arc<AtomicU64>,
+}

@@ -1,0 +1,120 @@
+//! The relay's background tasks. Each is given only what it uses, runs until the server stops
+//! (its handle is aborted then) and logs its failures without a row value in them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::departure::participant_left;
+use super::hub::Hub;
+use super::presence::Presence;
+use crate::bus::BusEvent;
+use crate::domain::EventKind;
+use crate::store::{Store, HEARTBEAT_INTERVAL};
+
+/// Slowest expiry sweep: an expired message waits at most this long for deletion.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Deletes expired messages now and then, telling their rooms.
+pub async fn sweep_expired(store: Store, hub: Arc<Hub>, message_ttl: Duration) {
+    let period = (message_ttl / 4).clamp(Duration::from_secs(1), MAX_SWEEP_INTERVAL);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        match store.delete_expired().await {
+            Ok(expired) => {
+                for (room, id) in expired {
+                    hub.publish(&room, None, EventKind::Expired(id));
+                }
+            }
+            Err(err) => tracing::error!("expiry sweep failed: {err}"),
+        }
+    }
+}
+
+/// After a restart, recipients are named in the store but nobody is connected: those that do
+/// not come back within the grace period have left, as if they had left at the restart.
+pub async fn drop_absent_recipients(store: Store, hub: Arc<Hub>, session_grace: Duration) {
+    tokio::time::sleep(session_grace).await;
+    let named = match store.recipient_participants().await {
+        Ok(named) => named,
+        Err(err) => return tracing::error!("cannot list recipients after start-up: {err}"),
+    };
+    for (room, who) in named {
+        match store.is_participant(&room, &who).await {
+            Ok(true) => {}
+            Ok(false) => participant_left(&store, &hub, &room, &who).await,
+            Err(err) => tracing::error!("cannot check a recipient after start-up: {err}"),
+        }
+    }
+}
+
+/// Renews this instance's participant rows, and drops those of instances that stopped renewing
+/// theirs (they died without cleaning up), telling the rooms here what that changed.
+pub async fn heartbeat(
+    store: Store,
+    hub: Arc<Hub>,
+    presence: Presence,
+    message_ttl: Duration,
+    session_grace: Duration,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tick.tick().await;
+        hub.forget_fetched_before(message_ttl);
+        if let Err(err) = store.heartbeat().await {
+            tracing::error!("participant heartbeat failed: {err}");
+        }
+        match store.reap(session_grace).await {
+            Ok(reaped) => {
+                for room in reaped {
+                    for id in room.deleted {
+                        hub.publish(&room.room, None, EventKind::Deleted(id));
+                    }
+                    presence.changed(room.room, None).await;
+                }
+            }
+            Err(err) => tracing::error!("dropping vanished instances' participants failed: {err}"),
+        }
+    }
+}
+
+/// Delivers what the bus hears from the other instances to the connections here, as if it had
+/// happened here. Messages are held for fetches only while this instance hears the others'
+/// deletions; after the link was down, every room here resyncs from the store.
+///
+/// `ready` is told at the first `Listening`: the server waits for that before it accepts
+/// connections, so no event falls between starting and listening. (If it stopped waiting and
+/// serves already, that first `Listening` resyncs as a later one would.)
+pub async fn hear_other_instances(
+    hub: Arc<Hub>,
+    presence: Presence,
+    reconnects: Arc<AtomicU64>,
+    mut bus: mpsc::Receiver<BusEvent>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    hub.stop_holding();
+    while let Some(event) = bus.recv().await {
+        match event {
+            BusEvent::Listening { again } => {
+                let before_serving = ready.take().is_some_and(|tx| tx.send(()).is_ok());
+                if again || !before_serving {
+                    reconnects.fetch_add(u64::from(again), Ordering::Relaxed);
+                    hub.publish_everywhere(EventKind::Resync);
+                    tracing::info!("listening for other instances' events again; local rooms resynced");
+                }
+                hub.start_holding();
+            }
+            // Deletions elsewhere go unheard until it listens again: what is held here may
+            // outlive its row meanwhile.
+            BusEvent::Lost => hub.stop_holding(),
+            BusEvent::Notice(notice) if notice.kind == EventKind::PresenceChanged => {
+                presence.changed(notice.room, None).await;
+            }
+            BusEvent::Notice(notice) => hub.publish(&notice.room, None, notice.kind),
+        }
+    }
+}
