@@ -9,7 +9,7 @@ use app::protocol::ServerFrame;
 use base64::Engine as _;
 use sqlx::{ConnectOptions as _, Connection as _};
 
-use super::helpers::{Backend, Client, TestDatabase, TestRoom, TEST_KEY};
+use super::helpers::{contains, Backend, Client, TestDatabase, TestRoom, TEST_KEY};
 use super::process::ServerProcess;
 use super::restarts::read_and_burn;
 
@@ -40,10 +40,6 @@ impl Needle {
     fn payload(what: &str, sealed: &SealedPayload) -> Vec<Self> {
         sealed.as_bytes().chunks_exact(24).step_by(4).map(|chunk| Self::bytes(what, chunk)).collect()
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Every file under `dir`, with its path.
@@ -170,3 +166,5 @@ pub async fn a_dump_of_the_store_the_data_directory_and_the_output_holds_no_secr
         assert!(!contains(&dump, TEST_KEY.as_bytes()), "the database holds the at-rest key");
     }
 }
+
+on_both_backends!(a_dump_of_the_store_the_data_directory_and_the_output_holds_no_secret,);

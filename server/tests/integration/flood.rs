@@ -200,3 +200,5 @@ pub async fn a_flood_of_hostile_frames_leaves_an_honest_room_working(backend: Ba
     assert_eq!(read_and_burn(&mut reader, &bystanders, &kept).await, "waits out the flood");
     assert!(db.stored_bodies().await.is_empty(), "nothing left behind");
 }
+
+on_both_backends!(a_flood_of_hostile_frames_leaves_an_honest_room_working,);

@@ -74,3 +74,8 @@ async fn an_open_message_burned_on_another_instance_is_no_longer_served_where_it
     dave.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     dave.expect_error(ErrorCode::UnknownMessage).await;
 }
+
+on_both_backends!(
+    a_recipient_on_the_sending_instance_is_answered_from_memory,
+    a_burned_or_expired_message_leaves_nothing_held,
+);

@@ -175,12 +175,12 @@ async fn without_trusted_proxies_forwarded_headers_are_ignored() {
 #[tokio::test]
 async fn an_https_public_url_turns_on_hsts_and_allows_its_origin() {
     let app = spawn_app_with(Backend::Sqlite, &["--public-url", "https://chat.example"]).await;
-    let head = super::http_get(app.port, "/").await.to_ascii_lowercase();
+    let head = super::helpers::http_get(app.port, "/").await.to_ascii_lowercase();
     assert!(head.contains("strict-transport-security: max-age=63072000; includesubdomains"), "{head}");
     let request = request_with(&app.ws_url(), &[("origin", "https://chat.example")]);
     assert!(tokio_tungstenite::connect_async(request).await.is_ok());
     let plain = spawn_app_with(Backend::Sqlite, &[]).await;
-    let head = super::http_get(plain.port, "/").await.to_ascii_lowercase();
+    let head = super::helpers::http_get(plain.port, "/").await.to_ascii_lowercase();
     assert!(!head.contains("strict-transport-security"), "no HSTS without an https PUBLIC_URL");
 }
 
@@ -196,3 +196,11 @@ pub async fn a_lower_message_size_limit_refuses_larger_payloads(backend: Backend
     alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
 }
+
+on_both_backends!(
+    frames_past_the_rate_limit_are_refused_and_a_flood_is_cut_off,
+    a_full_room_refuses_the_next_join,
+    a_room_holds_a_bounded_number_of_waiting_messages,
+    an_address_holds_a_bounded_number_of_connections,
+    a_lower_message_size_limit_refuses_larger_payloads,
+);

@@ -319,3 +319,16 @@ pub async fn a_resync_does_not_repeat_a_deleted_notice(backend: Backend) {
     alice.send(&ClientFrame::Send { message_id: next.to_hex(), sealed: sealed.to_base64() }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: next.to_hex() });
 }
+
+on_both_backends!(
+    a_message_burns_when_every_recipient_has_viewed_it,
+    a_recipient_who_leaves_is_dropped_and_the_message_burns,
+    an_unread_message_whose_recipients_left_is_open_to_the_next_reader,
+    a_reconnect_within_the_grace_period_is_the_same_participant,
+    a_malformed_session_is_refused,
+    participants_in_their_grace_period_still_fill_the_room,
+    two_readers_racing_for_an_open_message_burn_it_once,
+    a_page_that_closes_its_socket_has_left_at_once,
+    two_last_readers_viewing_at_once_burn_the_message,
+    a_resync_does_not_repeat_a_deleted_notice,
+);

@@ -223,3 +223,11 @@ pub async fn a_burned_message_leaves_no_bytes_behind(backend: Backend) {
     }
     assert!(app.stored_bodies().await.is_empty());
 }
+
+on_both_backends!(
+    keys_rotate_without_losing_waiting_messages,
+    a_killed_server_delivers_waiting_messages_after_restart,
+    a_stopped_server_closes_every_socket_and_burns_nothing,
+    logs_never_name_an_address_room_message_code_key_or_payload,
+    a_burned_message_leaves_no_bytes_behind,
+);
