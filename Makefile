@@ -46,8 +46,8 @@ static: setup-static
 static-e2e: setup-static
 	$(ENV) EC_RELAY_ORIGIN=$(E2E_RELAY_ORIGIN) trunk build --release --dist $(E2E_DIST)
 
-## Every check: formatting, lints (server and wasm32), unit and integration tests on SQLite and
-## PostgreSQL, then Playwright in Chromium against the release build.
+## Every check: formatting, lints (app without features, server, wasm32), unit and integration
+## tests on SQLite and PostgreSQL, then Playwright in Chromium against the release build.
 test: setup check-format lint deny unit-and-integration fuzz-smoke build bench-smoke faults-smoke static-e2e e2e
 
 check-format:
@@ -55,6 +55,7 @@ check-format:
 
 lint:
 	$(ENV) cargo clippy -p app -p server -p loadgen --all-targets -- -D warnings
+	$(ENV) cargo clippy -p app --no-default-features --all-targets -- -D warnings
 	$(ENV) cargo clippy -p frontend --features hydrate,bench --target wasm32-unknown-unknown -- -D warnings
 	$(ENV) cargo clippy -p frontend --features csr --target wasm32-unknown-unknown -- -D warnings
 

@@ -1,26 +1,40 @@
-//! Ephemeral Chat's shared crate: the pages and components (rendered on the server, hydrated in
-//! the browser), the wire protocol and the client cryptography.
+//! Ephemeral Chat's shared crate: the wire protocol and the client cryptography, and with the
+//! `ui` feature the pages and components (rendered on the server, hydrated in the browser).
+//!
+//! With no features the crate is [`crypto`] and [`protocol`] only and builds without Leptos or
+//! the browser APIs: the load generator and the fuzz targets use it so. `ui` adds the rest, and
+//! each build that renders pages turns it on: `ssr` (the server), `hydrate` and `csr` (the
+//! browser).
 //!
 //! - [`crypto`]: spec v1 in pure Rust (no browser APIs), tested natively.
 //! - [`protocol`]: the WebSocket frames.
-//! - [`pages`]: the landing page and the room page.
-//! - [`components`]: the pieces those pages are made of.
-//! - [`room`]: the browser side of a room: keys, socket, message cards.
-//! - [`webcrypto`]: the key schedule's PBKDF2 by the browser's WebCrypto, where it has one.
+//! - `pages` (`ui`): the landing page and the room page.
+//! - `components` (`ui`): the pieces those pages are made of.
+//! - `room` (`ui`): the browser side of a room: keys, socket, message cards.
+//! - `webcrypto` (`ui`): the key schedule's PBKDF2 by the browser's WebCrypto, where it has one.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "ui")]
 pub mod components;
 pub mod crypto;
+#[cfg(feature = "ui")]
 pub mod pages;
 pub mod protocol;
+#[cfg(feature = "ui")]
 pub mod room;
+#[cfg(feature = "ui")]
 pub mod webcrypto;
 
+#[cfg(feature = "ui")]
 use leptos::either::EitherOf3;
+#[cfg(feature = "ui")]
 use leptos::prelude::*;
+#[cfg(feature = "ui")]
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 
+#[cfg(feature = "ui")]
 use pages::landing::{LandingPage, ROOM_PATH};
+#[cfg(feature = "ui")]
 use pages::room::RoomPage;
 
 /// The Content-Security-Policy of every page: scripts only from this origin plus the one inline
@@ -50,6 +64,7 @@ fn set_page_headers() {
 }
 
 /// The HTML document around the app, rendered on the server.
+#[cfg(feature = "ui")]
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     set_page_headers();
@@ -79,6 +94,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// path picks the page here instead of a client-side router: the router, and the asynchronous
 /// hydration its type-erased routes compile in for every page, were 28 % of the WASM
 /// (docs/benchmark-history.md).
+#[cfg(feature = "ui")]
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -103,6 +119,7 @@ pub fn App() -> impl IntoView {
 }
 
 /// The pages, by path.
+#[cfg(feature = "ui")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Page {
     Landing,
@@ -110,6 +127,7 @@ enum Page {
     NotFound,
 }
 
+#[cfg(feature = "ui")]
 impl Page {
     /// A trailing slash is the same page: static hosts serve `room/index.html` at `/room/`.
     fn of(path: &str) -> Self {
@@ -123,6 +141,7 @@ impl Page {
 
 /// The path of the page being rendered: the request's on the server, the address bar's in the
 /// browser (the same one, so hydration finds what the server rendered).
+#[cfg(feature = "ui")]
 fn current_path() -> String {
     #[cfg(feature = "ssr")]
     {
@@ -134,7 +153,7 @@ fn current_path() -> String {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ui"))]
 mod tests {
     use super::*;
 
