@@ -201,165 +201,56 @@ impl Subject {
     }
 }
 
-/// Every scenario: a name and its steps.
+/// Every scenario: a name and its steps. (A table: one scenario a row, as rustfmt would not.)
+#[rustfmt::skip]
 fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
     use Step::*;
     let expired = Send { id: 1, from: 1, body: 1, ttl: Duration::ZERO, max: BACKLOG };
+    let limited = |id, ttl| Send { id, from: 1, body: id, ttl, max: 2 };
+    let once = |body| Send { id: 1, from: 1, body, ttl: LONG, max: 1 };
     vec![
-        (
-            "a two-person room: send, fetch, view, burn",
-            vec![
-                Join(1),
-                Join(2),
-                send(1, 1),
-                Pending(2),
-                Pending(1),
-                Fetch { id: 1, by: 2 },
-                View { id: 1, by: 2 },
-                Exists(1),
-                Fetch { id: 1, by: 2 },
-                View { id: 1, by: 2 },
-                Pending(2),
-            ],
-        ),
-        (
-            "three people: it burns at the last recipient's view",
-            vec![
-                Join(1),
-                Join(2),
-                Join(3),
-                send(1, 1),
-                View { id: 1, by: 2 },
-                View { id: 1, by: 2 },
-                Pending(2),
-                Pending(3),
-                Fetch { id: 1, by: 2 },
-                View { id: 1, by: 3 },
-                Exists(1),
-            ],
-        ),
-        (
-            "the sender and a latecomer may not fetch",
-            vec![
-                Join(1),
-                Join(2),
-                send(1, 1),
-                Join(3),
-                Fetch { id: 1, by: 1 },
-                Fetch { id: 1, by: 3 },
-                Pending(3),
-                View { id: 1, by: 3 },
-                Exists(1),
-                Fetch { id: 1, by: 2 },
-            ],
-        ),
-        (
-            "a message sent to nobody is open to the first other participant",
-            vec![
-                Join(1),
-                send(1, 1),
-                Pending(1),
-                Fetch { id: 1, by: 1 },
-                Join(2),
-                Pending(2),
-                Fetch { id: 1, by: 2 },
-                View { id: 1, by: 2 },
-                Exists(1),
-            ],
-        ),
-        (
-            "a leave burns what the others have viewed",
-            vec![
-                Join(1),
-                Join(2),
-                Join(3),
-                send(1, 1),
-                send(2, 1),
-                View { id: 1, by: 2 },
-                Leave(3),
-                Exists(1),
-                Exists(2),
-                Pending(2),
-            ],
-        ),
-        (
-            "a message whose recipients all left is open",
-            vec![
-                Join(1),
-                Join(2),
-                send(1, 1),
-                Leave(2),
-                Exists(1),
-                Join(3),
-                Pending(3),
-                Pending(1),
-                Fetch { id: 1, by: 3 },
-                View { id: 1, by: 3 },
-                Exists(1),
-            ],
-        ),
-        (
-            "a viewer leaving changes nothing",
-            vec![
-                Join(1),
-                Join(2),
-                Join(3),
-                send(1, 1),
-                View { id: 1, by: 2 },
-                Leave(2),
-                Exists(1),
-                Pending(3),
-                View { id: 1, by: 3 },
-                Exists(1),
-            ],
-        ),
-        (
-            "unviewed messages expire",
-            vec![
-                Join(1),
-                Join(2),
-                expired,
-                send(2, 1),
-                Pending(2),
-                Fetch { id: 1, by: 2 },
-                Expire,
-                Exists(1),
-                Exists(2),
-                View { id: 1, by: 2 },
-                Expire,
-            ],
-        ),
-        (
-            "the backlog limit refuses, and expired messages do not count",
-            vec![
-                Join(1),
-                Join(2),
-                Send { id: 1, from: 1, body: 1, ttl: LONG, max: 2 },
-                Send { id: 2, from: 1, body: 2, ttl: Duration::ZERO, max: 2 },
-                Send { id: 3, from: 1, body: 3, ttl: LONG, max: 2 },
-                Send { id: 4, from: 1, body: 4, ttl: LONG, max: 2 },
-                Exists(4),
-                View { id: 1, by: 2 },
-                Send { id: 4, from: 1, body: 4, ttl: LONG, max: 2 },
-                Pending(2),
-            ],
-        ),
-        (
-            "a resend is recognised, even in a full room, and a changed body is not stored",
-            vec![
-                Join(1),
-                Join(2),
-                Send { id: 1, from: 1, body: 1, ttl: LONG, max: 1 },
-                Send { id: 1, from: 1, body: 1, ttl: LONG, max: 1 },
-                Send { id: 1, from: 1, body: 9, ttl: LONG, max: 1 },
-                Fetch { id: 1, by: 2 },
-                Pending(2),
-            ],
-        ),
-        (
-            "an id is free again once its message burned",
-            vec![Join(1), Join(2), send(1, 1), View { id: 1, by: 2 }, send(1, 2), Pending(1), Fetch { id: 1, by: 1 }],
-        ),
+        ("a two-person room: send, fetch, view, burn", vec![
+            Join(1), Join(2), send(1, 1), Pending(2), Pending(1), Fetch { id: 1, by: 2 }, View { id: 1, by: 2 },
+            Exists(1), Fetch { id: 1, by: 2 }, View { id: 1, by: 2 }, Pending(2),
+        ]),
+        ("three people: it burns at the last recipient's view", vec![
+            Join(1), Join(2), Join(3), send(1, 1), View { id: 1, by: 2 }, View { id: 1, by: 2 }, Pending(2),
+            Pending(3), Fetch { id: 1, by: 2 }, View { id: 1, by: 3 }, Exists(1),
+        ]),
+        ("the sender and a latecomer may not fetch", vec![
+            Join(1), Join(2), send(1, 1), Join(3), Fetch { id: 1, by: 1 }, Fetch { id: 1, by: 3 }, Pending(3),
+            View { id: 1, by: 3 }, Exists(1), Fetch { id: 1, by: 2 },
+        ]),
+        ("a message sent to nobody is open to the first other participant", vec![
+            Join(1), send(1, 1), Pending(1), Fetch { id: 1, by: 1 }, Join(2), Pending(2), Fetch { id: 1, by: 2 },
+            View { id: 1, by: 2 }, Exists(1),
+        ]),
+        ("a leave burns what the others have viewed", vec![
+            Join(1), Join(2), Join(3), send(1, 1), send(2, 1), View { id: 1, by: 2 }, Leave(3), Exists(1),
+            Exists(2), Pending(2),
+        ]),
+        ("a message whose recipients all left is open", vec![
+            Join(1), Join(2), send(1, 1), Leave(2), Exists(1), Join(3), Pending(3), Pending(1),
+            Fetch { id: 1, by: 3 }, View { id: 1, by: 3 }, Exists(1),
+        ]),
+        ("a viewer leaving changes nothing", vec![
+            Join(1), Join(2), Join(3), send(1, 1), View { id: 1, by: 2 }, Leave(2), Exists(1), Pending(3),
+            View { id: 1, by: 3 }, Exists(1),
+        ]),
+        ("unviewed messages expire", vec![
+            Join(1), Join(2), expired, send(2, 1), Pending(2), Fetch { id: 1, by: 2 }, Expire, Exists(1), Exists(2),
+            View { id: 1, by: 2 }, Expire,
+        ]),
+        ("the backlog limit refuses, and expired messages do not count", vec![
+            Join(1), Join(2), limited(1, LONG), limited(2, Duration::ZERO), limited(3, LONG), limited(4, LONG),
+            Exists(4), View { id: 1, by: 2 }, limited(4, LONG), Pending(2),
+        ]),
+        ("a resend is recognised, even in a full room, and a changed body is not stored", vec![
+            Join(1), Join(2), once(1), once(1), once(9), Fetch { id: 1, by: 2 }, Pending(2),
+        ]),
+        ("an id is free again once its message burned", vec![
+            Join(1), Join(2), send(1, 1), View { id: 1, by: 2 }, send(1, 2), Pending(1), Fetch { id: 1, by: 1 },
+        ]),
     ]
 }
 
