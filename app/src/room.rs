@@ -75,7 +75,7 @@ pub struct Card {
 
 /// A room as the page sees it. All fields are handles, so it is `Copy` into closures.
 #[derive(Clone, Copy)]
-pub struct Room {
+pub struct RoomClient {
     pub connection: RwSignal<Connection>,
     pub participants: RwSignal<u32>,
     pub peer_typing: RwSignal<bool>,
@@ -107,13 +107,13 @@ pub struct Room {
     halted: StoredValue<bool>,
 }
 
-impl Default for Room {
+impl Default for RoomClient {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Room {
+impl RoomClient {
     pub fn new() -> Self {
         Self {
             connection: RwSignal::new(Connection::Deriving),

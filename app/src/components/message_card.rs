@@ -3,10 +3,10 @@
 use leptos::either::EitherOf7;
 use leptos::prelude::*;
 
-use crate::room::{Card, CardState, Room};
+use crate::room::{Card, CardState, RoomClient};
 
 #[component]
-pub fn MessageCard(card: Card, room: Room) -> impl IntoView {
+pub fn MessageCard(card: Card, room: RoomClient) -> impl IntoView {
     let countdown = move || {
         card.left.get().map(|left| view! { <span class="countdown">{format!("Disappears in {left} s")}</span> })
     };

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::components::message_card::MessageCard;
 use crate::crypto::RoomCode;
-use crate::room::{Connection, Room};
+use crate::room::{Connection, RoomClient};
 
 /// Characters a person may type in one message (the body limit is in bytes, larger).
 const MAX_CHARS: usize = 4000;
@@ -27,7 +27,7 @@ fn take_code_from_url() -> Option<RoomCode> {
 
 #[component]
 pub fn RoomPage() -> impl IntoView {
-    let room = Room::new();
+    let room = RoomClient::new();
     let invalid = RwSignal::new(false);
     Effect::new(move |_| match take_code_from_url() {
         Some(code) => {
@@ -54,7 +54,7 @@ pub fn RoomPage() -> impl IntoView {
 }
 
 #[component]
-fn RoomView(room: Room) -> impl IntoView {
+fn RoomView(room: RoomClient) -> impl IntoView {
     let status = move || match room.connection.get() {
         Connection::Deriving => "Deriving keys…",
         Connection::Connecting => "Connecting…",
@@ -126,7 +126,7 @@ fn RoomView(room: Room) -> impl IntoView {
 
 /// The text box: Enter sends, Shift+Enter breaks the line.
 #[component]
-fn Composer(room: Room) -> impl IntoView {
+fn Composer(room: RoomClient) -> impl IntoView {
     let draft = RwSignal::new(String::new());
     // While reconnecting, messages are sealed and queued: they go out (once) on rejoining.
     let can_send = move || !matches!(room.connection.get(), Connection::Deriving | Connection::Full);

@@ -111,14 +111,14 @@ struct RoomRun {
 }
 
 /// A page's socket: its session token outlives each connection.
-struct Page {
+struct SimulatedPage {
     session: String,
     instance: usize,
     ws: Option<Ws>,
     retry_at: Instant,
 }
 
-impl Page {
+impl SimulatedPage {
     fn new(instance: usize) -> Self {
         Self { session: hex::encode(app::crypto::random_bytes::<16>()), instance, ws: None, retry_at: Instant::now() }
     }
@@ -204,8 +204,8 @@ struct Incoming {
 
 /// One room's run: its two pages and what each knows.
 struct RoomState {
-    sender: Page,
-    receiver: Page,
+    sender: SimulatedPage,
+    receiver: SimulatedPage,
     sender_id: SenderId,
     outgoing: HashMap<MessageId, Outgoing>,
     incoming: HashMap<MessageId, Incoming>,
@@ -217,8 +217,8 @@ struct RoomState {
 impl RoomRun {
     async fn run(self) -> RoomOutcome {
         let mut room = RoomState {
-            sender: Page::new(self.sender_instance),
-            receiver: Page::new(self.receiver_instance),
+            sender: SimulatedPage::new(self.sender_instance),
+            receiver: SimulatedPage::new(self.receiver_instance),
             sender_id: SenderId(app::crypto::random_bytes()),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),

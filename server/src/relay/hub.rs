@@ -26,7 +26,7 @@ pub struct RoomEvent {
 }
 
 /// A room with connections on this instance.
-struct Room {
+struct LocalRoom {
     tx: broadcast::Sender<RoomEvent>,
     /// This instance's connections subscribed to it.
     connections: usize,
@@ -45,7 +45,7 @@ struct Fetched {
 /// what each participant fetched here. Who is in a room, over all instances, is in the store.
 #[derive(Default)]
 pub struct Hub {
-    rooms: Mutex<HashMap<RoomHash, Room>>,
+    rooms: Mutex<HashMap<RoomHash, LocalRoom>>,
     /// Messages each participant fetched on this instance (only these may it confirm as
     /// viewed), and when it last fetched one.
     fetched: Mutex<HashMap<(RoomHash, Participant), Fetched>>,
@@ -63,7 +63,7 @@ impl Hub {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomHash, Room>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomHash, LocalRoom>> {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -75,7 +75,7 @@ impl Hub {
     /// so nothing published afterwards is missed.
     pub fn subscribe(&self, room: RoomHash) -> broadcast::Receiver<RoomEvent> {
         let mut rooms = self.rooms();
-        let entry = rooms.entry(room).or_insert_with(|| Room {
+        let entry = rooms.entry(room).or_insert_with(|| LocalRoom {
             tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0,
             connections: 0,
             held: Held::default(),
@@ -206,7 +206,7 @@ impl Hub {
 
     /// What `kind` says a room may no longer hold: a deleted or expired message, or everything
     /// when the room resyncs (events from other instances may have been missed).
-    fn unhold(&self, entry: &mut Room, kind: EventKind) {
+    fn unhold(&self, entry: &mut LocalRoom, kind: EventKind) {
         match kind {
             EventKind::Deleted(id) | EventKind::Expired(id) => self.freed(entry.held.release(&id)),
             EventKind::Resync => self.freed(entry.held.clear()),

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Backend as _, Pool, Store, StoreError};
+use super::dialect::Dialect as _;
+use super::{Pool, Store, StoreError};
 use crate::domain::ids::message_id_from_row;
 use crate::domain::{now_ms, EventKind, MessageId, Participant, RoomHash};
 
