@@ -19,10 +19,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 
+use crate::domain::bounds::BUS_MAX_RECONNECT_WAIT;
 use crate::domain::{InstanceId, Notice, CHANNEL};
-
-/// Longest wait between attempts to re-establish the LISTEN connection.
-const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// What the bus tells the relay, in the order it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +49,7 @@ pub async fn listen(instance: InstanceId, options: PgConnectOptions, events: mps
             Err(err) => {
                 tracing::warn!("cannot listen for other instances' events (retrying): {err}");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_RECONNECT_WAIT);
+                wait = (wait * 2).min(BUS_MAX_RECONNECT_WAIT);
                 continue;
             }
         };

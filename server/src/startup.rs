@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
@@ -14,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::at_rest::{KeyRing, ServerKey};
 use crate::bus::{self, BusEvent};
 use crate::config::{Config, Database};
+use crate::domain::bounds::{BUS_QUEUE, LISTEN_WAIT, STOP_WAIT};
 use crate::domain::InstanceId;
 use crate::relay::hub::Hub;
 use crate::relay::presence::{self, Presence, PresenceQueue};
@@ -24,14 +24,6 @@ use crate::ws::limits::AddressCounter;
 
 /// File name of the generated key, beside the SQLite database.
 pub const KEY_FILE_NAME: &str = "ephemeral-chat.key";
-/// How long start-up waits for the first LISTEN (PostgreSQL) before serving anyway.
-const LISTEN_WAIT: Duration = Duration::from_secs(10);
-/// Events from the bus waiting for the relay; past it, the listener waits.
-const BUS_QUEUE: usize = 1024;
-/// How long a stopping server waits for its sockets to close (each waits up to
-/// `ws::CLOSE_GRACE` for the page's close reply) and their participants to be kept as
-/// disconnected, before it exits anyway.
-const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A bound, ready server. Tests build it on port 0 and read [`Application::port`].
 pub struct Application {

@@ -6,6 +6,7 @@
 //! types and the standard library. The store's SQL enforces [`lifecycle`] atomically and is
 //! tested against it (`server/tests/integration/scenarios.rs`).
 
+pub mod bounds;
 pub mod events;
 pub mod ids;
 pub mod lifecycle;

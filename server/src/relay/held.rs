@@ -27,10 +27,6 @@ use std::collections::HashMap;
 
 use crate::domain::{MessageId, Participant, Waiting};
 
-/// Bytes of bodies one instance holds at most, over all rooms. Past it, messages are not held
-/// and their recipients fetch them from the store, as on another instance.
-pub const HELD_BYTES_BUDGET: usize = 16 << 20;
-
 /// A message as stored, minus what the hub keys it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMessage {

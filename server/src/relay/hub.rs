@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
-use super::held::{Held, HeldMessage, HELD_BYTES_BUDGET};
-use super::ROOM_CHANNEL_CAPACITY;
+use super::held::{Held, HeldMessage};
+use crate::domain::bounds::{HELD_BYTES_BUDGET, ROOM_CHANNEL_CAPACITY};
 use crate::domain::{ConnectionId, EventKind, MessageId, Participant, RoomHash, Waiting};
 
 /// An event and the connection that caused it (`None` for the server itself).

@@ -30,13 +30,6 @@ use crate::store::Store;
 use hub::Hub;
 use presence::Presence;
 
-/// Events a room's channel buffers for its slowest member before that member lags (and then
-/// re-reads from the store what waits for it, who is here and which of its own messages are
-/// gone; only a receipt's intermediate "n of m" can be skipped). The channel allocates every slot
-/// up front, about 80 bytes each: at 256 that was 20 KiB per room, most of an idle connection's
-/// cost. A room's traffic is a few events per message among at most a few people.
-pub const ROOM_CHANNEL_CAPACITY: usize = 32;
-
 /// What every connection of this instance shares.
 pub struct Relay {
     /// This process, among the instances sharing a PostgreSQL database.

@@ -12,11 +12,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::hub::Hub;
+use crate::domain::bounds::PRESENCE_QUEUE;
 use crate::domain::{ConnectionId, EventKind, RoomHash};
 use crate::store::Store;
-
-/// Presence changes waiting to be counted; past this, those asking wait.
-const QUEUE: usize = 1024;
 
 /// Where joins and leaves ask for a room's count to be read again.
 #[derive(Clone)]
@@ -29,7 +27,7 @@ pub struct PresenceQueue(mpsc::Receiver<(RoomHash, Option<ConnectionId>)>);
 
 impl Presence {
     pub fn new() -> (Self, PresenceQueue) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::channel(PRESENCE_QUEUE);
         (Self { tx }, PresenceQueue(rx))
     }
 

@@ -11,11 +11,9 @@ use super::departure::participant_left;
 use super::hub::Hub;
 use super::presence::Presence;
 use crate::bus::BusEvent;
+use crate::domain::bounds::{HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL};
 use crate::domain::EventKind;
-use crate::store::{Store, HEARTBEAT_INTERVAL};
-
-/// Slowest expiry sweep: an expired message waits at most this long for deletion.
-const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+use crate::store::Store;
 
 /// Deletes expired messages now and then, telling their rooms.
 pub async fn sweep_expired(store: Store, hub: Arc<Hub>, message_ttl: Duration) {

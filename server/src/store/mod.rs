@@ -23,6 +23,7 @@ mod postgres;
 mod sqlite;
 
 use crate::config::Database;
+use crate::domain::bounds::INSERT_ATTEMPTS;
 use crate::domain::ids::message_id_from_row;
 use crate::domain::lifecycle::expiry;
 use crate::domain::{
@@ -90,9 +91,6 @@ macro_rules! on_pool {
 
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
 
-/// How often an insert that lost a race looks again before it gives up.
-const INSERT_ATTEMPTS: usize = 3;
-
 /// What an insert's one statement read and did, on either backend.
 #[derive(Debug)]
 struct InsertFound {
@@ -131,7 +129,7 @@ macro_rules! drop_from_recipients {
 }
 
 mod participants;
-pub use participants::{Admitted, Reaped, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use participants::{Admitted, Reaped};
 
 impl Store {
     /// Opens (creating if needed) the configured database and runs its migrations. `instance`

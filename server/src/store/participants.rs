@@ -11,14 +11,9 @@ use std::time::Duration;
 
 use super::dialect::Dialect as _;
 use super::{Pool, Store, StoreError};
+use crate::domain::bounds::HEARTBEAT_TIMEOUT;
 use crate::domain::ids::message_id_from_row;
 use crate::domain::{now_ms, EventKind, MessageId, Participant, RoomHash};
-
-/// How often an instance renews its participants' rows.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// A row not renewed for this long belongs to an instance that is gone: it no longer counts as
-/// connected, and after the grace period on top it is dropped.
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A join that went through: how many are connected now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

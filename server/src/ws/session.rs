@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::watch;
 
 use super::limits::TokenBucket;
-use super::{CLOSE_GRACE, PING_INTERVAL};
+use crate::domain::bounds::{CLOSE_GRACE, PING_INTERVAL};
 use crate::relay::connection::{Connection, Ending};
 use crate::relay::Relay;
 

@@ -4,18 +4,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::{InsertFound, StoreError};
+use crate::domain::bounds::POSTGRES_POOL_CONNECTIONS;
 use crate::domain::{now_ms, InstanceId, MessageId, NewMessage, Participant, RoomHash, Viewed, CHANNEL};
 
-/// Enough for two cores' worth of concurrent requests without crowding the database.
-const MAX_CONNECTIONS: u32 = 10;
 /// SQLSTATE of "database does not exist".
 const INVALID_CATALOG_NAME: &str = "3D000";
 
 pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgPool, StoreError> {
-    let pool = match PgPoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options.clone()).await {
+    let pool = match PgPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS).connect_with(options.clone()).await
+    {
         Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(INVALID_CATALOG_NAME) => {
             create_database(options).await?;
-            PgPoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options.clone()).await?
+            PgPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS).connect_with(options.clone()).await?
         }
         other => other?,
     };

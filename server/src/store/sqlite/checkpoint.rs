@@ -6,24 +6,16 @@
 //! commit, so the one write connection, and every journey queued behind it, waits for two
 //! syncs: on a disk that stalls, the slowest journeys then took 100–200 ms
 //! (`docs/benchmark-history.md`, session 9). Here a connection of its own checkpoints every
-//! [`EVERY`] in `PASSIVE` mode, which copies what it can without taking the write lock, while
-//! the write connection goes on committing. The write connection keeps a checkpoint of its own
-//! only as a backstop ([`BACKSTOP_PAGES`]), for a log this task has let grow (it failed, or the
-//! disk is slower than the writes).
-
-use std::time::Duration;
+//! [`CHECKPOINT_EVERY`] in `PASSIVE` mode, which copies what it can without taking the write
+//! lock, while the write connection goes on committing. The write connection keeps a checkpoint
+//! of its own only as a backstop (`CHECKPOINT_BACKSTOP_PAGES`), for a log this task has let
+//! grow (it failed, or the disk is slower than the writes).
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::ConnectOptions;
 
 use super::group_commit::QueueWatch;
-
-/// How often the log is copied back. Each copy that finds new pages syncs twice.
-pub(in crate::store) const EVERY: Duration = Duration::from_millis(100);
-/// The log's size, in pages, at which the write connection checkpoints itself after all
-/// (`wal_autocheckpoint`): 40 MB at SQLite's 4 KiB pages, which the task's copies every
-/// [`EVERY`] keep it well below.
-pub(in crate::store) const BACKSTOP_PAGES: u32 = 10_000;
+use crate::domain::bounds::CHECKPOINT_EVERY;
 
 /// Starts the task that checkpoints the database `options` names for as long as `queue`, the
 /// store's write queue, has a handle.
@@ -31,7 +23,7 @@ pub(in crate::store) fn spawn(options: SqliteConnectOptions, queue: QueueWatch) 
     tokio::spawn(async move {
         let mut conn = None;
         let mut failing = false;
-        let mut tick = tokio::time::interval(EVERY);
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -42,7 +34,7 @@ pub(in crate::store) fn spawn(options: SqliteConnectOptions, queue: QueueWatch) 
                 // Not fatal: the write connection's own checkpoint is the backstop. Said once
                 // per run of failures, not ten times a second.
                 Err(err) if !failing => {
-                    tracing::warn!("SQLite checkpoint failed ({err}); retrying every {EVERY:?}");
+                    tracing::warn!("SQLite checkpoint failed ({err}); retrying every {CHECKPOINT_EVERY:?}");
                     (conn, failing) = (None, true);
                 }
                 Err(_) => conn = None,
@@ -71,6 +63,8 @@ async fn checkpoint(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::store::sqlite::connect;
     use crate::store::{Pool, Store};
@@ -113,13 +107,13 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while rows_in_file(&dir).await != Some(10) {
             assert!(tokio::time::Instant::now() < deadline, "the task copied the commit back");
-            tokio::time::sleep(EVERY).await;
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
         }
 
         drop(store);
-        tokio::time::sleep(EVERY * 3).await;
+        tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
         sqlx::query(PAGES).bind(10).execute(&write).await.unwrap();
-        tokio::time::sleep(EVERY * 5).await;
+        tokio::time::sleep(CHECKPOINT_EVERY * 5).await;
         assert_eq!(rows_in_file(&dir).await, Some(10), "with the store gone the task copies nothing more");
     }
 }

@@ -22,12 +22,7 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer::{write, Writer};
-
-/// Writes that may wait for the write connection; a caller beyond them waits to enqueue.
-const QUEUE: usize = 1024;
-/// The most writes in one transaction. Larger batches hold SQLite's write lock longer (the
-/// other writers, joins and leaves, wait for it) for little more saving.
-const MAX_BATCH: usize = 64;
+use crate::domain::bounds::{GROUP_COMMIT_MAX_BATCH, WRITE_QUEUE};
 
 /// A write's statements, as they run alone and inside a batch.
 #[derive(Debug)]
@@ -101,7 +96,7 @@ impl WriteQueue {
     /// Starts the task that runs the queued writes on `pool`, the write pool. It ends when the
     /// last handle is dropped.
     pub(in crate::store) fn spawn(pool: SqlitePool) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE);
+        let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
         let batched = Arc::new(AtomicU64::new(0));
         tokio::spawn(run(pool, queue, batched.clone()));
         Self {
@@ -135,8 +130,8 @@ impl WriteQueue {
 }
 
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, batched: Arc<AtomicU64>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX_BATCH);
+    while queue.recv_many(&mut batch, GROUP_COMMIT_MAX_BATCH).await > 0 {
         if batch.len() > 1 {
             match together(&pool, &batch).await {
                 Ok(results) => {

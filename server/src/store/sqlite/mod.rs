@@ -21,15 +21,13 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row as _;
 
 use super::{InsertFound, StoreError};
+use crate::domain::bounds::{CHECKPOINT_BACKSTOP_PAGES, SQLITE_READ_CONNECTIONS};
 use crate::domain::{now_ms, MessageId, NewMessage, Participant, RoomHash, Viewed};
 use group_commit::{compound, Bind, Compound, WriteQueue};
 
 pub(super) mod checkpoint;
 pub(super) mod group_commit;
 mod writer;
-
-/// Read-only connections for concurrent readers; in WAL mode a writer never blocks them.
-const READ_CONNECTIONS: u32 = 3;
 
 /// Opens the database: a pool of one write connection, so writers wait their turn in this
 /// process, in order (several write connections would contend for SQLite's lock and back off in
@@ -53,11 +51,11 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File
         .max_connections(1)
         .test_before_acquire(false)
         // The checkpoint task copies the log back (`checkpoint.rs`); this is the backstop.
-        .connect_with(options.clone().pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string()))
+        .connect_with(options.clone().pragma("wal_autocheckpoint", CHECKPOINT_BACKSTOP_PAGES.to_string()))
         .await?;
     sqlx::migrate!("../migrations/sqlite").run(&write).await?;
     let read = SqlitePoolOptions::new()
-        .max_connections(READ_CONNECTIONS)
+        .max_connections(SQLITE_READ_CONNECTIONS)
         .test_before_acquire(false)
         .connect_with(options.create_if_missing(false).read_only(true))
         .await?;

@@ -1,0 +1,94 @@
+//! The relay's internal bounds, in one place, each with its reason. They are not settings (an
+//! operator's are in `config.rs`, each in `--help`): they are the fixed sizes and times the
+//! layers are built around, and a change to one is a change to what BENCHMARKS.md measured.
+
+use std::time::Duration;
+
+// The bus (`bus.rs`).
+
+/// Longest wait between attempts to re-establish the LISTEN connection.
+pub const BUS_MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+
+// Start and stop (`startup.rs`).
+
+/// How long start-up waits for the first LISTEN (PostgreSQL) before serving anyway.
+pub const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// Events from the bus waiting for the relay; past it, the listener waits.
+pub const BUS_QUEUE: usize = 1024;
+/// How long a stopping server waits for its sockets to close (each waits up to
+/// `CLOSE_GRACE` for the page's close reply) and their participants to be kept as
+/// disconnected, before it exits anyway.
+pub const STOP_WAIT: Duration = Duration::from_secs(10);
+
+// Sockets (`ws/mod.rs`).
+
+/// How long a closing connection waits for the client's close reply.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How often the server pings (at most; more often under a short `IDLE_TIMEOUT`), keeping
+/// proxies from cutting quiet connections.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+// Rooms (`relay/mod.rs`).
+
+/// Events a room's channel buffers for its slowest member before that member lags (and then
+/// re-reads from the store what waits for it, who is here and which of its own messages are
+/// gone; only a receipt's intermediate "n of m" can be skipped). The channel allocates every slot
+/// up front, about 80 bytes each: at 256 that was 20 KiB per room, most of an idle connection's
+/// cost. A room's traffic is a few events per message among at most a few people.
+pub const ROOM_CHANNEL_CAPACITY: usize = 32;
+
+// Held messages (`relay/held.rs`).
+
+/// Bytes of bodies one instance holds at most, over all rooms. Past it, messages are not held
+/// and their recipients fetch them from the store, as on another instance.
+pub const HELD_BYTES_BUDGET: usize = 16 << 20;
+
+// Presence (`relay/presence.rs`).
+
+/// Presence changes waiting to be counted; past this, those asking wait.
+pub const PRESENCE_QUEUE: usize = 1024;
+
+// Expiry (`relay/tasks.rs`).
+
+/// Slowest expiry sweep: an expired message waits at most this long for deletion.
+pub const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+// Participants (`store/participants.rs`).
+
+/// How often an instance renews its participants' rows.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A row not renewed for this long belongs to an instance that is gone: it no longer counts as
+/// connected, and after the grace period on top it is dropped.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+
+// The store (`store/mod.rs`).
+
+/// How often an insert that lost a race looks again before it gives up.
+pub const INSERT_ATTEMPTS: usize = 3;
+
+// PostgreSQL (`store/postgres/mod.rs`).
+
+/// Enough for two cores' worth of concurrent requests without crowding the database.
+pub const POSTGRES_POOL_CONNECTIONS: u32 = 10;
+
+// SQLite (`store/sqlite/mod.rs`).
+
+/// Read-only connections for concurrent readers; in WAL mode a writer never blocks them.
+pub const SQLITE_READ_CONNECTIONS: u32 = 3;
+
+// SQLite group commit (`store/sqlite/group_commit.rs`).
+
+/// Writes that may wait for the write connection; a caller beyond them waits to enqueue.
+pub const WRITE_QUEUE: usize = 1024;
+/// The most writes in one transaction. Larger batches hold SQLite's write lock longer (the
+/// other writers, joins and leaves, wait for it) for little more saving.
+pub const GROUP_COMMIT_MAX_BATCH: usize = 64;
+
+// SQLite checkpoints (`store/sqlite/checkpoint.rs`).
+
+/// How often the log is copied back. Each copy that finds new pages syncs twice.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The log's size, in pages, at which the write connection checkpoints itself after all
+/// (`wal_autocheckpoint`): 40 MB at SQLite's 4 KiB pages, which the task's copies every
+/// [`CHECKPOINT_EVERY`] keep it well below.
+pub const CHECKPOINT_BACKSTOP_PAGES: u32 = 10_000;
