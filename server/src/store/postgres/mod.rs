@@ -121,10 +121,8 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 /// sender's own row is not locked: it is no recipient, and a lock that concurrent sends from one
 /// sender would share is a multixact to PostgreSQL. A participant that first joins elsewhere
 /// while this runs is not a recipient (it was not here when the message was sent), so it needs no
-/// notice. Known gap: a participant *re*joining another instance in the same few milliseconds
-/// (its row still names this instance in this statement's snapshot, and its join read what
-/// waits before this commits) is a recipient that hears of this message only at its next join
-/// or resync.
+/// notice. (A participant *re*joining another instance in the same few milliseconds can miss
+/// the notice until its next join or resync: issue 24 closes that gap.)
 ///
 /// The backlog is counted over the room's rows (the primary key's prefix), with the expiry as a
 /// filter rather than a condition: as a condition, the generic plan of this prepared statement
