@@ -25,8 +25,11 @@ const CLOSE_POLICY: u16 = 1008;
 /// `stopping` turns true when the server stops: the socket is closed with 1001 "going away" and
 /// the participant kept as after a network loss, so the page's reconnect to the next process is
 /// the same participant.
-pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, mut stopping: watch::Receiver<bool>) {
+pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, stopping: watch::Receiver<bool>) {
     let limits = relay.limits;
+    // One waiter for the whole connection, not one registered anew on every pass of the loop.
+    let stopping = server_stopping(stopping);
+    tokio::pin!(stopping);
     let mut connection = Connection::new(relay);
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
     let mut last_heard = Instant::now();
@@ -85,7 +88,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, mut stopping: watch::
                     break;
                 }
             }
-            () = server_stopping(&mut stopping) => {
+            () = &mut stopping => {
                 close_gracefully(&mut socket, CLOSE_GOING_AWAY, "server restarting").await;
                 ending = Ending::ServerStopping;
                 break;
@@ -106,7 +109,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, mut stopping: watch::
 
 /// Resolves once the server is stopping; never if it runs on, or if nobody can tell any more
 /// (the server was dropped in-process, as tests do to kill one).
-async fn server_stopping(stopping: &mut watch::Receiver<bool>) {
+async fn server_stopping(mut stopping: watch::Receiver<bool>) {
     if stopping.wait_for(|stopping| *stopping).await.is_err() {
         std::future::pending::<()>().await;
     }
