@@ -1,16 +1,17 @@
 //! Ephemeral Chat's shared crate: the wire protocol and the client cryptography, and with the
 //! `ui` feature the pages and components (rendered on the server, hydrated in the browser).
 //!
-//! With no features the crate is [`crypto`] and [`protocol`] only and builds without Leptos or
-//! the browser APIs: the load generator and the fuzz targets use it so. `ui` adds the rest, and
-//! each build that renders pages turns it on: `ssr` (the server), `hydrate` and `csr` (the
-//! browser).
+//! With no features the crate is [`crypto`], [`protocol`] and the room model ([`room`]) only, and
+//! builds without Leptos or the browser APIs: the load generator and the fuzz targets use it so.
+//! `ui` adds the rest, and each build that renders pages turns it on: `ssr` (the server),
+//! `hydrate` and `csr` (the browser).
 //!
 //! - [`crypto`]: spec v1 in pure Rust (no browser APIs), tested natively.
 //! - [`protocol`]: the WebSocket frames.
 //! - `pages` (`ui`): the landing page and the room page.
 //! - `components` (`ui`): the pieces those pages are made of.
-//! - `room` (`ui`): the browser side of a room: keys, socket, message cards.
+//! - [`room`]: the room as a page lives it, as a model with no I/O; with `ui`, the browser's
+//!   driver of it (socket, timers, signals).
 //! - `webcrypto` (`ui`): the key schedule's PBKDF2 by the browser's WebCrypto, where it has one.
 #![forbid(unsafe_code)]
 
@@ -20,7 +21,6 @@ pub mod crypto;
 #[cfg(feature = "ui")]
 pub mod pages;
 pub mod protocol;
-#[cfg(feature = "ui")]
 pub mod room;
 #[cfg(feature = "ui")]
 pub mod webcrypto;

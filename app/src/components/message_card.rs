@@ -3,10 +3,10 @@
 use leptos::either::EitherOf7;
 use leptos::prelude::*;
 
-use crate::room::{Card, CardState, RoomClient};
+use crate::room::{CardState, CardView, RoomClient};
 
 #[component]
-pub fn MessageCard(card: Card, room: RoomClient) -> impl IntoView {
+pub fn MessageCard(card: CardView, room: RoomClient) -> impl IntoView {
     let countdown = move || {
         card.left.get().map(|left| view! { <span class="countdown">{format!("Disappears in {left} s")}</span> })
     };

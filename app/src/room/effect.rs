@@ -1,0 +1,100 @@
+//! What the room model returns to its driver, and the states it shows.
+
+use std::time::Duration;
+
+use crate::crypto::MessageId;
+use crate::protocol::{ClientFrame, ErrorCode};
+
+/// How long "typing…" lasts after the last typing notice.
+pub const TYPING_SHOWN_FOR: Duration = Duration::from_secs(4);
+/// Least time between two typing notices this page sends, in milliseconds.
+pub const TYPING_RESEND_MS: u64 = 2_000;
+/// The first wait before reconnecting; it doubles after each failed attempt.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Failed attempts in a row after which the page says the server cannot be reached.
+pub const UNREACHABLE_AFTER: u32 = 3;
+/// After an `internal` or `rate_limited` refusal, the wait before the page tries again what the
+/// relay has not confirmed (the protocol says both are safe to retry).
+pub const RETRY_AFTER: Duration = Duration::from_millis(1_500);
+
+/// The state of the connection to the relay.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Connection {
+    /// Running the key derivation (before a model exists).
+    Deriving,
+    /// Opening the socket and joining.
+    Connecting,
+    /// Joined: messages flow.
+    Online,
+    /// The socket dropped; trying again.
+    Reconnecting,
+    /// Several attempts in a row failed; still trying.
+    Unreachable,
+    /// The relay refused the join: the room holds as many people as it may.
+    Full,
+}
+
+/// What the driver must do.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Effect {
+    /// Send this frame on the open socket.
+    Send(ClientFrame),
+    /// Open a socket to the relay after this wait, then call [`RoomModel::on_connected`], or
+    /// [`RoomModel::on_closed`] if it cannot be opened.
+    Connect { after: Duration },
+    /// Close the socket; [`RoomModel::on_closed`] is not called for it.
+    Disconnect,
+    /// Call [`RoomModel::on_timer`] with this timer after this wait.
+    Schedule { timer: Timer, after: Duration },
+    /// Something happened that the page may mark (a tone, the title) and a test may count.
+    Event(RoomEvent),
+}
+
+/// The model's timers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Timer {
+    /// The peer's "typing…" ends, unless a newer typing notice came (this is its generation).
+    TypingShown(u64),
+    /// A card's countdown moves on by a second.
+    Countdown(MessageId),
+    /// Try again what an `internal` or `rate_limited` refusal left unconfirmed.
+    Retry,
+}
+
+/// What happened in the room, as the page saw it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum RoomEvent {
+    /// The relay let this page into the room (again, after a reconnect).
+    Joined,
+    /// A sealed message arrived for this page.
+    Arrived(MessageId),
+    /// A message opened and is on screen; its `viewed` is on its way.
+    Opened(MessageId),
+    /// A message this page already showed waits again (a resend, or a `viewed` lost with a
+    /// connection): it is fetched and confirmed viewed, never shown twice.
+    SeenAgain(MessageId),
+    /// A message failed to open.
+    Unreadable(MessageId),
+    /// The relay stored a message this page sent.
+    Stored(MessageId),
+    /// Deleted from the relay: this page's message read by everyone, or a message this page
+    /// viewed (its burn confirmed by `deleted`, or by its absence when the page rejoined).
+    Burned(MessageId),
+    /// A message expired unread.
+    Expired(MessageId),
+    /// The relay refused a frame.
+    Refused(ErrorCode),
+}
+
+/// Why a message was not sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum NotSent {
+    #[error("there is nothing to send")]
+    Empty,
+    #[error("that message is too long to send")]
+    TooLong,
+    #[error("this page is not in the room")]
+    NotInRoom,
+}

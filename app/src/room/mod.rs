@@ -1,0 +1,21 @@
+//! A room on the page.
+//!
+//! - [`model`]: [`RoomModel`], the room's logic with no I/O (frames and actions in, effects out),
+//!   which every Rust client of the protocol drives.
+//! - [`card`], [`effect`]: the data the model shows and returns.
+//! - `browser` (feature `ui`): [`RoomClient`], the model driven by the browser: socket, timers,
+//!   signals, sound.
+//!
+//! Plaintext exists only in a model's memory, for as long as a card shows it.
+
+#[cfg(feature = "ui")]
+mod browser;
+pub mod card;
+pub mod effect;
+pub mod model;
+
+#[cfg(feature = "ui")]
+pub use browser::{relay_ws_url, CardView, RoomClient};
+pub use card::{Card, CardState, SHOW_SECONDS};
+pub use effect::{Connection, Effect, NotSent, RoomEvent, Timer};
+pub use model::RoomModel;

@@ -1,0 +1,308 @@
+//! The room as a page lives it, with no I/O: frames and a person's actions in, [`Effect`]s out.
+//!
+//! [`RoomModel`] is the one client of the protocol. The browser's [`RoomClient`] drives it with
+//! a WebSocket, timers and signals; the load generator, the faults harness and the integration
+//! tests drive it with Tokio. Whoever drives it keeps one promise: every [`Effect`] it returns is
+//! carried out, in order.
+//!
+//! [`RoomClient`]: crate::room::RoomClient
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::crypto::message::seal;
+use crate::crypto::{Body, MessageId, RoomKeys, SenderId};
+use crate::protocol::{ClientFrame, ServerFrame};
+use crate::room::card::{Card, CardState};
+use crate::room::effect::{Connection, Effect, NotSent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
+
+mod frames;
+
+/// Where the socket is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Socket {
+    /// No socket, or one being opened.
+    Closed,
+    /// Open, `join` sent, not yet answered.
+    Joining,
+    /// Joined: frames may be sent.
+    Joined,
+}
+
+/// One page's room: keys, cards, and what it still owes the relay.
+pub struct RoomModel {
+    keys: RoomKeys,
+    sender: SenderId,
+    /// This page session's token (hex): rejoining with it is the same participant.
+    session: String,
+    socket: Socket,
+    connection: Connection,
+    participants: u32,
+    peer_typing: bool,
+    typing_generation: u64,
+    cards: Vec<Card>,
+    notice: Option<String>,
+    announcement: String,
+    /// Messages sent but not confirmed stored, in the order they were sent: sent again on
+    /// rejoining and on a retry (same id: idempotent).
+    unacked: Vec<(MessageId, String)>,
+    /// Ids already shown: a message is never shown twice.
+    shown: HashSet<MessageId>,
+    /// Ids confirmed `viewed` whose burn the relay has not yet confirmed.
+    viewing: HashSet<MessageId>,
+    /// When this page last told the room it is typing (milliseconds).
+    last_typing_sent: Option<u64>,
+    /// A keystroke before joining (its time): told to the room once joined.
+    typed_before_joining: Option<u64>,
+    backoff: Duration,
+    /// Connection attempts that failed since the last successful join.
+    failures: u32,
+    retry_scheduled: bool,
+    /// Set by leaving and by a full room: no more reconnecting.
+    halted: bool,
+}
+
+impl RoomModel {
+    /// A page in the room of `keys`, with a fresh sender id and session token, not yet
+    /// connected: call [`start`](Self::start).
+    pub fn new(keys: RoomKeys) -> Self {
+        Self {
+            keys,
+            sender: SenderId::generate(),
+            session: hex::encode(crate::crypto::random_bytes::<16>()),
+            socket: Socket::Closed,
+            connection: Connection::Connecting,
+            participants: 0,
+            peer_typing: false,
+            typing_generation: 0,
+            cards: Vec::new(),
+            notice: None,
+            announcement: String::new(),
+            unacked: Vec::new(),
+            shown: HashSet::new(),
+            viewing: HashSet::new(),
+            last_typing_sent: None,
+            typed_before_joining: None,
+            backoff: FIRST_BACKOFF,
+            failures: 0,
+            retry_scheduled: false,
+            halted: false,
+        }
+    }
+
+    /// Connects now.
+    pub fn start(&mut self) -> Vec<Effect> {
+        self.connection = Connection::Connecting;
+        vec![Effect::Connect { after: Duration::ZERO }]
+    }
+
+    /// The socket opened: join.
+    pub fn on_connected(&mut self) -> Vec<Effect> {
+        if self.halted {
+            return vec![Effect::Disconnect];
+        }
+        self.socket = Socket::Joining;
+        let join = ClientFrame::Join { room_id: self.keys.room_id.to_hex(), session: self.session.clone() };
+        vec![Effect::Send(join)]
+    }
+
+    /// The socket closed, or could not be opened: reconnect after a back-off.
+    pub fn on_closed(&mut self) -> Vec<Effect> {
+        if self.halted {
+            return Vec::new();
+        }
+        if self.connection == Connection::Online {
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+        }
+        self.reconnect_later()
+    }
+
+    /// A text frame from the relay. One this page cannot read is ignored.
+    pub fn on_text(&mut self, text: &str) -> Vec<Effect> {
+        serde_json::from_str::<ServerFrame>(text).map(|frame| self.on_frame(frame)).unwrap_or_default()
+    }
+
+    /// A frame from the relay.
+    pub fn on_frame(&mut self, frame: ServerFrame) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match frame {
+            ServerFrame::Joined { participants, pending } => self.joined(participants, &pending, &mut out),
+            ServerFrame::Sent { message_id } => with_id(&message_id, |id| self.stored(id, &mut out)),
+            ServerFrame::Message { message_id } => with_id(&message_id, |id| {
+                self.peer_typing = false;
+                self.arrived(id, false, &mut out);
+            }),
+            ServerFrame::Payload { message_id, sealed } => {
+                with_id(&message_id, |id| self.payload(id, &sealed, &mut out))
+            }
+            ServerFrame::Deleted { message_id } => with_id(&message_id, |id| self.deleted(id, &mut out)),
+            ServerFrame::Receipt { message_id, viewed, of } => with_id(&message_id, |id| {
+                self.viewing.remove(&id);
+                if let Some(CardState::Mine { seen, .. }) = self.state_mut(id) {
+                    *seen = Some((viewed, of));
+                }
+            }),
+            ServerFrame::Expired { message_id } => with_id(&message_id, |id| self.expired(id, &mut out)),
+            ServerFrame::Presence { participants } => self.participants = participants,
+            ServerFrame::Typing { active } => self.peer_typed(active, &mut out),
+            ServerFrame::Error { code, message } => self.refused(code, message, &mut out),
+        }
+        out
+    }
+
+    /// A timer of this model ran out.
+    pub fn on_timer(&mut self, timer: Timer) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match timer {
+            Timer::TypingShown(generation) if generation == self.typing_generation => self.peer_typing = false,
+            Timer::TypingShown(_) => {}
+            Timer::Countdown(id) => match self.card_mut(id).map(|card| &mut card.left) {
+                Some(Some(left)) if *left > 1 => {
+                    *left -= 1;
+                    out.push(Effect::Schedule { timer, after: Duration::from_secs(1) });
+                }
+                _ => self.cards.retain(|card| card.id != id),
+            },
+            Timer::Retry => {
+                self.retry_scheduled = false;
+                if self.socket == Socket::Joined {
+                    self.resend_unconfirmed(&mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Seals `text` and sends it (or queues it until the room is joined again).
+    pub fn send(&mut self, text: &str, now_ms: u64) -> Result<Vec<Effect>, NotSent> {
+        if text.trim().is_empty() {
+            return Err(NotSent::Empty);
+        }
+        if self.halted {
+            return Err(NotSent::NotInRoom);
+        }
+        let id = MessageId::generate();
+        let body = Body { id, sender: self.sender, text: text.to_owned(), sent_at: now_ms };
+        let Ok(sealed) = seal(&self.keys, &body) else {
+            self.notice = Some("That message is too long to send.".into());
+            return Err(NotSent::TooLong);
+        };
+        let sealed = sealed.to_base64();
+        self.cards.push(Card::new(id, CardState::Mine { text: body.text, stored: false, seen: None }));
+        self.unacked.push((id, sealed.clone()));
+        self.typed_before_joining = None;
+        let mut out = Vec::new();
+        if self.socket == Socket::Joined {
+            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed }));
+            out.push(Effect::Send(ClientFrame::Typing { active: false }));
+            self.last_typing_sent = None;
+        }
+        Ok(out)
+    }
+
+    /// A keystroke in the composer: tells the room, at most every two seconds (once joined,
+    /// if the page is not yet).
+    pub fn typed(&mut self, now_ms: u64) -> Vec<Effect> {
+        if self.socket != Socket::Joined {
+            self.typed_before_joining = Some(now_ms);
+            return Vec::new();
+        }
+        if self.last_typing_sent.is_some_and(|at| now_ms.saturating_sub(at) < TYPING_RESEND_MS) {
+            return Vec::new();
+        }
+        self.last_typing_sent = Some(now_ms);
+        vec![Effect::Send(ClientFrame::Typing { active: true })]
+    }
+
+    /// A click on a sealed (or unreadable) card: ask for its payload. Nothing else fetches
+    /// a message this page has not shown.
+    pub fn open(&mut self, id: MessageId) -> Vec<Effect> {
+        let Some(state) = self.state_mut(id).filter(|state| state.is_openable()) else { return Vec::new() };
+        *state = CardState::Opening;
+        // Without a socket, the rejoin fetches every card that is opening.
+        if self.socket == Socket::Joined {
+            vec![Effect::Send(ClientFrame::Fetch { message_id: id.to_hex() })]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After a full room: try to join again (someone may have left).
+    pub fn retry(&mut self) -> Vec<Effect> {
+        if self.connection != Connection::Full {
+            return Vec::new();
+        }
+        self.halted = false;
+        self.failures = 0;
+        self.notice = None;
+        self.start()
+    }
+
+    /// Leaves the room: forgets every message and closes the socket. Drop the model after it
+    /// (its keys are zeroed on drop).
+    pub fn leave(&mut self) -> Vec<Effect> {
+        self.halted = true;
+        self.socket = Socket::Closed;
+        self.cards.clear();
+        self.unacked.clear();
+        self.shown.clear();
+        self.viewing.clear();
+        self.notice = None;
+        self.announcement.clear();
+        vec![Effect::Disconnect]
+    }
+
+    pub fn connection(&self) -> Connection {
+        self.connection
+    }
+
+    /// Connected participants, this page included (0 before the first join).
+    pub fn participants(&self) -> u32 {
+        self.participants
+    }
+
+    pub fn peer_typing(&self) -> bool {
+        self.peer_typing
+    }
+
+    /// The cards on screen, oldest first.
+    pub fn cards(&self) -> &[Card] {
+        &self.cards
+    }
+
+    pub fn card(&self, id: MessageId) -> Option<&Card> {
+        self.cards.iter().find(|card| card.id == id)
+    }
+
+    /// The room's fingerprint, as people compare it.
+    pub fn fingerprint(&self) -> String {
+        self.keys.fingerprint.display()
+    }
+
+    /// The latest problem to show, if any.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// The latest thing to announce to screen readers.
+    pub fn announcement(&self) -> &str {
+        &self.announcement
+    }
+
+    /// Messages sent and not yet confirmed stored.
+    pub fn unacknowledged(&self) -> usize {
+        self.unacked.len()
+    }
+}
+
+/// Runs `f` with the parsed id; a malformed id from the relay is ignored.
+fn with_id(hex_id: &str, f: impl FnOnce(MessageId)) {
+    if let Some(id) = MessageId::parse(hex_id) {
+        f(id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

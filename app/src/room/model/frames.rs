@@ -1,0 +1,237 @@
+//! What the room model does with each server frame, and what it owes the relay.
+
+use std::time::Duration;
+
+use super::{RoomModel, Socket};
+use crate::crypto::message::open;
+use crate::crypto::{MessageId, SealedPayload};
+use crate::protocol::{ClientFrame, ErrorCode};
+use crate::room::card::{Card, CardState, SHOW_SECONDS};
+use crate::room::effect::{
+    Connection, Effect, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER, TYPING_SHOWN_FOR, UNREACHABLE_AFTER,
+};
+
+impl RoomModel {
+    pub(super) fn joined(&mut self, participants: u32, pending: &[String], out: &mut Vec<Effect>) {
+        self.socket = Socket::Joined;
+        self.connection = Connection::Online;
+        self.failures = 0;
+        self.notice = None;
+        self.backoff = FIRST_BACKOFF;
+        self.participants = participants;
+        out.push(Effect::Event(RoomEvent::Joined));
+        let pending: Vec<MessageId> = pending.iter().filter_map(|id| MessageId::parse(id)).collect();
+        // What waited and waits no more was burned or expired while this page was away.
+        let gone: Vec<MessageId> =
+            self.cards.iter().filter(|c| c.state.is_unread() && !pending.contains(&c.id)).map(|c| c.id).collect();
+        for id in gone {
+            self.set_gone(id, "No longer available", out);
+        }
+        let mut burned: Vec<MessageId> = self.viewing.iter().filter(|id| !pending.contains(id)).copied().collect();
+        burned.sort();
+        for id in burned {
+            self.viewing.remove(&id);
+            out.push(Effect::Event(RoomEvent::Burned(id)));
+        }
+        for id in pending {
+            self.arrived(id, true, out);
+        }
+        for (id, sealed) in &self.unacked {
+            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.clone() }));
+        }
+        if let Some(at) = self.typed_before_joining.take() {
+            self.last_typing_sent = Some(at);
+            out.push(Effect::Send(ClientFrame::Typing { active: true }));
+        }
+    }
+
+    /// A message waits for this page: from a notice, or listed on (re)joining.
+    pub(super) fn arrived(&mut self, id: MessageId, rejoining: bool, out: &mut Vec<Effect>) {
+        if self.shown.contains(&id) {
+            out.push(Effect::Event(RoomEvent::SeenAgain(id)));
+            out.push(Effect::Send(ClientFrame::Fetch { message_id: id.to_hex() }));
+            return;
+        }
+        match self.card(id).map(|card| &card.state) {
+            // The fetch may have been lost with the last connection.
+            Some(CardState::Opening) if rejoining => {
+                out.push(Effect::Send(ClientFrame::Fetch { message_id: id.to_hex() }));
+            }
+            Some(_) => {}
+            None => {
+                self.cards.push(Card::new(id, CardState::Sealed));
+                let waiting = self.cards.iter().filter(|c| c.state == CardState::Sealed).count();
+                self.announcement = format!("New encrypted message. {waiting} waiting to be opened.");
+                out.push(Effect::Event(RoomEvent::Arrived(id)));
+            }
+        }
+    }
+
+    pub(super) fn stored(&mut self, id: MessageId, out: &mut Vec<Effect>) {
+        self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.notice = None;
+        if let Some(CardState::Mine { stored, .. }) = self.state_mut(id) {
+            if !*stored {
+                *stored = true;
+                out.push(Effect::Event(RoomEvent::Stored(id)));
+            }
+        }
+    }
+
+    pub(super) fn payload(&mut self, id: MessageId, sealed: &str, out: &mut Vec<Effect>) {
+        let opening = self.card(id).is_some_and(|card| card.state == CardState::Opening);
+        if self.shown.contains(&id) && !opening {
+            // The copy of a message already shown (see `arrived`): confirm it, show nothing.
+            self.confirm_viewed(id, out);
+            return;
+        }
+        if !opening {
+            return;
+        }
+        let opened = SealedPayload::from_base64(sealed).ok().and_then(|sealed| open(&self.keys, &id, &sealed).ok());
+        match opened {
+            // Our own message reflected back: not for us to read or burn.
+            Some(body) if body.sender == self.sender => self.cards.retain(|card| card.id != id),
+            Some(body) => {
+                self.shown.insert(id);
+                if let Some(state) = self.state_mut(id) {
+                    *state = CardState::Open(body.text);
+                }
+                out.push(Effect::Event(RoomEvent::Opened(id)));
+                self.confirm_viewed(id, out);
+                self.count_down(id, out);
+            }
+            None => {
+                if let Some(state) = self.state_mut(id) {
+                    *state = CardState::Unreadable;
+                }
+                out.push(Effect::Event(RoomEvent::Unreadable(id)));
+            }
+        }
+    }
+
+    pub(super) fn confirm_viewed(&mut self, id: MessageId, out: &mut Vec<Effect>) {
+        self.viewing.insert(id);
+        out.push(Effect::Send(ClientFrame::Viewed { message_id: id.to_hex() }));
+    }
+
+    pub(super) fn deleted(&mut self, id: MessageId, out: &mut Vec<Effect>) {
+        // A `deleted` of our own message also says it was stored.
+        self.unacked.retain(|(unacked, _)| *unacked != id);
+        if self.viewing.remove(&id) {
+            out.push(Effect::Event(RoomEvent::Burned(id)));
+        }
+        match self.card(id).map(|card| card.state.clone()) {
+            Some(CardState::Mine { text, .. }) => {
+                self.set_state(id, CardState::Burned(text));
+                self.announcement = "Everyone has read your message: it has burned.".into();
+                out.push(Effect::Event(RoomEvent::Burned(id)));
+                self.count_down(id, out);
+            }
+            Some(state) if state.is_unread() => self.set_gone(id, "Read by someone else", out),
+            _ => {}
+        }
+    }
+
+    pub(super) fn expired(&mut self, id: MessageId, out: &mut Vec<Effect>) {
+        self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.viewing.remove(&id);
+        if self.card(id).is_some() {
+            self.set_gone(id, "Expired unread", out);
+            self.announcement = "A message ran out of time before anyone read it.".into();
+            out.push(Effect::Event(RoomEvent::Expired(id)));
+        }
+    }
+
+    pub(super) fn peer_typed(&mut self, active: bool, out: &mut Vec<Effect>) {
+        self.peer_typing = active;
+        self.typing_generation += 1;
+        if active {
+            out.push(Effect::Schedule { timer: Timer::TypingShown(self.typing_generation), after: TYPING_SHOWN_FOR });
+        }
+    }
+
+    pub(super) fn refused(&mut self, code: ErrorCode, message: String, out: &mut Vec<Effect>) {
+        out.push(Effect::Event(RoomEvent::Refused(code)));
+        match code {
+            ErrorCode::RoomFull => {
+                self.halted = true;
+                self.socket = Socket::Closed;
+                self.connection = Connection::Full;
+                out.push(Effect::Disconnect);
+            }
+            // The message asked for is gone (expired or read by someone else meanwhile).
+            ErrorCode::UnknownMessage => {
+                if let Some(id) = self.cards.iter().find(|c| c.state == CardState::Opening).map(|c| c.id) {
+                    self.set_gone(id, "No longer available", out);
+                }
+            }
+            // The join itself failed: a failed attempt, tried again after the back-off.
+            ErrorCode::Internal | ErrorCode::RateLimited if self.socket == Socket::Joining => {
+                self.notice = Some(message);
+                self.failures += 1;
+                out.push(Effect::Disconnect);
+                out.extend(self.reconnect_later());
+            }
+            ErrorCode::Internal | ErrorCode::RateLimited => {
+                self.notice = Some(message);
+                if !self.retry_scheduled {
+                    self.retry_scheduled = true;
+                    out.push(Effect::Schedule { timer: Timer::Retry, after: RETRY_AFTER });
+                }
+            }
+            _ => self.notice = Some(message),
+        }
+    }
+
+    /// Sends again what the relay has not confirmed: sends, fetches and views.
+    pub(super) fn resend_unconfirmed(&mut self, out: &mut Vec<Effect>) {
+        for (id, sealed) in &self.unacked {
+            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.clone() }));
+        }
+        for card in self.cards.iter().filter(|card| card.state == CardState::Opening) {
+            out.push(Effect::Send(ClientFrame::Fetch { message_id: card.id.to_hex() }));
+        }
+        let mut viewing: Vec<MessageId> = self.viewing.iter().copied().collect();
+        viewing.sort();
+        for id in viewing {
+            out.push(Effect::Send(ClientFrame::Viewed { message_id: id.to_hex() }));
+        }
+    }
+
+    pub(super) fn reconnect_later(&mut self) -> Vec<Effect> {
+        self.socket = Socket::Closed;
+        self.connection =
+            if self.failures >= UNREACHABLE_AFTER { Connection::Unreachable } else { Connection::Reconnecting };
+        let after = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        vec![Effect::Connect { after }]
+    }
+
+    pub(super) fn set_gone(&mut self, id: MessageId, why: &'static str, out: &mut Vec<Effect>) {
+        self.set_state(id, CardState::Gone(why));
+        self.count_down(id, out);
+    }
+
+    /// Starts a card's countdown, once.
+    pub(super) fn count_down(&mut self, id: MessageId, out: &mut Vec<Effect>) {
+        if let Some(card) = self.card_mut(id).filter(|card| card.left.is_none()) {
+            card.left = Some(SHOW_SECONDS);
+            out.push(Effect::Schedule { timer: Timer::Countdown(id), after: Duration::from_secs(1) });
+        }
+    }
+
+    pub(super) fn card_mut(&mut self, id: MessageId) -> Option<&mut Card> {
+        self.cards.iter_mut().find(|card| card.id == id)
+    }
+
+    pub(super) fn state_mut(&mut self, id: MessageId) -> Option<&mut CardState> {
+        self.card_mut(id).map(|card| &mut card.state)
+    }
+
+    pub(super) fn set_state(&mut self, id: MessageId, state: CardState) {
+        if let Some(current) = self.state_mut(id) {
+            *current = state;
+        }
+    }
+}
