@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent implementation of Ephemeral Chat crypto spec v1 (docs/CRYPTO.md), used to
 compute the known-answer vectors pinned in app/src/crypto/vectors.rs and
-server/src/at_rest.rs. Needs Python's hashlib and the `cryptography` package.
+app/src/crypto/at_rest.rs. Needs Python's hashlib and the `cryptography` package.
 
 Run: python3 tools/crypto_vectors.py
 """

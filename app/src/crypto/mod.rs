@@ -1,12 +1,15 @@
 //! Ephemeral Chat's client cryptography, crypto spec v1 (`docs/CRYPTO.md`).
 //!
 //! Pure Rust with no browser or framework dependency, so `cargo test -p app` runs it natively
-//! and other clients (the server's tests, the load generator) use the very same code.
+//! and other clients (the server's tests, the load generator, the fuzz targets) use the very
+//! same code.
 //!
 //! - [`code`]: room codes (Crockford base32 with a check symbol): generate, parse, display.
 //! - [`keys`]: the key schedule: PBKDF2 → room id, message key, fingerprint.
 //! - [`message`]: message ids, bodies, padding and the sealed payload.
+//! - [`at_rest`]: the relay's second layer over a sealed payload, under the server's key.
 
+pub mod at_rest;
 pub mod code;
 pub mod keys;
 pub mod message;

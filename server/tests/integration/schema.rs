@@ -41,7 +41,7 @@ async fn messages_waiting_across_the_upgrade_keep_their_recipients_and_views() {
     let hash = RoomHash(room.keys.room_id.storage_hash());
     let (alice, bob, carol) = (new_session(), new_session(), new_session());
     let (id, sealed) = room.seal("sent before the upgrade", SenderId([1; 8]));
-    let body = ServerKey::from_hex(TEST_KEY).unwrap().seal(&hash, &id, &sealed);
+    let body = ServerKey::from_hex(TEST_KEY).unwrap().seal(&hash.0, &id, &sealed);
     let expires_at = server::domain::now_ms() + 3_600_000;
     sqlx::query("INSERT INTO messages (room_hash, id, body, expires_at, sender) VALUES ($1, $2, $3, $4, $5)")
         .bind(&hash.0[..])

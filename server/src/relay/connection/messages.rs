@@ -1,0 +1,138 @@
+//! The operations on a room's messages a joined connection asks for: send (sealed at rest,
+//! stored, announced), fetch (opened from rest for a recipient), viewed (a receipt, or the
+//! burn), and typing.
+
+use std::time::Instant;
+
+use app::crypto::message::PayloadError;
+use app::crypto::SealedPayload;
+use app::protocol::{ErrorCode, ServerFrame};
+use subtle::ConstantTimeEq;
+
+use super::{internal, parse_id, Connection, Member, Refusal};
+use crate::at_rest::AtRestError;
+use crate::domain::{now_ms, EventKind, FetchRefusal, Inserted, NewMessage, Viewed};
+use crate::relay::held::HeldMessage;
+
+impl Connection {
+    /// Seals a client payload at rest, stores it for the room's other participants and tells them.
+    pub(super) async fn send(&mut self, message_id: &str, sealed: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        let Member { room, who } = self.member()?;
+        let id = parse_id(message_id)?;
+        let sealed = SealedPayload::from_base64(sealed).map_err(|err| match err {
+            PayloadError::Encoding => ErrorCode::BadEncoding,
+            PayloadError::Size => ErrorCode::BadSize,
+            PayloadError::Version => ErrorCode::BadVersion,
+        })?;
+        if sealed.padded_len() > self.relay.limits.max_padded_message {
+            return Err(ErrorCode::BadSize);
+        }
+        let body = self.relay.keys.seal(&room.0, &id, &sealed);
+        let message = NewMessage {
+            room: &room,
+            id: &id,
+            body: &body,
+            ttl: self.relay.message_ttl,
+            sender: &who,
+            max_pending: self.relay.limits.max_pending_per_room,
+        };
+        // Its place among the messages held here is reserved before the insert commits, so
+        // that a deletion heard from another instance right after the commit is not missed.
+        let reserved = self.relay.hub.reserve(&room, id);
+        let inserted = self.relay.store.insert(message).await;
+        if reserved && !matches!(inserted, Ok(Inserted::New { .. })) {
+            self.relay.hub.release(&room, &id);
+        }
+        match inserted.map_err(|err| internal(&err))? {
+            Inserted::New { recipients, expires_at } => {
+                if reserved {
+                    self.relay.hub.fill(&room, id, HeldMessage { body, sender: who, recipients, expires_at });
+                }
+                self.sent.insert(id, Instant::now() + self.relay.message_ttl);
+                self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
+            }
+            Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),
+            Inserted::Exists(existing) => {
+                let same = match self.relay.keys.open(&room.0, &id, &existing) {
+                    Ok(stored) => bool::from(stored.as_bytes().ct_eq(sealed.as_bytes())),
+                    Err(_) => false,
+                };
+                // A resend of the same message is acknowledged again and notifies nobody twice.
+                if !same {
+                    return Err(ErrorCode::IdConflict);
+                }
+            }
+        }
+        Ok(vec![ServerFrame::Sent { message_id: id.to_hex() }])
+    }
+
+    /// The payload of a message waiting for this participant, opened from rest.
+    pub(super) async fn fetch(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        let id = parse_id(message_id)?;
+        let Member { room, who } = self.member()?;
+        let waiting = match self.relay.hub.held(&room, &id, &who, now_ms()) {
+            Some(held) => held,
+            None => self
+                .relay
+                .store
+                .get(&room, &id, &who)
+                .await
+                .map_err(|err| internal(&err))?
+                .ok_or(ErrorCode::UnknownMessage)?,
+        };
+        waiting.may_be_fetched_by(&who).map_err(|refusal| match refusal {
+            FetchRefusal::OwnMessage => ErrorCode::OwnMessage,
+            FetchRefusal::NotRecipient => ErrorCode::NotRecipient,
+        })?;
+        match self.relay.keys.open(&room.0, &id, &waiting.body) {
+            Ok(sealed) => {
+                self.relay.hub.mark_fetched(&room, &who, id);
+                Ok(vec![ServerFrame::Payload { message_id: id.to_hex(), sealed: sealed.to_base64() }])
+            }
+            Err(err) => {
+                // Unreadable at rest (key rotated away, or corrupt): purge it as expired.
+                if matches!(err, AtRestError::Corrupt) {
+                    tracing::error!("a stored message failed at-rest authentication; purging it");
+                }
+                self.relay.hub.release(&room, &id);
+                if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
+                    self.relay.hub.publish(&room, None, EventKind::Expired(id));
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// This participant viewed a fetched message: the room hears a receipt, or the burn.
+    pub(super) async fn viewed(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        let id = parse_id(message_id)?;
+        let Member { room, who } = self.member()?;
+        if !self.relay.hub.has_fetched(&room, &who, &id) {
+            return Err(ErrorCode::NotFetched);
+        }
+        match self.relay.store.viewed(&room, &id, &who).await.map_err(|err| internal(&err))? {
+            Viewed::Deleted => {
+                // Everyone, this connection included, hears it from the room.
+                self.relay.hub.publish(&room, None, EventKind::Deleted(id));
+                Ok(Vec::new())
+            }
+            Viewed::Progress { viewed, of } => {
+                self.relay.hub.publish(&room, None, EventKind::Receipt { id, viewed, of });
+                Ok(Vec::new())
+            }
+            // Already gone: the same answer as whoever burned it got.
+            Viewed::Gone => {
+                self.relay.hub.release(&room, &id);
+                Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }])
+            }
+        }
+    }
+
+    /// Tells the room (on every instance) whether this participant is typing.
+    pub(super) async fn typing(&mut self, active: bool) -> Result<Vec<ServerFrame>, Refusal> {
+        let room = self.member()?.room;
+        self.relay.hub.publish(&room, Some(self.id), EventKind::Typing(active));
+        self.relay.store.announce(&room, EventKind::Typing(active)).await.map_err(|err| internal(&err))?;
+        Ok(Vec::new())
+    }
+}

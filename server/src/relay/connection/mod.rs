@@ -1,0 +1,188 @@
+//! One connection's side of the relay: its state, the frames it sends dispatched to their
+//! operations, and its membership of a room (join, and how it ends). The transport
+//! (`ws/session.rs`) owns the socket and calls these; frames in, frames out.
+//!
+//! - [`messages`]: the operations on a room's messages: send, fetch, viewed, typing.
+//! - [`events`]: what the room's events, and a resync after missing some, tell this connection.
+
+mod events;
+mod messages;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use app::crypto::RoomId;
+use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use tokio::sync::broadcast;
+
+use super::departure::leave_after_grace;
+use super::hub::RoomEvent;
+use super::Relay;
+use crate::domain::{ConnectionId, MessageId, Participant, RoomHash};
+use crate::store::StoreError;
+
+/// A refused frame: the code to send back.
+type Refusal = ErrorCode;
+
+/// The room a connection joined, as which participant.
+#[derive(Clone, Copy)]
+struct Member {
+    room: RoomHash,
+    who: Participant,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The page closed the socket itself (Leave, or the page going away). Its session token
+    /// lives only in the page's memory, so it cannot come back: it leaves at once.
+    PageClosed,
+    /// The socket broke or idled out: the participant may come back within its grace period.
+    Lost,
+    /// This server is stopping: as after a network loss, but nothing is left running here to
+    /// end the grace period. Rows stay; a page that reconnects to the next process within the
+    /// grace period is the same participant, and one that does not is dropped as after a crash.
+    ServerStopping,
+}
+
+/// One connection's protocol state.
+pub struct Connection {
+    relay: Arc<Relay>,
+    id: ConnectionId,
+    member: Option<Member>,
+    /// The room's events, once joined.
+    events: Option<broadcast::Receiver<RoomEvent>>,
+    /// The participant count this connection was last told: presence is sent only when it
+    /// differs (counts are re-read after every change, so the same one can come more than once).
+    told_presence: Option<u32>,
+    /// Whether the count read after this connection's own join has arrived. Counts published
+    /// before it were read before the join and are older than the `joined` count: skipped.
+    presence_current: bool,
+    /// Messages this connection stored that it has not yet been told are gone, with when they
+    /// expire: if it falls behind its room's channel and misses their `deleted` or `expired`,
+    /// the resync tells it (bounded by the room's backlog limit).
+    sent: HashMap<MessageId, Instant>,
+    /// Of those, the ones a resync said are gone, and when: their own `deleted` or `expired`
+    /// event may still be queued in the room's channel (or on its way from another instance),
+    /// and is then not passed on a second time. Kept until that event comes, or for
+    /// [`events::TOLD_GONE_KEPT`] if it never does (a later lag skipped it).
+    told_gone: HashMap<MessageId, Instant>,
+}
+
+impl Connection {
+    pub fn new(relay: Arc<Relay>) -> Self {
+        Self {
+            id: relay.hub.connection_id(),
+            relay,
+            member: None,
+            events: None,
+            told_presence: None,
+            presence_current: false,
+            sent: HashMap::new(),
+            told_gone: HashMap::new(),
+        }
+    }
+
+    /// The connection ended, as `ending` says.
+    pub async fn end(mut self, ending: Ending) {
+        if let Some(member) = self.member {
+            self.events = None;
+            self.disconnect(member, ending).await;
+        }
+    }
+
+    /// Applies one client frame; returns the frames to send back to this connection.
+    pub async fn handle(&mut self, frame: ClientFrame) -> Vec<ServerFrame> {
+        let result = match frame {
+            ClientFrame::Join { room_id, session } => self.join(&room_id, &session).await,
+            ClientFrame::Send { message_id, sealed } => self.send(&message_id, &sealed).await,
+            ClientFrame::Fetch { message_id } => self.fetch(&message_id).await,
+            ClientFrame::Viewed { message_id } => self.viewed(&message_id).await,
+            ClientFrame::Typing { active } => self.typing(active).await,
+        };
+        match result {
+            Ok(frames) => frames,
+            Err(code) => vec![ServerFrame::error(code)],
+        }
+    }
+
+    fn member(&self) -> Result<Member, Refusal> {
+        self.member.ok_or(ErrorCode::NotJoined)
+    }
+
+    async fn join(&mut self, room_id: &str, session: &str) -> Result<Vec<ServerFrame>, Refusal> {
+        if self.member.is_some() {
+            return Err(ErrorCode::AlreadyJoined);
+        }
+        let room = RoomHash(RoomId::parse(room_id).ok_or(ErrorCode::BadRoomId)?.storage_hash());
+        let token = MessageId::parse(session).ok_or(ErrorCode::BadSession)?; // 16 bytes of hex, like an id
+        let who = Participant::from_token(&token.0);
+        // Subscribe before joining and before reading what waits, so an event from then on is
+        // heard, and a message stored meanwhile is in the pending list, heard, or both.
+        let rx = self.relay.hub.subscribe(room);
+        let max = self.relay.limits.max_room_participants;
+        let admitted = match self.relay.store.join(&room, &who, self.id, max).await {
+            Ok(Some(admitted)) => admitted,
+            Ok(None) => {
+                self.relay.hub.unsubscribe(&room);
+                return Err(ErrorCode::RoomFull);
+            }
+            Err(err) => {
+                self.relay.hub.unsubscribe(&room);
+                return Err(internal(&err));
+            }
+        };
+        self.relay.presence.changed(room, Some(self.id)).await;
+        let pending = match self.relay.store.pending_for(&room, &who).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                // Not joined after all: undo, so a retried join starts afresh.
+                self.disconnect(Member { room, who }, Ending::Lost).await;
+                return Err(internal(&err));
+            }
+        };
+        self.member = Some(Member { room, who });
+        self.told_presence = Some(admitted.connected);
+        self.presence_current = false;
+        self.events = Some(rx);
+        let pending = pending.into_iter().map(MessageId::to_hex).collect();
+        Ok(vec![ServerFrame::Joined { participants: admitted.connected, pending }])
+    }
+
+    /// This connection leaves its room: the participant enters its grace period (unless
+    /// another connection took it over; none if the page closed the socket itself, which means
+    /// it is gone for good), and the room hears how many are left.
+    async fn disconnect(&mut self, member: Member, ending: Ending) {
+        let Member { room, who } = member;
+        self.member = None;
+        self.relay.hub.unsubscribe(&room);
+        match self.relay.store.disconnect(&room, &who, self.id).await {
+            Ok(Some(generation)) => match ending {
+                Ending::PageClosed => {
+                    // Gone for good: leave before the room hears of it, so a join that follows
+                    // the new count finds the place free.
+                    leave_after_grace(self.relay.clone(), room, who, generation, false).await;
+                    self.relay.presence.changed(room, Some(self.id)).await;
+                }
+                Ending::Lost => {
+                    self.relay.presence.changed(room, Some(self.id)).await;
+                    tokio::spawn(leave_after_grace(self.relay.clone(), room, who, generation, true));
+                }
+                Ending::ServerStopping => {}
+            },
+            Ok(None) => {}
+            Err(err) => tracing::error!("store: a connection ended: {err}"),
+        }
+    }
+}
+
+fn parse_id(message_id: &str) -> Result<MessageId, Refusal> {
+    MessageId::parse(message_id).ok_or(ErrorCode::BadMessageId)
+}
+
+/// Logs a store failure (its text never holds row values) and refuses with `internal`.
+fn internal(err: &StoreError) -> Refusal {
+    tracing::error!("store: {err}");
+    ErrorCode::Internal
+}
