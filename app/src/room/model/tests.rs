@@ -361,7 +361,11 @@ fn rejoining_refetches_what_was_opening_and_settles_what_left_meanwhile() {
     model.on_connected();
     let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: vec![opening.to_hex()] });
     assert_eq!(frames(&effects), vec![fetch(opening)]);
-    assert_eq!(events(&effects), vec![RoomEvent::Joined, RoomEvent::Burned(read)], "a view no longer waiting was burned");
+    assert_eq!(
+        events(&effects),
+        vec![RoomEvent::Joined, RoomEvent::Burned(read)],
+        "a view no longer waiting was burned"
+    );
     assert_eq!(model.card(gone).unwrap().state, CardState::Gone("No longer available"));
 }
 
