@@ -82,25 +82,26 @@ bench-smoke: build
 	$(ENV) cargo build -q --release -p loadgen
 	$(TARGET_DIR)/release/loadgen bench --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/bench-smoke.json
 
-## Faults under load (loadgen faults): kill -9 of servers, restarts of a PostgreSQL cluster of its
-## own (initdb in a temp dir, own port), cut LISTEN connections; then every message accounted
-## for. `faults-smoke` is the size that fits in `make test`.
+## Faults under load (`faults run`, the load generator package's second binary): kill -9 of
+## servers, restarts of a PostgreSQL cluster of its own (initdb in a temp dir, own port), cut
+## LISTEN connections; then every message accounted for. `faults-smoke` is the size that fits in
+## `make test`. Building the package builds both binaries.
 test-faults: build
 	$(ENV) cargo build -q --release -p loadgen
-	$(TARGET_DIR)/release/loadgen faults --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults.json
+	$(TARGET_DIR)/release/faults run --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults.json
 
 faults-smoke: build
 	$(ENV) cargo build -q --release -p loadgen
-	$(TARGET_DIR)/release/loadgen faults --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults-smoke.json
+	$(TARGET_DIR)/release/faults run --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults-smoke.json
 
-## Ten minutes of steady load (not part of `make test`): server memory and open files stay flat,
-## nothing is left behind. SOAK_BACKEND=postgres for PostgreSQL.
+## Ten minutes of steady load (`faults soak`, not part of `make test`): server memory and open
+## files stay flat, nothing is left behind. SOAK_BACKEND=postgres for PostgreSQL.
 SOAK_SECONDS ?= 600
 SOAK_BACKEND ?= sqlite
 soak: build
 	scripts/ensure-postgres.sh
 	$(ENV) cargo build -q --release -p loadgen
-	$(TARGET_DIR)/release/loadgen soak --server-bin $(SERVER_BIN) --backend $(SOAK_BACKEND) --seconds $(SOAK_SECONDS)
+	$(TARGET_DIR)/release/faults soak --server-bin $(SERVER_BIN) --backend $(SOAK_BACKEND) --seconds $(SOAK_SECONDS)
 
 ## Fuzzing (cargo-fuzz, libFuzzer): every target for FUZZ_SECONDS each from the committed corpus
 ## in fuzz/corpus; `fuzz-smoke` is the short run in `make test`.

@@ -1,25 +1,30 @@
 //! Ephemeral Chat's load generator: real protocol clients with the real client crypto, against
 //! real server processes, and the benchmark run that writes BENCHMARKS.md.
 //!
+//! Two binaries use this library: `loadgen` measures, and `faults` (`src/bin/faults/`) hurts the
+//! servers under load (kill -9, PostgreSQL restarts, cut LISTEN connections) or holds them under
+//! steady load for a long while, then accounts for every message.
+//!
 //! - [`journey`]: rooms of a sender and receivers through send → fetch → viewed → deleted.
 //! - [`idle`]: many joined, silent connections, to weigh one.
 //! - [`ceiling`]: the database's insert+delete commit rate on the real schema.
-//! - [`faults`]: journeys while servers are killed, PostgreSQL restarts and LISTEN is cut.
-//! - [`soak`]: steady load for a long while; memory and open files must stay flat.
 //! - [`stages`]: where each message's delivery time went, stage by stage.
 //! - [`cpu`]: the processor time a run costs the servers, PostgreSQL and the load generator.
+//! - [`client`]: a bare WebSocket to the relay, for the measurements' own frames.
+//! - [`page`]: a page without a browser: the room model the browser runs, driven by Tokio.
 //! - [`target`]: server processes over fresh databases, and their memory.
+//! - [`args`]: the command-line pieces both binaries share.
 //! - [`bench`] and [`render`]: the whole `make bench` run and its report.
 
+pub mod args;
 pub mod bench;
 pub mod ceiling;
 pub mod client;
 pub mod cpu;
-pub mod faults;
 pub mod idle;
 pub mod journey;
+pub mod page;
 pub mod render;
-pub mod soak;
 pub mod stages;
 pub mod stats;
 pub mod target;

@@ -1,4 +1,5 @@
-//! `loadgen`: drive real servers with real clients. `loadgen --help` lists the commands.
+//! `loadgen`: drive real servers with real clients and measure them. `loadgen --help` lists the
+//! commands; the faults and soak runs are the `faults` binary's.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use loadgen::args::{positive, Target};
 use loadgen::bench::{self, BenchOptions, Size};
-use loadgen::faults::{self, FaultOptions, FaultReport};
 use loadgen::journey::{self, JourneyOptions};
-use loadgen::soak::{self, SoakOptions};
 use loadgen::target::{self, Backend, Database, Server, ServerSpec};
 use loadgen::{ceiling, idle, render};
 
@@ -18,36 +18,6 @@ use loadgen::{ceiling, idle, render};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::Args, Clone)]
-struct Target {
-    /// The server binary to start (over a fresh database).
-    #[arg(long, env = "SERVER_BIN", default_value = "target/release/server")]
-    server_bin: PathBuf,
-    #[arg(long, value_enum, default_value = "sqlite")]
-    backend: Backend,
-    /// Instances to start over one database (PostgreSQL only for more than one).
-    #[arg(long, default_value_t = 1)]
-    instances: usize,
-    /// PostgreSQL maintenance URL; benchmark databases are created beside it and dropped.
-    #[arg(long, env = "TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-    postgres_url: String,
-    /// Further server settings, `NAME=value` (repeatable), e.g. `SOCKET_BUFFER_SIZE=1024`.
-    #[arg(long = "server-env", value_parser = parse_setting)]
-    server_env: Vec<(String, String)>,
-}
-
-/// A rate or a duration: a finite number above zero (a schedule or timer cannot use another).
-fn positive(value: &str) -> Result<f64, String> {
-    match value.parse::<f64>() {
-        Ok(number) if number.is_finite() && number > 0.0 => Ok(number),
-        _ => Err(format!("expected a number above zero, got {value:?}")),
-    }
-}
-
-fn parse_setting(value: &str) -> Result<(String, String), String> {
-    value.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| "expected NAME=value".into())
 }
 
 #[derive(Subcommand)]
@@ -105,34 +75,6 @@ enum Command {
         smoke: bool,
         #[arg(long)]
         out: PathBuf,
-    },
-    /// Journeys while the system is hurt: kill -9 of servers, PostgreSQL restarts (a cluster of
-    /// its own) and cut LISTEN connections; then an account of every message.
-    Faults {
-        #[arg(long, env = "SERVER_BIN", default_value = "target/release/server")]
-        server_bin: PathBuf,
-        /// Where PostgreSQL's initdb and pg_ctl are (default: the newest /usr/lib/postgresql/*/bin).
-        #[arg(long)]
-        postgres_bin: Option<PathBuf>,
-        /// The size that fits in `make test`: fewer rooms, each fault once.
-        #[arg(long)]
-        smoke: bool,
-        /// Writes the reports as JSON here too.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Steady load for a long while (`make soak`): server memory and open files must stay flat,
-    /// every message burned, no row left.
-    Soak {
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, default_value_t = 16)]
-        rooms: usize,
-        /// Each room's sender sends one message this often, in milliseconds.
-        #[arg(long, default_value_t = 100)]
-        interval_ms: u64,
-        #[arg(long, default_value_t = 600.0, value_parser = positive)]
-        seconds: f64,
     },
     /// BENCHMARKS.md from a bench run's results, the browser's, and the hand-kept history.
     Render {
@@ -227,47 +169,6 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Faults { server_bin, postgres_bin, smoke, out } => {
-            let (rooms, cycles, settle) = if smoke { (6, 1, 1.5) } else { (24, 4, 3.0) };
-            let options = FaultOptions {
-                server_bin,
-                postgres_bin,
-                rooms,
-                interval: Duration::from_millis(100),
-                cycles,
-                settle: Duration::from_secs_f64(settle),
-                drain: Duration::from_secs(45),
-            };
-            let reports = faults::run(&options).await?;
-            let json = serde_json::to_string_pretty(&reports)?;
-            println!("{json}");
-            if let Some(out) = out {
-                std::fs::write(&out, &json).with_context(|| format!("writing {}", out.display()))?;
-            }
-            let problems: Vec<String> = reports.iter().flat_map(FaultReport::problems).collect();
-            for problem in &problems {
-                eprintln!("loadgen faults: {problem}");
-            }
-            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-        }
-        Command::Soak { target, rooms, interval_ms, seconds } => {
-            let options = SoakOptions {
-                server_bin: target.server_bin,
-                backend: target.backend,
-                postgres_url: target.postgres_url,
-                rooms,
-                interval: Duration::from_millis(interval_ms),
-                duration: Duration::from_secs_f64(seconds),
-                sample_every: Duration::from_secs(5),
-            };
-            let report = soak::soak(&options).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            let problems = report.problems();
-            for problem in &problems {
-                eprintln!("loadgen soak: {problem}");
-            }
-            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-        }
         Command::Render { results, browser, history, out } => {
             let read =
                 |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
@@ -294,17 +195,4 @@ async fn start(target: &Target) -> anyhow::Result<(Vec<Server>, Database)> {
         servers.push(Server::start(&spec, &db, &key, index).await?);
     }
     Ok((servers, db))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_and_durations_must_be_finite_and_above_zero() {
-        assert_eq!(positive("2.5"), Ok(2.5));
-        for bad in ["0", "-1", "inf", "NaN", "fast"] {
-            assert!(positive(bad).is_err(), "{bad} was taken");
-        }
-    }
 }

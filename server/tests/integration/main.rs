@@ -26,6 +26,7 @@ mod helpers;
 mod instances;
 mod journey;
 mod limits;
+mod pages;
 mod process;
 mod proxy;
 mod recipients;

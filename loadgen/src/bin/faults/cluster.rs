@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use loadgen::target;
 use sqlx::{ConnectOptions as _, Connection as _};
 
-use super::FaultError;
-use crate::target;
+use crate::faults::FaultError;
 
 /// A PostgreSQL cluster of this run's own, in a temp dir, on its own port and socket directory.
 pub struct Cluster {

@@ -1,14 +1,16 @@
-//! `loadgen soak` (`make soak`): steady load for a long while; the server's memory and open
+//! `faults soak` (`make soak`): steady load for a long while; the server's memory and open
 //! files must stay flat, every message be burned, no row be left.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use loadgen::target::{self, Backend, Database, Server, ServerSpec};
 use serde::Serialize;
 
-use crate::faults::{FaultError, FaultReport, Load, Urls};
-use crate::target::{self, Backend, Database, Server, ServerSpec};
+use crate::faults::{FaultError, Urls};
+use crate::report::FaultReport;
+use crate::rooms::Load;
 
 /// What to run, and how often to sample the server.
 #[derive(Debug, Clone)]
@@ -86,7 +88,7 @@ fn quarter_means(samples: &[SoakSample]) -> (f64, f64, f64, f64) {
 }
 
 pub async fn soak(options: &SoakOptions) -> Result<SoakReport, FaultError> {
-    let rooms = crate::journey::derive_rooms(options.rooms).await;
+    let rooms = loadgen::journey::derive_rooms(options.rooms).await;
     let db = Database::new(options.backend, &options.postgres_url)?;
     let spec = ServerSpec::for_load(options.server_bin.clone());
     let server = Server::start(&spec, &db, &target::random_key(), 0).await?;

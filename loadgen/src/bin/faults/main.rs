@@ -1,0 +1,120 @@
+//! `faults`: real servers hurt under load (`faults run`: `make test-faults`, `make faults-smoke`)
+//! and held under steady load for a long while (`faults soak`: `make soak`), then an account of
+//! every message. The measurements are the `loadgen` binary's; this one only checks that nothing
+//! is lost, duplicated, left behind or leaked. `faults --help` lists the commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use loadgen::args::{positive, Target};
+
+use crate::faults::FaultOptions;
+use crate::report::FaultReport;
+use crate::soak::SoakOptions;
+
+mod cluster;
+mod faults;
+mod report;
+mod rooms;
+mod soak;
+
+#[derive(Parser)]
+#[command(
+    about = "Ephemeral Chat's faults and soak harness: real servers hurt or held under load, every message counted"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Journeys while the system is hurt: kill -9 of servers, PostgreSQL restarts (a cluster of
+    /// its own) and cut LISTEN connections; then an account of every message.
+    Run {
+        #[arg(long, env = "SERVER_BIN", default_value = "target/release/server")]
+        server_bin: PathBuf,
+        /// Where PostgreSQL's initdb and pg_ctl are (default: the newest /usr/lib/postgresql/*/bin).
+        #[arg(long)]
+        postgres_bin: Option<PathBuf>,
+        /// The size that fits in `make test`: fewer rooms, each fault once.
+        #[arg(long)]
+        smoke: bool,
+        /// Writes the reports as JSON here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Steady load for a long while (`make soak`): server memory and open files must stay flat,
+    /// every message burned, no row left.
+    Soak {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 16)]
+        rooms: usize,
+        /// Each room's sender sends one message this often, in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 600.0, value_parser = positive)]
+        seconds: f64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("faults: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { server_bin, postgres_bin, smoke, out } => {
+            let (rooms, cycles, settle) = if smoke { (6, 1, 1.5) } else { (24, 4, 3.0) };
+            let options = FaultOptions {
+                server_bin,
+                postgres_bin,
+                rooms,
+                interval: Duration::from_millis(100),
+                cycles,
+                settle: Duration::from_secs_f64(settle),
+                drain: Duration::from_secs(45),
+            };
+            let reports = faults::run(&options).await?;
+            let json = serde_json::to_string_pretty(&reports)?;
+            println!("{json}");
+            if let Some(out) = out {
+                std::fs::write(&out, &json).with_context(|| format!("writing {}", out.display()))?;
+            }
+            let problems: Vec<String> = reports.iter().flat_map(FaultReport::problems).collect();
+            for problem in &problems {
+                eprintln!("faults run: {problem}");
+            }
+            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Soak { target, rooms, interval_ms, seconds } => {
+            let options = SoakOptions {
+                server_bin: target.server_bin,
+                backend: target.backend,
+                postgres_url: target.postgres_url,
+                rooms,
+                interval: Duration::from_millis(interval_ms),
+                duration: Duration::from_secs_f64(seconds),
+                sample_every: Duration::from_secs(5),
+            };
+            let report = soak::soak(&options).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            let problems = report.problems();
+            for problem in &problems {
+                eprintln!("faults soak: {problem}");
+            }
+            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! What became of a fault or soak run's messages, and what must hold of it for the run to be
+//! clean.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// What one backend's run went through and what became of its messages.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FaultReport {
+    pub backend: String,
+    pub instances: usize,
+    pub rooms: usize,
+    pub server_kills: usize,
+    pub postgres_restarts: usize,
+    pub listen_cuts: usize,
+    /// Distinct messages the senders sent.
+    pub sent: usize,
+    /// Of those, how many the server acknowledged (`sent`).
+    pub acknowledged: usize,
+    /// Distinct messages their receiver opened.
+    pub delivered: usize,
+    /// Delivered and burned (the receiver got `deleted`).
+    pub burned: usize,
+    /// Sent and never delivered.
+    pub lost: usize,
+    /// Opened again after its burn was confirmed, though acknowledged before that: a message
+    /// that came back from the dead. Must be 0.
+    pub duplicates: usize,
+    /// Opened again after its burn because the sender never saw its acknowledgement (the
+    /// server died between storing and answering) and so sent it again: the page's resend, as
+    /// designed. The receiver's page shows it once (by id), and burns the copy.
+    pub resent_after_burn: usize,
+    /// Handed out again before its burn was confirmed (a crash between fetch and viewed).
+    pub refetched: usize,
+    pub open_failures: usize,
+    pub reconnects: usize,
+    pub errors: BTreeMap<String, usize>,
+    /// Rows in `messages` and `recipients` once the run is over.
+    pub rows_left: i64,
+    pub recipient_rows_left: i64,
+    /// Files and outputs in which a plaintext was found: must be empty.
+    pub plaintext_found_in: Vec<String>,
+}
+
+impl FaultReport {
+    /// Everything this run must show, as sentences; empty when the run is clean.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = &self.backend;
+        if self.sent == 0 {
+            problems.push(format!("{name}: no message was sent"));
+        }
+        if self.lost > 0 || self.delivered != self.sent || self.burned != self.sent {
+            problems.push(format!(
+                "{name}: {} sent, {} delivered, {} burned, {} lost",
+                self.sent, self.delivered, self.burned, self.lost
+            ));
+        }
+        if self.duplicates > 0 {
+            problems.push(format!("{name}: {} messages were opened again after their burn", self.duplicates));
+        }
+        if self.open_failures > 0 {
+            problems.push(format!("{name}: {} payloads did not open", self.open_failures));
+        }
+        if self.rows_left != 0 || self.recipient_rows_left != 0 {
+            problems.push(format!(
+                "{name}: {} message rows and {} recipient rows left behind",
+                self.rows_left, self.recipient_rows_left
+            ));
+        }
+        if self.instances > 1 && self.listen_cuts < self.postgres_restarts {
+            problems.push(format!("{name}: no LISTEN connection was found to cut: that fault did not happen"));
+        }
+        for place in &self.plaintext_found_in {
+            problems.push(format!("{name}: a plaintext was found in {place}"));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_lost_duplicated_or_left_rows_is_not_clean() {
+        let clean = FaultReport {
+            backend: "x".into(),
+            sent: 3,
+            acknowledged: 3,
+            delivered: 3,
+            burned: 3,
+            ..Default::default()
+        };
+        assert!(clean.problems().is_empty());
+        for broken in [
+            FaultReport { lost: 1, delivered: 2, ..clean.clone() },
+            FaultReport { duplicates: 1, ..clean.clone() },
+            FaultReport { rows_left: 1, ..clean.clone() },
+            FaultReport { recipient_rows_left: 1, ..clean.clone() },
+            FaultReport { plaintext_found_in: vec!["a file".into()], ..clean.clone() },
+            FaultReport { sent: 0, acknowledged: 0, delivered: 0, burned: 0, ..clean.clone() },
+        ] {
+            assert!(!broken.problems().is_empty(), "{broken:?}");
+        }
+    }
+}

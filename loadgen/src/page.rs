@@ -1,0 +1,240 @@
+//! A page without a browser: the room model ([`RoomModel`]) driven by Tokio, a WebSocket and
+//! timers, exactly as the browser drives it. The faults harness and the integration tests act
+//! through it as people do: they send, open what arrives, and watch the room's events.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use app::crypto::{MessageId, RoomKeys};
+use app::room::{Card, Effect, NotSent, RoomEvent, RoomModel, Timer};
+use futures::{SinkExt as _, StreamExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, Ws};
+
+/// A socket that cannot be opened within this counts as a failed attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a person does on the page.
+enum Action {
+    Send(String, oneshot::Sender<Result<MessageId, NotSent>>),
+    Open(MessageId),
+    Typed,
+    /// A look at the model (what the person sees).
+    Inspect(Box<dyn FnOnce(&RoomModel) + Send>),
+}
+
+/// Where a page's next connection goes: asked at every attempt, so a harness can move pages
+/// between instances or follow a restarted one to its new port.
+pub type Relay = Box<dyn Fn() -> String + Send + Sync>;
+
+/// A running page: act on it, and hear what happens in its room.
+pub struct Page {
+    actions: mpsc::UnboundedSender<Action>,
+    events: mpsc::UnboundedReceiver<RoomEvent>,
+    task: JoinHandle<()>,
+}
+
+impl Page {
+    /// Opens the room of `keys` on the relay at `url` (`ws://host:port/ws`) and keeps it open,
+    /// reconnecting as the page does, until it leaves or is dropped (both close the socket
+    /// with a close frame: the relay drops the participant at once).
+    pub fn open(keys: RoomKeys, url: &str) -> Self {
+        let url = url.to_owned();
+        Self::open_with(keys, Box::new(move || url.clone()))
+    }
+
+    /// [`open`](Self::open), asking `relay` for the address at every connection attempt.
+    pub fn open_with(keys: RoomKeys, relay: Relay) -> Self {
+        let (actions, actions_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let driver = Driver {
+            model: RoomModel::new(keys),
+            relay,
+            ws: None,
+            connect_at: None,
+            timers: Vec::new(),
+            events: events_tx,
+        };
+        let task = tokio::spawn(driver.run(actions_rx));
+        Self { actions, events, task }
+    }
+
+    /// Seals and sends `text` (queued until joined); its id.
+    pub async fn send(&self, text: &str) -> Result<MessageId, NotSent> {
+        let (tx, rx) = oneshot::channel();
+        self.act(Action::Send(text.to_owned(), tx));
+        rx.await.unwrap_or(Err(NotSent::NotInRoom))
+    }
+
+    /// A click on a sealed card.
+    pub fn open_card(&self, id: MessageId) {
+        self.act(Action::Open(id));
+    }
+
+    /// A keystroke in the composer.
+    pub fn typed(&self) {
+        self.act(Action::Typed);
+    }
+
+    /// The cards on the page now, oldest first.
+    pub async fn cards(&self) -> Vec<Card> {
+        self.inspect(|model| model.cards().to_vec()).await.unwrap_or_default()
+    }
+
+    /// Whether the page shows "typing…" now.
+    pub async fn peer_typing(&self) -> bool {
+        self.inspect(RoomModel::peer_typing).await.unwrap_or(false)
+    }
+
+    /// What `look` sees of the page's model now; `None` once the page has stopped.
+    pub async fn inspect<T: Send + 'static>(&self, look: impl FnOnce(&RoomModel) -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.act(Action::Inspect(Box::new(move |model| {
+            let _ = tx.send(look(model));
+        })));
+        rx.await.ok()
+    }
+
+    /// The next thing that happened in the room; `None` once the page has stopped.
+    pub async fn next_event(&mut self) -> Option<RoomEvent> {
+        self.events.recv().await
+    }
+
+    /// Leaves the room (a close frame: the relay drops this participant at once).
+    pub async fn leave(self) {
+        drop(self.actions);
+        let _ = self.task.await;
+    }
+
+    fn act(&self, action: Action) {
+        let _ = self.actions.send(action);
+    }
+}
+
+/// The page's loop: its model, its socket and its timers.
+struct Driver {
+    model: RoomModel,
+    relay: Relay,
+    ws: Option<Ws>,
+    /// When the model asked to (re)connect.
+    connect_at: Option<Instant>,
+    timers: Vec<(Instant, Timer)>,
+    events: mpsc::UnboundedSender<RoomEvent>,
+}
+
+impl Driver {
+    async fn run(mut self, mut actions: mpsc::UnboundedReceiver<Action>) {
+        let start = self.model.start();
+        self.carry_out(start).await;
+        loop {
+            if self.ws.is_none() && self.connect_at.is_some_and(|at| at <= Instant::now()) {
+                self.connect_at = None;
+                let effects = match tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&(self.relay)())).await {
+                    Ok(Ok(ws)) => {
+                        self.ws = Some(ws);
+                        self.model.on_connected()
+                    }
+                    _ => self.model.on_closed(),
+                };
+                self.carry_out(effects).await;
+                continue;
+            }
+            let wake = self.timers.iter().map(|(at, _)| *at).chain(self.connect_at).min();
+            let frame = async {
+                match self.ws.as_mut() {
+                    Some(ws) => ws.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let effects = tokio::select! {
+                action = actions.recv() => match action {
+                    Some(action) => self.on_action(action),
+                    None => {
+                        let effects = self.model.leave();
+                        self.carry_out(effects).await;
+                        return;
+                    }
+                },
+                frame = frame => match frame {
+                    Some(Ok(Message::Text(text))) => self.model.on_text(text.as_str()),
+                    Some(Ok(_)) => Vec::new(),
+                    Some(Err(_)) | None => {
+                        self.ws = None;
+                        self.model.on_closed()
+                    }
+                },
+                () = sleep => self.due_timers(),
+            };
+            self.carry_out(effects).await;
+        }
+    }
+
+    fn on_action(&mut self, action: Action) -> Vec<Effect> {
+        match action {
+            Action::Send(text, reply) => match self.model.send(&text, now_ms()) {
+                Ok(effects) => {
+                    let id = self.model.cards().last().map(|card| card.id);
+                    let _ = reply.send(id.ok_or(NotSent::NotInRoom));
+                    effects
+                }
+                Err(refused) => {
+                    let _ = reply.send(Err(refused));
+                    Vec::new()
+                }
+            },
+            Action::Open(id) => self.model.open(id),
+            Action::Typed => self.model.typed(now_ms()),
+            Action::Inspect(look) => {
+                look(&self.model);
+                Vec::new()
+            }
+        }
+    }
+
+    fn due_timers(&mut self) -> Vec<Effect> {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.timers.drain(..).partition(|(at, _)| *at <= now);
+        self.timers = later;
+        due.into_iter().flat_map(|(_, timer)| self.model.on_timer(timer)).collect()
+    }
+
+    /// Carries out the model's effects in order, and those of what they lead to (a send that
+    /// finds the socket gone is a closed socket).
+    async fn carry_out(&mut self, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Send(frame) => {
+                    let Some(ws) = self.ws.as_mut() else { continue };
+                    if ws.send(client::text(&frame)).await.is_err() {
+                        self.ws = None;
+                        queue.extend(self.model.on_closed());
+                    }
+                }
+                Effect::Connect { after } => self.connect_at = Some(Instant::now() + after),
+                Effect::Disconnect => {
+                    if let Some(mut ws) = self.ws.take() {
+                        let _ = ws.close(None).await;
+                    }
+                }
+                Effect::Schedule { timer, after } => self.timers.push((Instant::now() + after, timer)),
+                Effect::Event(event) => {
+                    let _ = self.events.send(event);
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
