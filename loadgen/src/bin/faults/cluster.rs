@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use loadgen::target;
 use sqlx::{ConnectOptions as _, Connection as _};
 
-use crate::faults::FaultError;
+use crate::error::FaultError;
 
 /// A PostgreSQL cluster of this run's own, in a temp dir, on its own port and socket directory.
 pub struct Cluster {

@@ -21,26 +21,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use app::crypto::RoomKeys;
-use loadgen::target::{self, Backend, Database, Server, ServerSpec, TargetError};
+use loadgen::target::{self, Backend, Database, Server, ServerSpec};
 
 use crate::cluster::Cluster;
+use crate::error::FaultError;
 use crate::report::FaultReport;
-use crate::rooms::Load;
-
-/// In every plaintext, so that a search of the data can find any of them.
-pub const PLAINTEXT_MARKER: &str = "ec-faults-plaintext";
-
-#[derive(Debug, thiserror::Error)]
-pub enum FaultError {
-    #[error(transparent)]
-    Target(#[from] TargetError),
-    #[error("PostgreSQL tools: {0}")]
-    Postgres(String),
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
+use crate::rooms::{set_url, Load, Urls, PLAINTEXT_MARKER};
 
 #[derive(Debug, Clone)]
 pub struct FaultOptions {
@@ -56,14 +42,6 @@ pub struct FaultOptions {
     pub settle: Duration,
     /// Time allowed, after the last send, for every message to be delivered and burned.
     pub drain: Duration,
-}
-
-/// The WebSocket URL of each instance, updated as instances are restarted.
-pub(crate) type Urls = Arc<RwLock<Vec<String>>>;
-
-pub(crate) fn url_of(urls: &Urls, instance: usize) -> String {
-    let urls = urls.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-    urls[instance % urls.len()].clone()
 }
 
 /// Runs the faults on SQLite (`kill -9` only) and on PostgreSQL (all three).
@@ -147,10 +125,6 @@ async fn run_postgres(
     drop(servers);
     db.drop_database().await?;
     Ok(report)
-}
-
-fn set_url(urls: &Urls, instance: usize, url: String) {
-    urls.write().unwrap_or_else(std::sync::PoisonError::into_inner)[instance] = url;
 }
 
 /// Every file under `dir` (recursively) that holds the plaintext marker, named for `what`.

@@ -16,6 +16,7 @@ use crate::report::FaultReport;
 use crate::soak::SoakOptions;
 
 mod cluster;
+mod error;
 mod faults;
 mod report;
 mod rooms;

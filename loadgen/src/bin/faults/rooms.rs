@@ -2,7 +2,7 @@
 //! them (the room model, driven by [`Page`]), and an account of what became of each message.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use app::crypto::{MessageId, RoomKeys};
@@ -11,8 +11,22 @@ use app::room::RoomEvent;
 use loadgen::page::Page;
 use tokio::task::JoinSet;
 
-use crate::faults::{url_of, Urls, PLAINTEXT_MARKER};
 use crate::report::FaultReport;
+
+/// In every plaintext, so that a search of the data can find any of them.
+pub const PLAINTEXT_MARKER: &str = "ec-faults-plaintext";
+
+/// The WebSocket URL of each instance, updated as instances are restarted.
+pub(crate) type Urls = Arc<RwLock<Vec<String>>>;
+
+pub(crate) fn url_of(urls: &Urls, instance: usize) -> String {
+    let urls = urls.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    urls[instance % urls.len()].clone()
+}
+
+pub(crate) fn set_url(urls: &Urls, instance: usize, url: String) {
+    urls.write().unwrap_or_else(std::sync::PoisonError::into_inner)[instance] = url;
+}
 
 /// The rooms' tasks, sending until told to stop.
 pub(crate) struct Load {

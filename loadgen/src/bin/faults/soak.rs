@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use loadgen::target::{self, Backend, Database, Server, ServerSpec};
 use serde::Serialize;
 
-use crate::faults::{FaultError, Urls};
+use crate::error::FaultError;
 use crate::report::FaultReport;
 use crate::rooms::Load;
+use crate::rooms::Urls;
 
 /// What to run, and how often to sample the server.
 #[derive(Debug, Clone)]
