@@ -9,10 +9,10 @@
 //! two-person room's journey writes one row, inserted then deleted, as the database's ceiling
 //! does (BENCHMARKS.md). The statements that touch recipients are written per backend, in
 //! `sqlite/` and `postgres/`; the rest are written once here (both dialects accept `$N`
-//! parameters, `ON CONFLICT`, `RETURNING`). The journey's two writes, `insert` and `viewed`,
-//! take one call each: a compound statement on SQLite, a data-modifying `WITH` and a function on
-//! PostgreSQL. On SQLite, those that queue while the one write connection is busy commit
-//! together (`sqlite/group_commit.rs`).
+//! parameters, `ON CONFLICT`, `RETURNING`) and run on either database through `dialect.rs`.
+//! The journey's two writes, `insert` and `viewed`, take one call each: a compound statement on
+//! SQLite, a data-modifying `WITH` and a function on PostgreSQL. On SQLite, those that queue
+//! while the one write connection is busy commit together (`sqlite/group_commit.rs`).
 //!
 //! Participants are rows too (`participants.rs`), so several instances over one PostgreSQL
 //! database share who is in each room. On PostgreSQL every write that causes a room event
@@ -30,7 +30,8 @@ use crate::domain::{
     now_ms, EventKind, Inserted, InstanceId, MessageId, NewMessage, Notice, Participant, RoomHash, Viewed, Waiting,
     CHANNEL,
 };
-use dialect::Dialect as _;
+use dialect::Param::{Blob, Int};
+use dialect::{Db, DbPool, WriteTx};
 use sqlite::group_commit::WriteQueue;
 
 /// Why a store operation failed. Never carries a value from a row.
@@ -72,23 +73,6 @@ enum Pool {
     Postgres(sqlx::PgPool),
 }
 
-/// Runs the same statements on whichever pool the store has: by default the pool that may
-/// write; `read pool =>` for statements that only read.
-macro_rules! on_pool {
-    ($store:expr, read $pool:ident => $body:expr) => {
-        match &$store.pool {
-            Pool::Sqlite { read: $pool, .. } => $body,
-            Pool::Postgres($pool) => $body,
-        }
-    };
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pool {
-            Pool::Sqlite { write: $pool, .. } => $body,
-            Pool::Postgres($pool) => $body,
-        }
-    };
-}
-
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE room_hash = $1 AND id = $2";
 
 /// What an insert's one statement read and did, on either backend.
@@ -113,19 +97,6 @@ impl InsertFound {
             (None, None) => None,
         }
     }
-}
-
-/// Inside a transaction on `$pool`: drops participant `$who` of `$room` from the recipients of
-/// what it had not viewed, deletes (and announces) the messages every remaining recipient has
-/// viewed, and evaluates to their ids.
-macro_rules! drop_from_recipients {
-    ($store:expr, $pool:expr, $tx:expr, $room:expr, $who:expr) => {{
-        let rows = $pool.drop_recipient(&mut $tx, $room, $who).await?;
-        let deleted: Vec<MessageId> = rows.iter().filter_map(|id| message_id_from_row(id)).collect();
-        let notices: Vec<String> = deleted.iter().map(|id| $store.notice($room, EventKind::Deleted(*id))).collect();
-        $pool.notify(&mut $tx, &notices).await?;
-        deleted
-    }};
 }
 
 mod participants;
@@ -160,6 +131,23 @@ impl Store {
         }
     }
 
+    /// Where statements that only read run: SQLite's read-only connections, or the PostgreSQL
+    /// pool.
+    fn read_pool(&self) -> DbPool<'_> {
+        match &self.pool {
+            Pool::Sqlite { read, .. } => Db::Sqlite(read),
+            Pool::Postgres(pool) => Db::Postgres(pool),
+        }
+    }
+
+    /// Where statements that write run: SQLite's one write connection, or the PostgreSQL pool.
+    fn write_pool(&self) -> DbPool<'_> {
+        match &self.pool {
+            Pool::Sqlite { write, .. } => Db::Sqlite(write),
+            Pool::Postgres(pool) => Db::Postgres(pool),
+        }
+    }
+
     /// The one of two statements that is written for this store's database.
     fn dialect(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
         match self.pool {
@@ -171,6 +159,22 @@ impl Store {
     /// A room event as this instance announces it.
     fn notice(&self, room: &RoomHash, kind: EventKind) -> String {
         Notice { instance: self.instance, room: *room, kind }.encode()
+    }
+
+    /// Inside `tx`: drops participant `who` of `room` from the recipients of what it had not
+    /// viewed, deletes (and announces) the messages every remaining recipient has viewed, and
+    /// returns their ids.
+    async fn drop_from_recipients(
+        &self,
+        tx: &mut WriteTx,
+        room: &RoomHash,
+        who: &Participant,
+    ) -> Result<Vec<MessageId>, StoreError> {
+        let rows = tx.drop_recipient(room, who).await?;
+        let deleted: Vec<MessageId> = rows.iter().filter_map(|id| message_id_from_row(id)).collect();
+        let notices: Vec<String> = deleted.iter().map(|id| self.notice(room, EventKind::Deleted(*id))).collect();
+        tx.notify(&notices).await?;
+        Ok(deleted)
     }
 
     /// Announces an event that goes with no write (typing) to the other instances.
@@ -207,13 +211,9 @@ impl Store {
     /// A waiting, unexpired message of `room`, as `who` may see it. (A fetch asks the hub
     /// first: the instance that stored a message holds it, `relay/held.rs`.)
     pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = on_pool!(self, read pool => sqlx::query_as(self.dialect(sqlite::SELECT_WAITING, postgres::SELECT_WAITING))
-            .bind(&room.0[..])
-            .bind(&id.0[..])
-            .bind(&who.0[..])
-            .bind(now_ms())
-            .fetch_optional(pool)
-            .await?);
+        let sql = self.dialect(sqlite::SELECT_WAITING, postgres::SELECT_WAITING);
+        let params = [Blob(&room.0), Blob(&id.0), Blob(&who.0), Int(now_ms())];
+        let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = self.read_pool().fetch_optional(sql, &params).await?;
         Ok(row.map(|(body, sender, recipients, mine)| Waiting {
             body,
             sender: Participant::from_row(&sender),
@@ -239,53 +239,46 @@ impl Store {
     /// `false` if there was none.
     pub async fn purge(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
         let notice = self.notice(room, EventKind::Expired(*id));
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let done = sqlx::query(DELETE_MESSAGE).bind(&room.0[..]).bind(&id.0[..]).execute(&mut *tx).await?;
-            pool.delete_recipients_of(&mut tx, room, id).await?;
-            if done.rows_affected() == 1 {
-                pool.notify(&mut tx, &[notice]).await?;
-            }
-            tx.commit().await?;
-            Ok(done.rows_affected() == 1)
-        })
+        let mut tx = self.write_pool().begin_write().await?;
+        let deleted = tx.execute(DELETE_MESSAGE, &[Blob(&room.0), Blob(&id.0)]).await? == 1;
+        tx.delete_recipients_of(room, id).await?;
+        if deleted {
+            tx.notify(&[notice]).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// Whether a message of `room` is still stored (waiting, or expired and not yet swept).
     pub async fn exists(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
         let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND id = $2";
-        let count: i64 = on_pool!(self, read pool => sqlx::query_scalar(sql).bind(&room.0[..]).bind(&id.0[..]).fetch_one(pool).await?);
+        let (count,): (i64,) = self.read_pool().fetch_one(sql, &[Blob(&room.0), Blob(&id.0)]).await?;
         Ok(count > 0)
     }
 
     /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
     pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
-        let rows: Vec<Vec<u8>> = on_pool!(self, read pool => sqlx::query_scalar(self.dialect(sqlite::PENDING_FOR, postgres::PENDING_FOR))
-            .bind(&room.0[..])
-            .bind(&who.0[..])
-            .bind(now_ms())
-            .fetch_all(pool)
-            .await?);
-        Ok(rows.iter().filter_map(|id| message_id_from_row(id)).collect())
+        let sql = self.dialect(sqlite::PENDING_FOR, postgres::PENDING_FOR);
+        let rows: Vec<(Vec<u8>,)> =
+            self.read_pool().fetch_all(sql, &[Blob(&room.0), Blob(&who.0), Int(now_ms())]).await?;
+        Ok(rows.iter().filter_map(|(id,)| message_id_from_row(id)).collect())
     }
 
     /// A participant with no participant row left for good: it is dropped from the recipients
     /// of what it had not viewed; messages every remaining recipient has viewed are deleted.
     /// Returns those messages' ids.
     pub async fn drop_participant(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let deleted = drop_from_recipients!(self, pool, tx, room, who);
-            tx.commit().await?;
-            Ok(deleted)
-        })
+        let mut tx = self.write_pool().begin_write().await?;
+        let deleted = self.drop_from_recipients(&mut tx, room, who).await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// Every (room, participant) still named as a recipient: after a restart, the ones that do
     /// not come back are dropped.
     pub async fn recipient_participants(&self) -> Result<Vec<(RoomHash, Participant)>, StoreError> {
         let sql = self.dialect(sqlite::RECIPIENT_PARTICIPANTS, postgres::RECIPIENT_PARTICIPANTS);
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = on_pool!(self, read pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self.read_pool().fetch_all(sql, &[]).await?;
         Ok(rows
             .iter()
             .filter_map(|(room, who)| Some((RoomHash::from_row(room)?, Participant::from_row(who))))
@@ -295,20 +288,18 @@ impl Store {
     /// Deletes every expired message (and its recipients) and says which, so rooms can be told.
     pub async fn delete_expired(&self) -> Result<Vec<(RoomHash, MessageId)>, StoreError> {
         let sql = "DELETE FROM messages WHERE expires_at <= $1 RETURNING room_hash, id";
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(sql).bind(now_ms()).fetch_all(&mut *tx).await?;
-            let expired: Vec<(RoomHash, MessageId)> =
-                rows.iter().filter_map(|(room, id)| Some((RoomHash::from_row(room)?, message_id_from_row(id)?))).collect();
-            if !rows.is_empty() {
-                pool.delete_orphan_recipients(&mut tx).await?;
-                let notices: Vec<String> =
-                    expired.iter().map(|(room, id)| self.notice(room, EventKind::Expired(*id))).collect();
-                pool.notify(&mut tx, &notices).await?;
-            }
-            tx.commit().await?;
-            Ok(expired)
-        })
+        let mut tx = self.write_pool().begin_write().await?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = tx.fetch_all(sql, &[Int(now_ms())]).await?;
+        let expired: Vec<(RoomHash, MessageId)> =
+            rows.iter().filter_map(|(room, id)| Some((RoomHash::from_row(room)?, message_id_from_row(id)?))).collect();
+        if !rows.is_empty() {
+            tx.delete_orphan_recipients().await?;
+            let notices: Vec<String> =
+                expired.iter().map(|(room, id)| self.notice(room, EventKind::Expired(*id))).collect();
+            tx.notify(&notices).await?;
+        }
+        tx.commit().await?;
+        Ok(expired)
     }
 
     /// Closes the pools, waiting for connections to finish.

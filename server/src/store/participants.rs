@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::dialect::Dialect as _;
-use super::{Pool, Store, StoreError};
+use super::dialect::Param::{Blob, Int};
+use super::{Store, StoreError};
 use crate::domain::bounds::HEARTBEAT_TIMEOUT;
-use crate::domain::ids::message_id_from_row;
 use crate::domain::{now_ms, EventKind, MessageId, Participant, RoomHash};
 
 /// A join that went through: how many are connected now.
@@ -68,27 +67,19 @@ impl Store {
         max: u32,
     ) -> Result<Option<Admitted>, StoreError> {
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let others: i64 = sqlx::query_scalar(COUNT_OTHERS).bind(&room.0[..]).bind(&who.0[..]).fetch_one(&mut *tx).await?;
-            let known: i64 = sqlx::query_scalar(IS_PARTICIPANT).bind(&room.0[..]).bind(&who.0[..]).fetch_one(&mut *tx).await?;
-            if known == 0 && others >= i64::from(max) {
-                tx.commit().await?;
-                return Ok(None);
-            }
-            sqlx::query(UPSERT)
-                .bind(&room.0[..])
-                .bind(&who.0[..])
-                .bind(&self.instance.0[..])
-                .bind(connection)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-            let connected: i64 = sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(&mut *tx).await?;
-            pool.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
+        let mut tx = self.write_pool().begin_write().await?;
+        let (others,): (i64,) = tx.fetch_one(COUNT_OTHERS, &[Blob(&room.0), Blob(&who.0)]).await?;
+        let (known,): (i64,) = tx.fetch_one(IS_PARTICIPANT, &[Blob(&room.0), Blob(&who.0)]).await?;
+        if known == 0 && others >= i64::from(max) {
             tx.commit().await?;
-            Ok(Some(Admitted { connected: count(connected) }))
-        })
+            return Ok(None);
+        }
+        let row = [Blob(&room.0), Blob(&who.0), Blob(&self.instance.0), Int(connection), Int(now_ms())];
+        tx.execute(UPSERT, &row).await?;
+        let (connected,): (i64,) = tx.fetch_one(COUNT_CONNECTED, &[Blob(&room.0), Int(alive_since())]).await?;
+        tx.notify(&[self.notice(room, EventKind::PresenceChanged)]).await?;
+        tx.commit().await?;
+        Ok(Some(Admitted { connected: count(connected) }))
     }
 
     /// `connection` of this instance, which held `who`, ended: `who` enters its grace period.
@@ -101,24 +92,15 @@ impl Store {
         connection: u64,
     ) -> Result<Option<i64>, StoreError> {
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let generation: Option<i64> = sqlx::query_scalar(DISCONNECT)
-                .bind(&room.0[..])
-                .bind(&who.0[..])
-                .bind(&self.instance.0[..])
-                .bind(connection)
-                .bind(now_ms())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(generation) = generation else {
-                tx.commit().await?;
-                return Ok(None);
-            };
-            pool.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
+        let mut tx = self.write_pool().begin_write().await?;
+        let params = [Blob(&room.0), Blob(&who.0), Blob(&self.instance.0), Int(connection), Int(now_ms())];
+        let Some((generation,)): Option<(i64,)> = tx.fetch_optional(DISCONNECT, &params).await? else {
             tx.commit().await?;
-            Ok(Some(generation))
-        })
+            return Ok(None);
+        };
+        tx.notify(&[self.notice(room, EventKind::PresenceChanged)]).await?;
+        tx.commit().await?;
+        Ok(Some(generation))
     }
 
     /// The grace period of `who` (disconnected at `generation`) is over. Unless it came back
@@ -130,24 +112,20 @@ impl Store {
         who: &Participant,
         generation: i64,
     ) -> Result<Option<Vec<MessageId>>, StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let gone = sqlx::query(LEAVE).bind(&room.0[..]).bind(&who.0[..]).bind(generation).execute(&mut *tx).await?;
-            if gone.rows_affected() == 0 {
-                tx.commit().await?;
-                return Ok(None);
-            }
-            let deleted = drop_from_recipients!(self, pool, tx, room, who);
+        let mut tx = self.write_pool().begin_write().await?;
+        let gone = tx.execute(LEAVE, &[Blob(&room.0), Blob(&who.0), Int(generation)]).await?;
+        if gone == 0 {
             tx.commit().await?;
-            Ok(Some(deleted))
-        })
+            return Ok(None);
+        }
+        let deleted = self.drop_from_recipients(&mut tx, room, who).await?;
+        tx.commit().await?;
+        Ok(Some(deleted))
     }
 
     /// Renews this instance's rows: it is alive.
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            sqlx::query(HEARTBEAT).bind(&self.instance.0[..]).bind(now_ms()).execute(pool).await?;
-        });
+        self.write_pool().execute(HEARTBEAT, &[Blob(&self.instance.0), Int(now_ms())]).await?;
         Ok(())
     }
 
@@ -155,36 +133,34 @@ impl Store {
     /// heartbeat timeout plus `grace` ago, as if each had left (see [`Store::leave`]).
     pub async fn reap(&self, grace: Duration) -> Result<Vec<Reaped>, StoreError> {
         let cutoff = now_ms().saturating_sub(millis(HEARTBEAT_TIMEOUT).saturating_add(millis(grace)));
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(REAP).bind(cutoff).fetch_all(&mut *tx).await?;
-            let mut rooms: BTreeMap<[u8; 32], Vec<MessageId>> = BTreeMap::new();
-            for (room, who) in &rows {
-                let Some(room) = RoomHash::from_row(room) else { continue };
-                let who = Participant::from_row(who);
-                let deleted = drop_from_recipients!(self, pool, tx, &room, &who);
-                rooms.entry(room.0).or_default().extend(deleted);
-            }
-            let mut reaped = Vec::with_capacity(rooms.len());
-            for (room, deleted) in rooms {
-                let room = RoomHash(room);
-                pool.notify(&mut tx, &[self.notice(&room, EventKind::PresenceChanged)]).await?;
-                reaped.push(Reaped { room, deleted });
-            }
-            tx.commit().await?;
-            Ok(reaped)
-        })
+        let mut tx = self.write_pool().begin_write().await?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = tx.fetch_all(REAP, &[Int(cutoff)]).await?;
+        let mut rooms: BTreeMap<[u8; 32], Vec<MessageId>> = BTreeMap::new();
+        for (room, who) in &rows {
+            let Some(room) = RoomHash::from_row(room) else { continue };
+            let who = Participant::from_row(who);
+            let deleted = self.drop_from_recipients(&mut tx, &room, &who).await?;
+            rooms.entry(room.0).or_default().extend(deleted);
+        }
+        let mut reaped = Vec::with_capacity(rooms.len());
+        for (room, deleted) in rooms {
+            let room = RoomHash(room);
+            tx.notify(&[self.notice(&room, EventKind::PresenceChanged)]).await?;
+            reaped.push(Reaped { room, deleted });
+        }
+        tx.commit().await?;
+        Ok(reaped)
     }
 
     /// Whether `who` is in `room` (connected or in its grace period, on any instance).
     pub async fn is_participant(&self, room: &RoomHash, who: &Participant) -> Result<bool, StoreError> {
-        let n: i64 = on_pool!(self, read pool => sqlx::query_scalar(IS_PARTICIPANT).bind(&room.0[..]).bind(&who.0[..]).fetch_one(pool).await?);
+        let (n,): (i64,) = self.read_pool().fetch_one(IS_PARTICIPANT, &[Blob(&room.0), Blob(&who.0)]).await?;
         Ok(n > 0)
     }
 
     /// How many are connected to `room`, over all instances.
     pub async fn count_connected(&self, room: &RoomHash) -> Result<u32, StoreError> {
-        let n: i64 = on_pool!(self, read pool => sqlx::query_scalar(COUNT_CONNECTED).bind(&room.0[..]).bind(alive_since()).fetch_one(pool).await?);
+        let (n,): (i64,) = self.read_pool().fetch_one(COUNT_CONNECTED, &[Blob(&room.0), Int(alive_since())]).await?;
         Ok(count(n))
     }
 }

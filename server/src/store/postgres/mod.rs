@@ -1,7 +1,7 @@
 //! The PostgreSQL store: for production and for several instances over one database.
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::{InsertFound, StoreError};
 use crate::domain::bounds::POSTGRES_POOL_CONNECTIONS;
@@ -86,6 +86,26 @@ pub(super) async fn viewed(
     }
 }
 
+/// Inside a write transaction: NOTIFYs each of `notices`, sent when (and only if) it commits.
+pub(super) async fn notify(tx: &mut PgConnection, notices: &[String]) -> Result<(), sqlx::Error> {
+    for notice in notices {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(notice).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Inside a write transaction: drops `who` from the recipients of the messages of `room` it has
+/// not viewed ([`DROP_UNVIEWED`]), deletes those that every remaining recipient has now viewed
+/// ([`COMPLETED_IN_ROOM`]), and returns their ids.
+pub(super) async fn drop_recipient(
+    tx: &mut PgConnection,
+    room: &RoomHash,
+    who: &Participant,
+) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+    sqlx::query(DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
+    sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(tx).await
+}
+
 /// Creates the configured database through the server's maintenance database.
 async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
     let name =
@@ -158,13 +178,13 @@ pub(super) const PENDING_FOR: &str = "SELECT id FROM messages WHERE room_hash = 
        ($2 = ANY (recipients) AND NOT $2 = ANY (viewed_by)) OR (sender <> $2 AND cardinality(recipients) = 0)) \
      ORDER BY expires_at";
 /// Drops `$2` from the recipients of the messages of room `$1` it has not viewed.
-pub(super) const DROP_UNVIEWED: &str = "UPDATE messages SET recipients = array_remove(recipients, $2) \
+const DROP_UNVIEWED: &str = "UPDATE messages SET recipients = array_remove(recipients, $2) \
      WHERE room_hash = $1 AND $2 = ANY (recipients) AND NOT $2 = ANY (viewed_by)";
 /// Messages of room `$1` whose remaining recipients (there is one) have all viewed them. Run after
 /// [`DROP_UNVIEWED`] in the same transaction: each statement re-reads a row a concurrent viewer
 /// changed, and a viewer whose view completes a message deletes it itself (`ec_viewed`), so
 /// between them every completed message burns.
-pub(super) const COMPLETED_IN_ROOM: &str = "DELETE FROM messages WHERE room_hash = $1 \
+const COMPLETED_IN_ROOM: &str = "DELETE FROM messages WHERE room_hash = $1 \
        AND cardinality(recipients) > 0 AND recipients <@ viewed_by RETURNING id";
 /// Every (room, participant) still named as a recipient.
 pub(super) const RECIPIENT_PARTICIPANTS: &str =

@@ -14,11 +14,9 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
-
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::Row as _;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{InsertFound, StoreError};
 use crate::domain::bounds::{CHECKPOINT_BACKSTOP_PAGES, SQLITE_READ_CONNECTIONS};
@@ -119,6 +117,34 @@ fn read_viewed(rows: &[SqliteRow]) -> Result<Viewed, StoreError> {
     })
 }
 
+/// Inside a write transaction: drops `who` from the recipients of the messages of `room` it has
+/// not viewed ([`DROP_UNVIEWED`]), deletes those that every remaining recipient has now viewed
+/// ([`COMPLETED_IN_ROOM`]) and their recipients, and returns their ids.
+pub(super) async fn drop_recipient(
+    tx: &mut SqliteConnection,
+    room: &RoomHash,
+    who: &Participant,
+) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+    sqlx::query(DROP_UNVIEWED).bind(&room.0[..]).bind(&who.0[..]).execute(&mut *tx).await?;
+    let deleted = sqlx::query_scalar(COMPLETED_IN_ROOM).bind(&room.0[..]).fetch_all(&mut *tx).await?;
+    delete_orphan_recipients(tx).await?;
+    Ok(deleted)
+}
+
+/// Inside a write transaction, after messages were deleted: [`DELETE_ORPHAN_RECIPIENTS`].
+pub(super) async fn delete_orphan_recipients(tx: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(DELETE_ORPHAN_RECIPIENTS).execute(tx).await.map(drop)
+}
+
+/// Inside a write transaction, after message `id` of `room` was deleted: [`DELETE_RECIPIENTS_OF`].
+pub(super) async fn delete_recipients_of(
+    tx: &mut SqliteConnection,
+    room: &RoomHash,
+    id: &MessageId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(DELETE_RECIPIENTS_OF).bind(&room.0[..]).bind(&id.0[..]).execute(tx).await.map(drop)
+}
+
 /// Takes the lock that says "a server runs on this database", or explains who holds it.
 fn lock_exclusively(database: &Path) -> Result<File, StoreError> {
     let mut name = database.as_os_str().to_owned();
@@ -200,19 +226,18 @@ pub(super) const PENDING_FOR: &str = "SELECT m.id FROM messages m WHERE m.room_h
      ORDER BY m.expires_at";
 /// Drops `$2` from the recipients of the messages of room `$1` it has not viewed. (`BEGIN
 /// IMMEDIATE` runs writers one at a time: no `viewed` interleaves with this and the next.)
-pub(super) const DROP_UNVIEWED: &str =
-    "DELETE FROM recipients WHERE room_hash = $1 AND participant = $2 AND NOT viewed";
+const DROP_UNVIEWED: &str = "DELETE FROM recipients WHERE room_hash = $1 AND participant = $2 AND NOT viewed";
 /// Messages of room `$1` whose remaining recipients (there is one) have all viewed them.
-pub(super) const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $1 \
+const COMPLETED_IN_ROOM: &str = "DELETE FROM messages AS m WHERE m.room_hash = $1 \
        AND EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id) \
        AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
                AND NOT r.viewed) \
      RETURNING id";
 /// Recipients whose message is gone.
-pub(super) const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
+const DELETE_ORPHAN_RECIPIENTS: &str = "DELETE FROM recipients WHERE NOT EXISTS (SELECT 1 FROM messages m \
        WHERE m.room_hash = recipients.room_hash AND m.id = recipients.message_id)";
 /// The recipients of message `$2` of room `$1`.
-pub(super) const DELETE_RECIPIENTS_OF: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
+const DELETE_RECIPIENTS_OF: &str = "DELETE FROM recipients WHERE room_hash = $1 AND message_id = $2";
 /// Every (room, participant) still named as a recipient.
 pub(super) const RECIPIENT_PARTICIPANTS: &str = "SELECT DISTINCT room_hash, participant FROM recipients";
 
