@@ -1,8 +1,7 @@
-//! One protocol client: a WebSocket that joins a room as a page does.
+//! The socket to the relay: connecting, and frames as text messages. What goes over it is a
+//! page's business ([`crate::page`]).
 
-use app::crypto::RoomId;
 use app::protocol::{ClientFrame, ServerFrame};
-use futures::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,20 +31,6 @@ pub async fn connect(url: &str) -> Result<Ws, ClientError> {
         .await
         .map_err(|source| ClientError::Connect { url: url.to_owned(), source: Box::new(source) })?;
     Ok(ws)
-}
-
-/// Sends `join` with a fresh session and waits for `joined`; returns the participant count.
-pub async fn join(ws: &mut Ws, room: &RoomId) -> Result<u32, ClientError> {
-    let session = hex::encode(app::crypto::random_bytes::<16>());
-    ws.send(text(&ClientFrame::Join { room_id: room.to_hex(), session })).await.map_err(Box::new)?;
-    while let Some(message) = ws.next().await {
-        match parse(&message.map_err(Box::new)?) {
-            Some(ServerFrame::Joined { participants, .. }) => return Ok(participants),
-            Some(ServerFrame::Error { code, .. }) => return Err(ClientError::Refused(format!("{code:?}"))),
-            _ => {}
-        }
-    }
-    Err(ClientError::Closed)
 }
 
 /// A client frame as a WebSocket text message.

@@ -10,8 +10,9 @@
 //! - [`ceiling`]: the database's insert+delete commit rate on the real schema.
 //! - [`stages`]: where each message's delivery time went, stage by stage.
 //! - [`cpu`]: the processor time a run costs the servers, PostgreSQL and the load generator.
-//! - [`client`]: a bare WebSocket to the relay, for the measurements' own frames.
-//! - [`page`]: a page without a browser: the room model the browser runs, driven by Tokio.
+//! - [`client`]: the socket to the relay.
+//! - [`page`]: a page without a browser: the room model the browser runs, driven by Tokio
+//!   ([`page::Page`]), or with a clock that jumps for the measured journeys ([`page::at_once`]).
 //! - [`target`]: server processes over fresh databases, and their memory.
 //! - [`args`]: the command-line pieces both binaries share.
 //! - [`bench`] and [`render`]: the whole `make bench` run and its report.

@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use app::crypto::{MessageId, RoomKeys};
+use app::protocol::ClientFrame;
 use app::room::{Card, Effect, NotSent, RoomEvent, RoomModel, Timer};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, Ws};
+use crate::client::{self, ClientError, Ws};
 
 /// A socket that cannot be opened within this counts as a failed attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -237,4 +238,58 @@ impl Driver {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Opens a socket to `url` and lets a fresh page of the room of `keys` join on it: the socket
+/// and the joined page, for a driver of its own (the load generator's journeys).
+pub async fn join(url: &str, keys: &RoomKeys) -> Result<(Ws, RoomModel), ClientError> {
+    let mut ws = client::connect(url).await?;
+    let mut page = RoomModel::new(keys.clone());
+    page.start();
+    for effect in page.on_connected() {
+        if let Effect::Send(frame) = effect {
+            ws.send(client::text(&frame)).await.map_err(Box::new)?;
+        }
+    }
+    while let Some(message) = ws.next().await {
+        let Message::Text(text) = message.map_err(Box::new)? else { continue };
+        let effects = page.on_text(text.as_str());
+        if let Some(code) = effects.iter().find_map(|effect| match effect {
+            Effect::Event(RoomEvent::Refused(code)) => Some(*code),
+            _ => None,
+        }) {
+            return Err(ClientError::Refused(format!("{code:?}")));
+        }
+        if effects.contains(&Effect::Event(RoomEvent::Joined)) {
+            return Ok((ws, page));
+        }
+    }
+    Err(ClientError::Closed)
+}
+
+/// What a measurement driver hears from [`at_once`].
+pub enum Step {
+    /// A frame to write on the socket.
+    Frame(ClientFrame),
+    /// Something that happened in the room.
+    Event(RoomEvent),
+}
+
+/// Carries out `effects` as a page would, with a clock that jumps: each timer runs as soon as it
+/// is reached, in order with the other effects, so a card counts down and leaves at once. For
+/// the load generator's journeys, which measure the relay and must not spend the machine's
+/// cores on ten timer wakeups a message. Frames and events go to `on`, which may act on the
+/// model and return its new effects (a person opening what arrived); reconnecting is the
+/// caller's business (a lost socket ends a measured journey).
+pub fn at_once(model: &mut RoomModel, effects: Vec<Effect>, mut on: impl FnMut(&mut RoomModel, Step) -> Vec<Effect>) {
+    let mut queue: VecDeque<Effect> = effects.into();
+    while let Some(effect) = queue.pop_front() {
+        let more = match effect {
+            Effect::Send(frame) => on(model, Step::Frame(frame)),
+            Effect::Event(event) => on(model, Step::Event(event)),
+            Effect::Schedule { timer, .. } => model.on_timer(timer),
+            Effect::Connect { .. } | Effect::Disconnect => Vec::new(),
+        };
+        queue.extend(more);
+    }
 }

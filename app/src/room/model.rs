@@ -196,8 +196,10 @@ impl RoomModel {
         let mut out = Vec::new();
         if self.socket == Socket::Joined {
             out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed }));
-            out.push(Effect::Send(ClientFrame::Typing { active: false }));
-            self.last_typing_sent = None;
+            // The room was told this page is typing: it has stopped.
+            if self.last_typing_sent.take().is_some() {
+                out.push(Effect::Send(ClientFrame::Typing { active: false }));
+            }
         }
         Ok(out)
     }

@@ -1,5 +1,7 @@
 //! The full message journey under load, as pages make it: a sender seals and sends, each
 //! receiver gets the notice, fetches, opens and confirms it viewed, the sender hears `deleted`.
+//! Every client is the page's own room model ([`RoomModel`]), run with a clock that jumps
+//! ([`crate::page::at_once`]) so its timers cost the measured machine nothing.
 //!
 //! Each room has one sender and `clients_per_room - 1` receivers; one PBKDF2 per room (done
 //! beforehand by [`derive_rooms`]), AES-GCM per message at both ends. Two figures come out:
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use app::crypto::{RoomCode, RoomKeys};
+use app::room::RoomModel;
 use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -26,7 +29,8 @@ use self::receiver::read_as_receiver;
 use self::report::report;
 use self::sender::{read_as_sender, send_all, SendPlan};
 use self::shared::{RoomState, Shared};
-use crate::client::{self, ClientError, Ws};
+use crate::client::{ClientError, Ws};
+use crate::page;
 
 mod receiver;
 mod report;
@@ -109,28 +113,29 @@ pub async fn run(rooms: &[RoomKeys], options: &JourneyOptions) -> Result<Journey
     let sockets = connect_rooms(&states, options).await?;
     let mut readers = JoinSet::new();
     let mut writers = JoinSet::new();
-    let mut outboxes = Vec::new();
+    let mut senders_pages = Vec::new();
     for (room_index, room_sockets) in sockets.into_iter().enumerate() {
-        for (client_index, ws) in room_sockets.into_iter().enumerate() {
+        for (client_index, (ws, page)) in room_sockets.into_iter().enumerate() {
             let (sink, stream) = ws.split();
             let (out, inbox) = mpsc::channel(OUTBOX);
             writers.spawn(write(sink, inbox));
             let room = states[room_index].clone();
             if client_index == 0 {
                 // The reader holds the outbox too, so the socket stays open after the last send.
-                readers.spawn(read_as_sender(stream, out.clone(), room, shared.clone()));
-                outboxes.push(out);
+                let page = Arc::new(Mutex::new(page));
+                readers.spawn(read_as_sender(stream, out.clone(), room, shared.clone(), page.clone()));
+                senders_pages.push((out, page));
             } else {
-                readers.spawn(read_as_receiver(stream, out, room, shared.clone(), options.payload));
+                readers.spawn(read_as_receiver(stream, out, room, shared.clone(), options.payload, page));
             }
         }
     }
 
     let start = Instant::now();
     let mut senders = JoinSet::new();
-    for (room_index, out) in outboxes.into_iter().enumerate() {
+    for (room_index, (out, page)) in senders_pages.into_iter().enumerate() {
         let plan = SendPlan { room_index, rooms: states.len(), start, options: options.clone() };
-        senders.spawn(send_all(plan, out, states[room_index].clone(), shared.clone()));
+        senders.spawn(send_all(plan, out, states[room_index].clone(), shared.clone(), page));
     }
     wait_for_journeys(&shared, &mut senders, options.drain_timeout).await;
     senders.abort_all();
@@ -162,16 +167,17 @@ async fn wait_for_journeys(shared: &Shared, senders: &mut JoinSet<()>, stall: Du
     }
 }
 
-/// Connects and joins every client of every room; a room's sender joins last, so every
-/// receiver is already a recipient of its first message.
-async fn connect_rooms(states: &[Arc<RoomState>], options: &JourneyOptions) -> Result<Vec<Vec<Ws>>, ClientError> {
+/// Connects and joins every client of every room, each a page; a room's sender joins last, so
+/// every receiver is already a recipient of its first message.
+async fn connect_rooms(
+    states: &[Arc<RoomState>],
+    options: &JourneyOptions,
+) -> Result<Vec<Vec<(Ws, RoomModel)>>, ClientError> {
     let jobs = states.iter().enumerate().map(|(room_index, state)| async move {
         let mut sockets = Vec::with_capacity(options.clients_per_room);
         for client_index in (0..options.clients_per_room).rev() {
             let url = &options.urls[(room_index + client_index) % options.urls.len()];
-            let mut ws = client::connect(url).await?;
-            client::join(&mut ws, &state.keys.room_id).await?;
-            sockets.push(ws);
+            sockets.push(page::join(url, &state.keys).await?);
         }
         sockets.reverse();
         Ok::<_, ClientError>(sockets)

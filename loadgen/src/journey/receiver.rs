@@ -1,13 +1,10 @@
-//! A room's receiver: fetches each message it is told of, opens and checks it, and confirms it
-//! viewed.
+//! A room's receiver: a page (the room model) that opens each message as it arrives; each
+//! plaintext is checked against the text's length and timed.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use app::crypto::message::open;
-use app::crypto::{MessageId, SealedPayload};
-use app::protocol::{ClientFrame, ServerFrame};
+use app::room::{CardState, RoomEvent, RoomModel};
 use futures::stream::SplitStream;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -15,59 +12,66 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::shared::{RoomState, Shared};
 use crate::client::{self, Ws};
+use crate::page::{at_once, Step};
 
-/// A receiver's socket: a notice is fetched once, a payload opened once (a second is a duplicate),
-/// checked against the text's length, timed, and confirmed `viewed`.
+/// A receiver's socket, read by its page: a notice is opened at once, a plaintext timed and
+/// checked, a message shown twice counted as a duplicate.
 pub(super) async fn read_as_receiver(
     mut stream: SplitStream<Ws>,
     out: mpsc::Sender<Message>,
     room: Arc<RoomState>,
     shared: Arc<Shared>,
     payload: usize,
+    mut page: RoomModel,
 ) {
-    let mut fetched = HashSet::new();
-    let mut opened = HashSet::new();
     while let Some(Ok(message)) = stream.next().await {
-        let reply = match client::parse(&message) {
-            Some(ServerFrame::Message { message_id }) if fetched.insert(message_id.clone()) => {
-                if let Some(id) = MessageId::parse(&message_id) {
-                    room.mark(&id, |timeline| timeline.noticed = Some(Instant::now()));
-                }
-                ClientFrame::Fetch { message_id }
+        let Message::Text(text) = &message else { continue };
+        let mut frames = Vec::new();
+        let effects = page.on_text(text.as_str());
+        at_once(&mut page, effects, |page, step| match step {
+            Step::Frame(frame) => {
+                frames.push(frame);
+                Vec::new()
             }
-            Some(ServerFrame::Payload { message_id, sealed }) => {
+            Step::Event(RoomEvent::Arrived(id)) => {
+                room.mark(&id, |timeline| timeline.noticed = Some(Instant::now()));
+                page.open(id)
+            }
+            Step::Event(RoomEvent::Opened(id)) => {
                 let now = Instant::now();
-                if !opened.insert(message_id.clone()) {
-                    shared.metrics().duplicates += 1;
-                    continue;
-                }
-                let id = MessageId::parse(&message_id);
-                let body =
-                    id.zip(SealedPayload::from_base64(&sealed).ok()).and_then(|(id, s)| open(&room.keys, &id, &s).ok());
-                let started = id.and_then(|id| {
-                    room.mark(&id, |timeline| timeline.delivered = Some(now)).map(|timeline| timeline.scheduled)
+                let length = page.card(id).and_then(|card| match &card.state {
+                    CardState::Open(text) => Some(text.len()),
+                    _ => None,
                 });
+                let started = room.mark(&id, |timeline| timeline.delivered = Some(now)).map(|t| t.scheduled);
                 let mut metrics = shared.metrics();
-                match (body, started) {
-                    (Some(body), Some(started)) if body.text.len() == payload => {
+                match (length, started) {
+                    (Some(length), Some(started)) if length == payload => {
                         metrics.delivery.push(now - started);
                         metrics.delivered += 1;
                     }
-                    _ => {
-                        metrics.open_failures += 1;
-                        continue;
-                    }
+                    _ => metrics.open_failures += 1,
                 }
-                ClientFrame::Viewed { message_id }
+                Vec::new()
             }
-            Some(ServerFrame::Error { code, .. }) => {
+            Step::Event(RoomEvent::SeenAgain(_)) => {
+                shared.metrics().duplicates += 1;
+                Vec::new()
+            }
+            Step::Event(RoomEvent::Unreadable(_)) => {
+                shared.metrics().open_failures += 1;
+                Vec::new()
+            }
+            Step::Event(RoomEvent::Refused(code)) => {
                 shared.error(format!("{code:?}"));
-                continue;
+                Vec::new()
             }
-            _ => continue,
-        };
-        if out.send(client::text(&reply)).await.is_err() {
-            return;
+            Step::Event(_) => Vec::new(),
+        });
+        for frame in frames {
+            if out.send(client::text(&frame)).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -1,13 +1,13 @@
-//! A room's sender: sends its messages (on a schedule, or as fast as its window allows), and
-//! hears each acknowledged (`sent`) and burned (`deleted`), which ends its journey.
+//! A room's sender: a page (the room model) that sends its messages (on a schedule, or as fast
+//! as its window allows), and hears each acknowledged (`sent`) and burned (`deleted`), which
+//! ends its journey.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use app::crypto::message::seal;
-use app::crypto::{Body, MessageId, SenderId};
-use app::protocol::{ClientFrame, ServerFrame};
+use app::crypto::MessageId;
+use app::room::{RoomEvent, RoomModel};
 use futures::stream::SplitStream;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::shared::{RoomState, Shared};
 use super::JourneyOptions;
 use crate::client::{self, Ws};
+use crate::page::{at_once, Step};
 use crate::stages::Timeline;
 
 /// When one room's sender sends: its place among the rooms, the run's start, and the options.
@@ -35,10 +36,15 @@ impl SendPlan {
     }
 }
 
-/// Seals and sends the room's messages, each when it is due (open loop) or when the window has
-/// room (closed loop).
-pub(super) async fn send_all(plan: SendPlan, out: mpsc::Sender<Message>, room: Arc<RoomState>, shared: Arc<Shared>) {
-    let sender = SenderId::generate();
+/// Seals and sends the room's messages through its page, each when it is due (open loop) or
+/// when the window has room (closed loop).
+pub(super) async fn send_all(
+    plan: SendPlan,
+    out: mpsc::Sender<Message>,
+    room: Arc<RoomState>,
+    shared: Arc<Shared>,
+    page: Arc<Mutex<RoomModel>>,
+) {
     let text = "x".repeat(plan.options.payload);
     for i in 0..plan.options.messages {
         let due = plan.due(i);
@@ -48,60 +54,95 @@ pub(super) async fn send_all(plan: SendPlan, out: mpsc::Sender<Message>, room: A
         let Ok(permit) = room.window.acquire().await else { return };
         permit.forget(); // given back when the `deleted` notice comes
         let started = due.unwrap_or_else(Instant::now);
-        let id = MessageId::generate();
-        let sent_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let body = Body { id, sender, text: text.clone(), sent_at };
-        let sealed = match seal(&room.keys, &body) {
-            Ok(sealed) => sealed,
+        let mut frames = Vec::new();
+        let sent = {
+            let mut page = lock(&page);
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            page.send(&text, now_ms).map(|effects| {
+                let id = page.cards().last().map(|card| card.id);
+                at_once(&mut page, effects, |_, step| {
+                    if let Step::Frame(frame) = step {
+                        frames.push(frame);
+                    }
+                    Vec::new()
+                });
+                id
+            })
+        };
+        let id = match sent {
+            Ok(Some(id)) => id,
+            Ok(None) => return shared.error("client: the page lost its message".into()),
             Err(err) => return shared.error(format!("client: {err}")),
         };
-        let frame = client::text(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() });
         // Written before it goes: its `sent` can come back before this task runs again.
         room.timelines().insert(id, Timeline { written: Some(Instant::now()), ..Timeline::new(started) });
-        if out.send(frame).await.is_err() {
-            return shared.error("client: socket closed while sending".into());
+        for frame in frames {
+            if out.send(client::text(&frame)).await.is_err() {
+                return shared.error("client: socket closed while sending".into());
+            }
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// The sender's socket: `sent` marks a message acknowledged, `deleted` ends its journey and frees
-/// its place in the window.
+/// The sender's socket, read by its page: `sent` marks a message acknowledged, its burn ends its
+/// journey and frees its place in the window.
 pub(super) async fn read_as_sender(
     mut stream: SplitStream<Ws>,
-    _outbox: mpsc::Sender<Message>,
+    outbox: mpsc::Sender<Message>,
     room: Arc<RoomState>,
     shared: Arc<Shared>,
+    page: Arc<Mutex<RoomModel>>,
 ) {
     while let Some(Ok(message)) = stream.next().await {
-        match client::parse(&message) {
-            Some(ServerFrame::Sent { message_id }) => {
-                if let Some(id) = MessageId::parse(&message_id) {
-                    room.mark(&id, |timeline| timeline.acked = Some(Instant::now()));
+        let Message::Text(text) = &message else { continue };
+        let mut frames = Vec::new();
+        {
+            let mut page = lock(&page);
+            let effects = page.on_text(text.as_str());
+            at_once(&mut page, effects, |_, step| {
+                match step {
+                    Step::Frame(frame) => frames.push(frame),
+                    Step::Event(RoomEvent::Stored(id)) => {
+                        room.mark(&id, |timeline| timeline.acked = Some(Instant::now()));
+                    }
+                    Step::Event(RoomEvent::Burned(id)) => burned(&room, &shared, &id),
+                    Step::Event(RoomEvent::Refused(code)) => shared.error(format!("{code:?}")),
+                    Step::Event(_) => {}
                 }
+                Vec::new()
+            });
+        }
+        for frame in frames {
+            if outbox.send(client::text(&frame)).await.is_err() {
+                return;
             }
-            Some(ServerFrame::Deleted { message_id }) => {
-                let now = Instant::now();
-                let timeline = MessageId::parse(&message_id).and_then(|id| room.timelines().remove(&id));
-                let mut metrics = shared.metrics();
-                let Some(timeline) = timeline else {
-                    metrics.duplicates += 1;
-                    continue;
-                };
-                metrics.journey.push(now - timeline.scheduled);
-                metrics.stages.extend(timeline.sample());
-                metrics.completed += 1;
-                metrics.last_completion = Some(now);
-                if metrics.completed == shared.expected {
-                    shared.all_done.notify_one();
-                }
-                drop(metrics);
-                room.window.add_permits(1);
-            }
-            Some(ServerFrame::Error { code, .. }) => shared.error(format!("{code:?}")),
-            _ => {}
         }
     }
+}
+
+/// A message's journey is over: timed, and its place in the window given back.
+fn burned(room: &RoomState, shared: &Shared, id: &MessageId) {
+    let now = Instant::now();
+    let timeline = room.timelines().remove(id);
+    let mut metrics = shared.metrics();
+    let Some(timeline) = timeline else {
+        metrics.duplicates += 1;
+        return;
+    };
+    metrics.journey.push(now - timeline.scheduled);
+    metrics.stages.extend(timeline.sample());
+    metrics.completed += 1;
+    metrics.last_completion = Some(now);
+    if metrics.completed == shared.expected {
+        shared.all_done.notify_one();
+    }
+    drop(metrics);
+    room.window.add_permits(1);
+}
+
+fn lock(page: &Mutex<RoomModel>) -> std::sync::MutexGuard<'_, RoomModel> {
+    page.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

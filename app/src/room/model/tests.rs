@@ -190,12 +190,11 @@ fn a_message_already_shown_is_never_shown_again_but_confirmed_viewed() {
 }
 
 #[test]
-fn sending_seals_queues_and_stops_the_typing_notice() {
+fn sending_seals_and_queues_until_stored() {
     let mut model = joined(2);
     let effects = model.send("secret", 5).unwrap();
     let sent = frames(&effects);
-    let ClientFrame::Send { message_id, sealed } = &sent[0] else { panic!("expected send") };
-    assert_eq!(sent[1], ClientFrame::Typing { active: false });
+    let [ClientFrame::Send { message_id, sealed }] = &sent[..] else { panic!("expected one send, got {sent:?}") };
     assert!(!sealed.contains("secret"));
     let id = MessageId::parse(message_id).unwrap();
     assert_eq!(model.card(id).unwrap().state, CardState::Mine { text: "secret".into(), stored: false, seen: None });
@@ -207,6 +206,16 @@ fn sending_seals_queues_and_stops_the_typing_notice() {
     assert!(model.on_frame(ServerFrame::Sent { message_id: message_id.clone() }).is_empty());
     assert_eq!(model.unacknowledged(), 0);
     assert_eq!(model.card(id).unwrap().state, CardState::Mine { text: "secret".into(), stored: true, seen: None });
+}
+
+#[test]
+fn sending_ends_the_typing_notice_the_room_was_given() {
+    let mut model = joined(2);
+    model.typed(1_000);
+    let sent = frames(&model.send("typed, then sent", 1_500).unwrap());
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1], ClientFrame::Typing { active: false });
+    assert_eq!(frames(&model.typed(1_600)), vec![ClientFrame::Typing { active: true }], "a new notice after a send");
 }
 
 #[test]
