@@ -21,11 +21,8 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// The at-rest key every test server uses.
 pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// Which store a test's server uses: the load generator's, so both speak of one thing.
+pub use loadgen::target::Backend;
 
 /// The maintenance URL of the test PostgreSQL server (`TEST_POSTGRES_URL`, else local trust).
 fn postgres_admin_url() -> String {
