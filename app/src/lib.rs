@@ -98,17 +98,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Effects run only in the browser: this marks the page as hydrated, for people's tools
-    // (and the end-to-end tests) to wait on.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
-    let page = match Page::of(&current_path()) {
-        Page::Landing => EitherOf3::A(view! { <LandingPage/> }),
-        Page::Room => EitherOf3::B(view! { <RoomPage/> }),
-        Page::NotFound => EitherOf3::C(view! { <p>"Page not found." <a href="/">"Start over"</a></p> }),
+    // Controls stay inert ("Loading…") until this says the app runs; it also marks <body>.
+    components::hydration::provide_hydrated();
+    let page = match Route::of(&current_path()) {
+        Route::Landing => EitherOf3::A(view! { <LandingPage/> }),
+        Route::Room => EitherOf3::B(view! { <RoomPage/> }),
+        Route::NotFound => EitherOf3::C(view! { <p>"Page not found." <a href="/">"Start over"</a></p> }),
     };
     view! {
         // The client-only build links its stylesheet from index.html (Trunk hashes the name).
@@ -121,14 +116,14 @@ pub fn App() -> impl IntoView {
 /// The pages, by path.
 #[cfg(feature = "ui")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Page {
+enum Route {
     Landing,
     Room,
     NotFound,
 }
 
 #[cfg(feature = "ui")]
-impl Page {
+impl Route {
     /// A trailing slash is the same page: static hosts serve `room/index.html` at `/room/`.
     fn of(path: &str) -> Self {
         match path.trim_end_matches('/') {
@@ -159,13 +154,13 @@ mod tests {
 
     #[test]
     fn each_path_has_its_page() {
-        assert_eq!(Page::of("/"), Page::Landing);
-        assert_eq!(Page::of(""), Page::Landing);
-        assert_eq!(Page::of("/room"), Page::Room);
-        assert_eq!(Page::of("/room/"), Page::Room);
-        assert_eq!(Page::of("/room/index.html"), Page::Room);
+        assert_eq!(Route::of("/"), Route::Landing);
+        assert_eq!(Route::of(""), Route::Landing);
+        assert_eq!(Route::of("/room"), Route::Room);
+        assert_eq!(Route::of("/room/"), Route::Room);
+        assert_eq!(Route::of("/room/index.html"), Route::Room);
         for other in ["/rooms", "/room/x", "/index.html", "/ROOM", "//room"] {
-            assert_eq!(Page::of(other), Page::NotFound, "{other}");
+            assert_eq!(Route::of(other), Route::NotFound, "{other}");
         }
     }
 }

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 
 use crate::components::copy_button::CopyButton;
+use crate::components::hydration::{busy_until_hydrated, label_once_hydrated, use_hydrated};
 use crate::components::qr_code::QrCodeImage;
 use crate::crypto::RoomCode;
 
@@ -23,6 +24,7 @@ fn enter_room(code: &RoomCode) {
 #[component]
 pub fn LandingPage() -> impl IntoView {
     let generated = RwSignal::new(None::<RoomCode>);
+    let hydrated = use_hydrated();
     view! {
         <header class="hero">
             <h1>"Ephemeral Chat"</h1>
@@ -33,8 +35,13 @@ pub fn LandingPage() -> impl IntoView {
         </header>
         <section class="panel" aria-labelledby="new-room">
             <h2 id="new-room">"Start a room"</h2>
-            <button class="primary" on:click=move |_| generated.set(Some(RoomCode::generate()))>
-                "Generate new code"
+            <button
+                class="primary"
+                disabled=move || !hydrated.get()
+                aria-busy=busy_until_hydrated(hydrated)
+                on:click=move |_| generated.set(Some(RoomCode::generate()))
+            >
+                {label_once_hydrated(hydrated, "Generate new code")}
             </button>
             {move || generated.get().map(|code| view! { <GeneratedCode code/> })}
         </section>
@@ -71,6 +78,7 @@ fn GeneratedCode(code: RoomCode) -> impl IntoView {
 fn JoinForm() -> impl IntoView {
     let input = RwSignal::new(String::new());
     let error = RwSignal::new(None::<&'static str>);
+    let hydrated = use_hydrated();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         match RoomCode::parse(&input.get_untracked()) {
@@ -97,13 +105,22 @@ fn JoinForm() -> impl IntoView {
                         placeholder="XXXXX-XXXXX-XXXXX-XXXXX-XXXXX"
                         aria-invalid=move || error.get().is_some().to_string()
                         aria-describedby="join-error"
+                        disabled=move || !hydrated.get()
+                        aria-busy=busy_until_hydrated(hydrated)
                         prop:value=move || input.get()
                         on:input=move |ev| {
                             input.set(event_target_value(&ev));
                             error.set(None);
                         }
                     />
-                    <button type="submit" class="primary">"Join"</button>
+                    <button
+                        type="submit"
+                        class="primary"
+                        disabled=move || !hydrated.get()
+                        aria-busy=busy_until_hydrated(hydrated)
+                    >
+                        {label_once_hydrated(hydrated, "Join")}
+                    </button>
                 </div>
                 <p id="join-error" class="error" role="alert">{move || error.get()}</p>
             </form>

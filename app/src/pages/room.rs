@@ -3,9 +3,10 @@
 
 use leptos::prelude::*;
 
+use crate::components::hydration::{busy_until_hydrated, label_once_hydrated, use_hydrated, LOADING};
 use crate::components::message_card::MessageCard;
 use crate::crypto::RoomCode;
-use crate::room::{Connection, RoomClient};
+use crate::room::{ConnectionState, RoomClient};
 
 /// Characters a person may type in one message (the body limit is in bytes, larger).
 const MAX_CHARS: usize = 4000;
@@ -55,13 +56,15 @@ pub fn RoomPage() -> impl IntoView {
 
 #[component]
 fn RoomView(room: RoomClient) -> impl IntoView {
+    let hydrated = use_hydrated();
     let status = move || match room.connection.get() {
-        Connection::Deriving => "Deriving keys…",
-        Connection::Connecting => "Connecting…",
-        Connection::Online => "Connected",
-        Connection::Reconnecting => "Connection lost, reconnecting…",
-        Connection::Unreachable => "Cannot reach the server. Still trying…",
-        Connection::Full => "Not connected",
+        _ if !hydrated.get() => LOADING,
+        ConnectionState::Deriving => "Deriving keys…",
+        ConnectionState::Connecting => "Connecting…",
+        ConnectionState::Online => "Connected",
+        ConnectionState::Reconnecting => "Connection lost, reconnecting…",
+        ConnectionState::Unreachable => "Cannot reach the server. Still trying…",
+        ConnectionState::Full => "Not connected",
     };
     // While the tab is hidden, new messages count in the title; looking at the tab reads them.
     Effect::new(move |_| {
@@ -96,17 +99,26 @@ fn RoomView(room: RoomClient) -> impl IntoView {
             <p class="connection" role="status" data-state=move || format!("{:?}", room.connection.get()).to_lowercase()>
                 {status} " · " {people}
             </p>
-            <button class="secondary" on:click=leave>"Leave"</button>
+            <button
+                class="secondary"
+                disabled=move || !hydrated.get()
+                aria-busy=busy_until_hydrated(hydrated)
+                on:click=leave
+            >
+                {label_once_hydrated(hydrated, "Leave")}
+            </button>
             <label class="toggle">
                 <input
                     type="checkbox"
+                    disabled=move || !hydrated.get()
+                    aria-busy=busy_until_hydrated(hydrated)
                     prop:checked=move || room.sound.get()
                     on:change=move |ev| room.set_sound(event_target_checked(&ev))
                 />
                 " Sound for messages that arrive while this tab is hidden"
             </label>
         </header>
-        <Show when=move || room.connection.get() == Connection::Full>
+        <Show when=move || room.connection.get() == ConnectionState::Full>
             <div class="panel" role="alert">
                 <p class="error">"This room is full: it holds as many people as the server allows. Try again when someone has left."</p>
                 <button class="primary" on:click=move |_| room.retry()>"Try again"</button>
@@ -125,36 +137,52 @@ fn RoomView(room: RoomClient) -> impl IntoView {
 }
 
 /// The text box: Enter sends, Shift+Enter breaks the line.
+///
+/// The box takes typing from the start, even before the page is hydrated: the text stays in the
+/// element (the page never overwrites it), and the room hears of it as soon as the app runs.
+/// Send works from the first join on; while reconnecting, messages are sealed and queued, and go
+/// out (once) on rejoining.
 #[component]
 fn Composer(room: RoomClient) -> impl IntoView {
-    let draft = RwSignal::new(String::new());
-    // While reconnecting, messages are sealed and queued: they go out (once) on rejoining.
-    let can_send = move || !matches!(room.connection.get(), Connection::Deriving | Connection::Full);
-    let submit = move || {
-        if matches!(room.connection.get_untracked(), Connection::Deriving | Connection::Full) {
-            return;
+    let hydrated = use_hydrated();
+    let textarea = NodeRef::<leptos::html::Textarea>::new();
+    let joined = Memo::new(move |before: Option<&bool>| {
+        before.copied().unwrap_or(false) || room.connection.get() == ConnectionState::Online
+    });
+    let can_send = move || hydrated.get() && joined.get() && room.connection.get() != ConnectionState::Full;
+    let label = move || match room.connection.get() {
+        _ if !hydrated.get() => LOADING,
+        _ if !joined.get() => "Joining…",
+        ConnectionState::Full => "Room full",
+        _ => "Send",
+    };
+    // Text typed before the page was hydrated had no one listening: tell the room now (it
+    // passes the news on once joined).
+    Effect::new(move |_| {
+        if textarea.get_untracked().is_some_and(|el| !el.value().is_empty()) {
+            room.typed();
         }
-        if room.send_text(draft.get_untracked()) {
-            draft.set(String::new());
+    });
+    let submit = move || {
+        let Some(el) = textarea.get_untracked() else { return };
+        if untrack(can_send) && room.send_text(el.value()) {
+            el.set_value("");
         }
     };
     view! {
-        <form class="composer" on:submit=move |ev| {
+        <form class="composer" aria-label="New message" on:submit=move |ev| {
             ev.prevent_default();
             submit();
         }>
             <label for="message" class="visually-hidden">"Message"</label>
             <textarea
                 id="message"
+                node_ref=textarea
                 rows="2"
                 maxlength=MAX_CHARS.to_string()
                 autocomplete="off"
                 placeholder="Write a message. It is encrypted before it leaves this page."
-                prop:value=move || draft.get()
-                on:input=move |ev| {
-                    draft.set(event_target_value(&ev));
-                    room.typed();
-                }
+                on:input=move |_| room.typed()
                 on:keydown=move |ev: leptos::ev::KeyboardEvent| {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                         ev.prevent_default();
@@ -162,8 +190,13 @@ fn Composer(room: RoomClient) -> impl IntoView {
                     }
                 }
             ></textarea>
-            <button type="submit" class="primary" disabled=move || !can_send()>
-                "Send"
+            <button
+                type="submit"
+                class="primary"
+                disabled=move || !can_send()
+                aria-busy=move || (!hydrated.get() || !joined.get()).then_some("true")
+            >
+                {label}
             </button>
         </form>
     }

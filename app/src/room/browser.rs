@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 
 use crate::crypto::{MessageId, RoomCode};
 use crate::protocol::WS_PATH;
-use crate::room::{CardState, Connection, Effect, RoomEvent, RoomModel};
+use crate::room::{CardState, ConnectionState, Effect, RoomEvent, RoomModel};
 
 /// One message on screen, as signals, so a card re-renders alone.
 #[derive(Clone, Copy, Debug)]
@@ -23,7 +23,7 @@ pub struct CardView {
 /// A room as the page shows it. All fields are handles, so it is `Copy` into closures.
 #[derive(Clone, Copy)]
 pub struct RoomClient {
-    pub connection: RwSignal<Connection>,
+    pub connection: RwSignal<ConnectionState>,
     pub participants: RwSignal<u32>,
     pub peer_typing: RwSignal<bool>,
     pub cards: RwSignal<Vec<CardView>>,
@@ -56,7 +56,7 @@ impl Default for RoomClient {
 impl RoomClient {
     pub fn new() -> Self {
         Self {
-            connection: RwSignal::new(Connection::Deriving),
+            connection: RwSignal::new(ConnectionState::Deriving),
             participants: RwSignal::new(0),
             peer_typing: RwSignal::new(false),
             cards: RwSignal::new(Vec::new()),

@@ -21,7 +21,7 @@ pub const RETRY_AFTER: Duration = Duration::from_millis(1_500);
 
 /// The state of the connection to the relay.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Connection {
+pub enum ConnectionState {
     /// Running the key derivation (before a model exists).
     Deriving,
     /// Opening the socket and joining.

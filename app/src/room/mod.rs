@@ -17,5 +17,5 @@ pub mod model;
 #[cfg(feature = "ui")]
 pub use browser::{relay_ws_url, CardView, RoomClient};
 pub use card::{Card, CardState, SHOW_SECONDS};
-pub use effect::{Connection, Effect, NotSent, RoomEvent, Timer};
+pub use effect::{ConnectionState, Effect, NotSent, RoomEvent, Timer};
 pub use model::RoomModel;

@@ -14,7 +14,7 @@ use crate::crypto::message::seal;
 use crate::crypto::{Body, MessageId, RoomKeys, SenderId};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::room::card::{Card, CardState};
-use crate::room::effect::{Connection, Effect, NotSent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
+use crate::room::effect::{ConnectionState, Effect, NotSent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
 
 mod frames;
 
@@ -36,7 +36,7 @@ pub struct RoomModel {
     /// This page session's token (hex): rejoining with it is the same participant.
     session: String,
     socket: Socket,
-    connection: Connection,
+    connection: ConnectionState,
     participants: u32,
     peer_typing: bool,
     typing_generation: u64,
@@ -71,7 +71,7 @@ impl RoomModel {
             sender: SenderId::generate(),
             session: hex::encode(crate::crypto::random_bytes::<16>()),
             socket: Socket::Closed,
-            connection: Connection::Connecting,
+            connection: ConnectionState::Connecting,
             participants: 0,
             peer_typing: false,
             typing_generation: 0,
@@ -92,7 +92,7 @@ impl RoomModel {
 
     /// Connects now.
     pub fn start(&mut self) -> Vec<Effect> {
-        self.connection = Connection::Connecting;
+        self.connection = ConnectionState::Connecting;
         vec![Effect::Connect { after: Duration::ZERO }]
     }
 
@@ -111,7 +111,7 @@ impl RoomModel {
         if self.halted {
             return Vec::new();
         }
-        if self.connection == Connection::Online {
+        if self.connection == ConnectionState::Online {
             self.failures = 0;
         } else {
             self.failures += 1;
@@ -233,7 +233,7 @@ impl RoomModel {
 
     /// After a full room: try to join again (someone may have left).
     pub fn retry(&mut self) -> Vec<Effect> {
-        if self.connection != Connection::Full {
+        if self.connection != ConnectionState::Full {
             return Vec::new();
         }
         self.halted = false;
@@ -256,7 +256,7 @@ impl RoomModel {
         vec![Effect::Disconnect]
     }
 
-    pub fn connection(&self) -> Connection {
+    pub fn connection(&self) -> ConnectionState {
         self.connection
     }
 

@@ -25,7 +25,7 @@ async fn a_hostile_origin_is_refused_before_the_upgrade() {
 async fn each_path_gets_its_page_with_a_nonce_csp_and_hardening_headers() {
     let app = spawn_app(Backend::Sqlite).await;
     let pages = [
-        ("/", "200", "Generate new code"),
+        ("/", "200", "Start a room"),
         ("/room", "200", "<h1>Room"),
         ("/room/", "200", "<h1>Room"),
         ("/rooms", "404", "Page not found."),
@@ -59,8 +59,32 @@ async fn each_path_gets_its_page_with_a_nonce_csp_and_hardening_headers() {
         assert!(header("permissions-policy").contains("camera=()"));
     }
     let first = http_get(app.port, "/").await;
-    assert!(first.contains("Generate new code") && first.contains("/pkg/ephemeral-chat.js"));
+    assert!(first.contains("Start a room") && first.contains("/pkg/ephemeral-chat.js"));
     assert_ne!(nonce_of(&first), nonce_of(&http_get(app.port, "/").await), "a fresh nonce per response");
+}
+
+/// Until the WASM has hydrated a page, its buttons and inputs do nothing: the server sends them
+/// disabled, busy and saying so, never looking live. (The composer's text box takes typing from
+/// the start; the page keeps it.)
+#[tokio::test]
+async fn the_server_renders_every_control_inert_until_the_page_is_hydrated() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for (path, controls) in [("/", 3), ("/room", 3)] {
+        let html = http_get(app.port, path).await;
+        let tags: Vec<&str> = ["<button", "<input"]
+            .iter()
+            .flat_map(|open| html.split(open).skip(1))
+            .map(|rest| rest.split('>').next().unwrap())
+            .collect();
+        assert_eq!(tags.len(), controls, "{path}: {tags:?}");
+        for tag in tags {
+            assert!(tag.contains(" disabled") && tag.contains(r#"aria-busy="true""#), "{path}: live control {tag:?}");
+        }
+        assert!(html.contains("Loading…"), "{path}: no Loading… in {html}");
+    }
+    let room = http_get(app.port, "/room").await;
+    let textarea = room.split("<textarea").nth(1).and_then(|rest| rest.split('>').next()).expect("the composer");
+    assert!(!textarea.contains("disabled"), "{textarea}");
 }
 
 fn nonce_of(response: &str) -> String {

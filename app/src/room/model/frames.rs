@@ -8,13 +8,14 @@ use crate::crypto::{MessageId, SealedPayload};
 use crate::protocol::{ClientFrame, ErrorCode};
 use crate::room::card::{Card, CardState, SHOW_SECONDS};
 use crate::room::effect::{
-    Connection, Effect, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER, TYPING_SHOWN_FOR, UNREACHABLE_AFTER,
+    ConnectionState, Effect, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER, TYPING_SHOWN_FOR,
+    UNREACHABLE_AFTER,
 };
 
 impl RoomModel {
     pub(super) fn joined(&mut self, participants: u32, pending: &[String], out: &mut Vec<Effect>) {
         self.socket = Socket::Joined;
-        self.connection = Connection::Online;
+        self.connection = ConnectionState::Online;
         self.failures = 0;
         self.notice = None;
         self.backoff = FIRST_BACKOFF;
@@ -157,7 +158,7 @@ impl RoomModel {
             ErrorCode::RoomFull => {
                 self.halted = true;
                 self.socket = Socket::Closed;
-                self.connection = Connection::Full;
+                self.connection = ConnectionState::Full;
                 out.push(Effect::Disconnect);
             }
             // The message asked for is gone (expired or read by someone else meanwhile).
@@ -201,8 +202,11 @@ impl RoomModel {
 
     pub(super) fn reconnect_later(&mut self) -> Vec<Effect> {
         self.socket = Socket::Closed;
-        self.connection =
-            if self.failures >= UNREACHABLE_AFTER { Connection::Unreachable } else { Connection::Reconnecting };
+        self.connection = if self.failures >= UNREACHABLE_AFTER {
+            ConnectionState::Unreachable
+        } else {
+            ConnectionState::Reconnecting
+        };
         let after = self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         vec![Effect::Connect { after }]

@@ -7,7 +7,9 @@ use crate::crypto::message::seal;
 use crate::crypto::{Body, MessageId, RoomKeys, SenderId};
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use crate::room::card::{CardState, SHOW_SECONDS};
-use crate::room::effect::{Connection, Effect, NotSent, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER};
+use crate::room::effect::{
+    ConnectionState, Effect, NotSent, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER,
+};
 
 fn keys() -> RoomKeys {
     RoomKeys::from_ikm(&[7; 32])
@@ -84,7 +86,7 @@ fn send(model: &mut RoomModel, text: &str) -> (MessageId, String) {
 fn it_connects_then_joins_with_the_room_id_and_a_fresh_session() {
     let mut model = RoomModel::new(keys());
     assert_eq!(model.start(), vec![Effect::Connect { after: Duration::ZERO }]);
-    assert_eq!(model.connection(), Connection::Connecting);
+    assert_eq!(model.connection(), ConnectionState::Connecting);
     let [Effect::Send(ClientFrame::Join { room_id, session })] = &model.on_connected()[..] else {
         panic!("expected one join frame")
     };
@@ -101,7 +103,7 @@ fn joined_brings_the_room_online_with_a_sealed_card_per_waiting_message() {
     let (a, b) = (MessageId::generate(), MessageId::generate());
     let effects = model
         .on_frame(ServerFrame::Joined { participants: 3, pending: vec![a.to_hex(), "nonsense".into(), b.to_hex()] });
-    assert_eq!(model.connection(), Connection::Online);
+    assert_eq!(model.connection(), ConnectionState::Online);
     assert_eq!(model.participants(), 3);
     assert_eq!(events(&effects), vec![RoomEvent::Joined, RoomEvent::Arrived(a), RoomEvent::Arrived(b)]);
     assert_eq!(
@@ -333,7 +335,7 @@ fn a_lost_socket_reconnects_with_a_doubling_back_off_and_resends_in_order() {
     let (a, _) = send(&mut model, "a");
     let (b, _) = send(&mut model, "b");
     assert_eq!(model.on_closed(), vec![Effect::Connect { after: FIRST_BACKOFF }]);
-    assert_eq!(model.connection(), Connection::Reconnecting);
+    assert_eq!(model.connection(), ConnectionState::Reconnecting);
     assert!(model.send("queued", 3).map(|effects| frames(&effects).is_empty()).unwrap());
     let mut waits = Vec::new();
     for _ in 0..6 {
@@ -344,7 +346,7 @@ fn a_lost_socket_reconnects_with_a_doubling_back_off_and_resends_in_order() {
     }
     assert_eq!(waits[0], FIRST_BACKOFF * 2);
     assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
-    assert_eq!(model.connection(), Connection::Unreachable);
+    assert_eq!(model.connection(), ConnectionState::Unreachable);
     model.on_connected();
     let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new() });
     let resent: Vec<String> = frames(&effects)
@@ -456,7 +458,7 @@ fn every_error_code_is_reported_and_handled() {
         assert_eq!(events(&effects), vec![RoomEvent::Refused(code)], "{code:?}");
         match code {
             ErrorCode::RoomFull => {
-                assert_eq!(model.connection(), Connection::Full);
+                assert_eq!(model.connection(), ConnectionState::Full);
                 assert!(effects.contains(&Effect::Disconnect));
                 assert!(model.on_closed().is_empty(), "a full room is not retried by itself");
                 assert_eq!(model.retry(), vec![Effect::Connect { after: Duration::ZERO }]);
@@ -477,7 +479,7 @@ fn every_error_code_is_reported_and_handled() {
             }
             _ => {
                 assert_eq!(model.notice(), Some(code.describe()), "{code:?}");
-                assert_eq!(model.connection(), Connection::Online, "{code:?}");
+                assert_eq!(model.connection(), ConnectionState::Online, "{code:?}");
                 assert!(!effects.iter().any(|e| matches!(e, Effect::Disconnect | Effect::Connect { .. })), "{code:?}");
             }
         }
@@ -492,7 +494,7 @@ fn a_join_refused_for_a_passing_reason_is_tried_again_after_the_back_off() {
         model.on_connected();
         let effects = model.on_frame(error(code));
         assert_eq!(effects[1..], [Effect::Disconnect, Effect::Connect { after: FIRST_BACKOFF }]);
-        assert_eq!(model.connection(), Connection::Reconnecting);
+        assert_eq!(model.connection(), ConnectionState::Reconnecting);
     }
 }
 
