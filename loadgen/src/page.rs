@@ -85,11 +85,6 @@ impl Page {
         self.inspect(|model| model.cards().to_vec()).await.unwrap_or_default()
     }
 
-    /// Whether the page shows "typing…" now.
-    pub async fn peer_typing(&self) -> bool {
-        self.inspect(RoomModel::peer_typing).await.unwrap_or(false)
-    }
-
     /// What `look` sees of the page's model now; `None` once the page has stopped.
     pub async fn inspect<T: Send + 'static>(&self, look: impl FnOnce(&RoomModel) -> T + Send + 'static) -> Option<T> {
         let (tx, rx) = oneshot::channel();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use app::crypto::MessageId;
-use app::room::{CardState, RoomEvent};
+use app::room::{CardState, RoomEvent, RoomModel};
 use loadgen::page::Page;
 
 use super::helpers::{spawn_app, Backend, TestRoom};
@@ -24,6 +24,24 @@ async fn until(page: &mut Page, wanted: impl Fn(&RoomEvent) -> bool, what: &str)
                 Some(_) => {}
                 None => panic!("the page stopped before {what}"),
             }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no {what} within 10 s"))
+}
+
+/// Waits until `look` finds what it looks for on the page (what its person sees).
+async fn eventually<T: Send + 'static>(
+    page: &Page,
+    what: &str,
+    look: impl Fn(&RoomModel) -> Option<T> + Clone + Send + 'static,
+) -> T {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(found) = page.inspect(look.clone()).await.flatten() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
@@ -83,17 +101,11 @@ async fn the_sender_sees_receipts_then_the_burn(backend: Backend) {
     }
     readers[0].open_card(id);
     until(&mut readers[0], |e| *e == RoomEvent::Opened(id), "the first reader's view").await;
-    let seen = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let cards = alice.cards().await;
-            if let Some(CardState::Mine { seen: Some(seen), .. }) = cards.first().map(|c| &c.state) {
-                return *seen;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let seen = eventually(&alice, "receipt", |page| match page.cards().first().map(|card| &card.state) {
+        Some(CardState::Mine { seen, .. }) => *seen,
+        _ => None,
     })
-    .await
-    .expect("a receipt within 10 s");
+    .await;
     assert_eq!(seen, (1, 2));
     assert_eq!(app.row_count().await, 1, "one reader left to read it");
     readers[1].open_card(id);
@@ -109,14 +121,5 @@ async fn typing_on_one_page_shows_on_the_other(backend: Backend) {
     joined(&mut alice).await;
     joined(&mut bob).await;
     alice.typed();
-    let shown = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if bob.peer_typing().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(shown.is_ok(), "the typing notice reached the other page");
+    eventually(&bob, "typing notice", |page| page.peer_typing().then_some(())).await;
 }
