@@ -29,7 +29,7 @@ enum Action {
 
 /// Where a page's next connection goes: asked at every attempt, so a harness can move pages
 /// between instances or follow a restarted one to its new port.
-pub type Relay = Box<dyn Fn() -> String + Send + Sync>;
+pub type RelayAddress = Box<dyn Fn() -> String + Send + Sync>;
 
 /// A running page: act on it, and hear what happens in its room.
 pub struct Page {
@@ -48,7 +48,7 @@ impl Page {
     }
 
     /// [`open`](Self::open), asking `relay` for the address at every connection attempt.
-    pub fn open_with(keys: RoomKeys, relay: Relay) -> Self {
+    pub fn open_with(keys: RoomKeys, relay: RelayAddress) -> Self {
         let (actions, actions_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -113,7 +113,7 @@ impl Page {
 /// The page's loop: its model, its socket and its timers.
 struct Driver {
     model: RoomModel,
-    relay: Relay,
+    relay: RelayAddress,
     ws: Option<Ws>,
     /// When the model asked to (re)connect.
     connect_at: Option<Instant>,

@@ -7,7 +7,7 @@ use app::crypto::MessageId;
 use app::room::{CardState, RoomEvent, RoomModel};
 use loadgen::page::Page;
 
-use super::helpers::{spawn_app, Backend, TestRoom};
+use super::helpers::{spawn_app, Backend, TestApp, TestRoom};
 
 on_both_backends!(
     a_message_between_pages_is_shown_once_and_burns,
@@ -48,6 +48,15 @@ async fn eventually<T: Send + 'static>(
     found.unwrap_or_else(|_| panic!("no {what} within 10 s"))
 }
 
+/// Two pages in `room`, both joined.
+async fn two_pages(app: &TestApp, room: &TestRoom) -> (Page, Page) {
+    let mut alice = Page::open(room.keys.clone(), &app.ws_url());
+    let mut bob = Page::open(room.keys.clone(), &app.ws_url());
+    joined(&mut alice).await;
+    joined(&mut bob).await;
+    (alice, bob)
+}
+
 async fn joined(page: &mut Page) {
     until(page, |e| *e == RoomEvent::Joined, "join").await;
 }
@@ -62,10 +71,7 @@ async fn arrived(page: &mut Page) -> MessageId {
 async fn a_message_between_pages_is_shown_once_and_burns(backend: Backend) {
     let app = spawn_app(backend).await;
     let room = TestRoom::new();
-    let mut alice = Page::open(room.keys.clone(), &app.ws_url());
-    let mut bob = Page::open(room.keys.clone(), &app.ws_url());
-    joined(&mut alice).await;
-    joined(&mut bob).await;
+    let (mut alice, mut bob) = two_pages(&app, &room).await;
 
     let id = alice.send("meet at noon").await.expect("sent");
     until(&mut alice, |e| *e == RoomEvent::Stored(id), "the relay's confirmation").await;
@@ -116,10 +122,7 @@ async fn the_sender_sees_receipts_then_the_burn(backend: Backend) {
 async fn typing_on_one_page_shows_on_the_other(backend: Backend) {
     let app = spawn_app(backend).await;
     let room = TestRoom::new();
-    let mut alice = Page::open(room.keys.clone(), &app.ws_url());
-    let mut bob = Page::open(room.keys.clone(), &app.ws_url());
-    joined(&mut alice).await;
-    joined(&mut bob).await;
+    let (alice, bob) = two_pages(&app, &room).await;
     alice.typed();
     eventually(&bob, "typing notice", |page| page.peer_typing().then_some(())).await;
 }
