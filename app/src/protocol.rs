@@ -28,11 +28,23 @@ pub enum ClientFrame {
 }
 
 /// A frame from the server to a client.
+///
+/// Clients read these leniently, so that a page pinned to an older bundle keeps working with a
+/// newer relay: a frame of an unknown type is [`ServerFrame::Unknown`] (ignored), unknown fields
+/// are ignored, and an unknown error code is [`ErrorCode::Unknown`] (shown with its `message`).
+/// Fields added later carry `#[serde(default)]`, so a newer page still reads an older relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    /// The join succeeded: how many are here (this client included) and the messages waiting.
-    Joined { participants: u32, pending: Vec<String> },
+    /// The join succeeded: how many are here (this client included), the messages waiting, and
+    /// what this relay accepts. A relay older than `limits` sends none: [`RelayLimits::default`]
+    /// is what every relay accepts.
+    Joined {
+        participants: u32,
+        pending: Vec<String>,
+        #[serde(default)]
+        limits: RelayLimits,
+    },
     /// A message this client sent is stored and the room was told.
     Sent { message_id: String },
     /// A message waits for this client. Carries no payload: fetch it to read it.
@@ -50,7 +62,39 @@ pub enum ServerFrame {
     /// Someone else in the room started or stopped typing.
     Typing { active: bool },
     /// A frame was refused. The connection stays open unless the code says otherwise.
-    Error { code: ErrorCode, message: String },
+    /// `message_id` names the message the refused frame was about (`send`, `fetch`, `viewed`),
+    /// when it had a well-formed one.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+    },
+    /// A frame type this client does not know (from a newer relay): ignored. Never sent.
+    #[serde(other)]
+    Unknown,
+}
+
+/// What a relay accepts, stated in `joined` so a page never offers what its relay cannot do.
+/// Every field has a default (what every relay of protocol 1 accepts), so a newer page reads an
+/// older relay, and unknown fields from a newer relay are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayLimits {
+    /// Largest message, in bytes of padded plaintext (a multiple of 256, at most 16384).
+    pub max_message: u32,
+    /// How long an unread message waits before the relay deletes it, in seconds (its
+    /// `MESSAGE_TTL`); 0 when the relay did not say.
+    pub message_ttl: u64,
+    /// Optional protocol features this relay offers, by name. None exist yet; a page uses a
+    /// feature only when its relay lists it, and ignores names it does not know.
+    pub features: Vec<String>,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self { max_message: 16_384, message_ttl: 0, features: Vec::new() }
+    }
 }
 
 /// Stable error codes. Clients branch on these; the `message` is for people.
@@ -97,12 +141,27 @@ pub enum ErrorCode {
     TooManyPending,
     /// The server failed; nothing was changed. Safe to retry.
     Internal,
+    /// The relay stores as many bytes as it may (`MAX_STORED_BYTES`); nothing was stored. Try
+    /// again once messages waiting have been read or have expired.
+    StorageFull,
+    /// Messages sent from this address wait for as many bytes as one address may leave
+    /// (`MAX_STORED_BYTES_PER_ADDRESS`); nothing was stored. Try again once some are read.
+    QuotaExceeded,
+    /// A code this client does not know (from a newer relay): the frame was refused, and the
+    /// error's `message` says why. Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ServerFrame {
     /// An error frame with its human-readable message.
     pub fn error(code: ErrorCode) -> Self {
-        Self::Error { code, message: code.describe().to_owned() }
+        Self::Error { code, message: code.describe().to_owned(), message_id: None }
+    }
+
+    /// An error frame about one message, naming it so the client marks that message's card.
+    pub fn error_about(code: ErrorCode, message_id: &str) -> Self {
+        Self::Error { code, message: code.describe().to_owned(), message_id: Some(message_id.to_owned()) }
     }
 
     /// The JSON text of this frame.
@@ -135,6 +194,9 @@ impl ErrorCode {
             Self::RoomFull => "this room is full",
             Self::TooManyPending => "too many messages wait unread in this room",
             Self::Internal => "internal error, nothing was changed",
+            Self::StorageFull => "the relay is full; nothing was stored, try again later",
+            Self::QuotaExceeded => "too much sent from this address waits unread; try again once it is read",
+            Self::Unknown => "refused",
         }
     }
 }
@@ -161,10 +223,43 @@ mod tests {
     }
 
     #[test]
+    fn unknown_frames_fields_and_codes_from_a_newer_relay_are_read() {
+        let frame: ServerFrame = serde_json::from_str(r#"{"type":"file_chunk","index":3}"#).unwrap();
+        assert_eq!(frame, ServerFrame::Unknown);
+        let frame: ServerFrame =
+            serde_json::from_str(r#"{"type":"sent","message_id":"ab","stored_until":12}"#).unwrap();
+        assert_eq!(frame, ServerFrame::Sent { message_id: "ab".into() });
+        let frame: ServerFrame =
+            serde_json::from_str(r#"{"type":"error","code":"solar_flare","message":"try later","message_id":"ab"}"#)
+                .unwrap();
+        assert_eq!(
+            frame,
+            ServerFrame::Error { code: ErrorCode::Unknown, message: "try later".into(), message_id: Some("ab".into()) }
+        );
+    }
+
+    #[test]
+    fn an_older_relays_joined_means_the_protocol_1_limits() {
+        let frame: ServerFrame = serde_json::from_str(r#"{"type":"joined","participants":2,"pending":[]}"#).unwrap();
+        let ServerFrame::Joined { limits, .. } = frame else { panic!("{frame:?}") };
+        assert_eq!(limits, RelayLimits::default());
+        let frame: ServerFrame = serde_json::from_str(
+            r#"{"type":"joined","participants":1,"pending":[],"limits":{"max_message":512,"files":9}}"#,
+        )
+        .unwrap();
+        let ServerFrame::Joined { limits, .. } = frame else { panic!("{frame:?}") };
+        assert_eq!((limits.max_message, limits.message_ttl), (512, 0));
+    }
+
+    #[test]
     fn error_frames_carry_a_snake_case_code() {
         assert_eq!(
             ServerFrame::error(ErrorCode::NotFetched).to_json(),
             r#"{"type":"error","code":"not_fetched","message":"fetch the message before confirming it was viewed"}"#
+        );
+        assert_eq!(
+            ServerFrame::error_about(ErrorCode::StorageFull, "ab").to_json(),
+            r#"{"type":"error","code":"storage_full","message":"the relay is full; nothing was stored, try again later","message_id":"ab"}"#
         );
     }
 }

@@ -172,6 +172,8 @@ impl ServerSpec {
             ("MAX_CONNECTIONS_PER_ADDRESS", "1000000"),
             ("CONNECTS_PER_SECOND_PER_ADDRESS", "1000000"),
             ("CONNECT_BURST_PER_ADDRESS", "1000000"),
+            ("MAX_STORED_BYTES_PER_ADDRESS", "1024GiB"),
+            ("MAX_CONNECTIONS", "1000000"),
         ];
         Self { bin, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }

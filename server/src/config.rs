@@ -143,6 +143,66 @@ pub struct Limits {
     /// A connection that sends nothing (not even a pong) for this long is closed (`30s`, `2m`).
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "120s", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
+    /// A write to a WebSocket that takes longer than this (a client that stopped reading) drops
+    /// the socket, as a network loss: the participant's grace period applies (`10s`; 1s to 10m).
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10s", value_parser = parse_short_timeout)]
+    pub write_timeout: Duration,
+    /// How long a request's head may take to arrive, from the connection's start or from the
+    /// first byte of a request on a kept-alive connection; past it the connection is closed
+    /// (`10s`; 1s to 10m).
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_short_timeout)]
+    pub header_timeout: Duration,
+    /// How long a kept-alive HTTP connection may wait, silent, for its next request (`60s`; 1s
+    /// to 10m).
+    #[arg(long, env = "KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = parse_short_timeout)]
+    pub keepalive_timeout: Duration,
+    /// Open TCP connections at most, HTTP and WebSocket together; past it a new connection is
+    /// closed at once. Keep it below the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Bytes of stored messages that may wait on this relay in all, over every instance sharing
+    /// its database (plain bytes or with a `KiB`, `MiB` or `GiB` suffix). Past it a `send` gets
+    /// `storage_full`; nothing stored is touched.
+    #[arg(long, env = "MAX_STORED_BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub max_stored_bytes: u64,
+    /// Bytes of stored messages sent from one client address that may wait unread (counted in
+    /// memory, per instance, never stored or logged). Past it a `send` gets `quota_exceeded`.
+    #[arg(long, env = "MAX_STORED_BYTES_PER_ADDRESS", default_value = "32MiB", value_parser = parse_size)]
+    pub max_stored_bytes_per_address: u64,
+    /// IPv6 clients are counted, for every per-address limit, by this many leading bits of
+    /// their address (64: one home line's block); IPv4 clients by their whole address.
+    #[arg(long, env = "IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub ipv6_prefix: u8,
+}
+
+/// Parses a size: a number of bytes, optionally followed by `KiB`, `MiB` or `GiB` (powers of
+/// 1024); at least 1 KiB.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let bad = || "expected a size such as 1048576, 512KiB, 32MiB or 1GiB".to_owned();
+    let at = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (digits, unit) = value.split_at(at);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(scale).ok_or_else(bad)?;
+    if bytes < 1024 {
+        return Err("must be at least 1KiB".into());
+    }
+    Ok(bytes)
+}
+
+fn parse_short_timeout(value: &str) -> Result<Duration, String> {
+    let timeout = parse_ttl(value)?;
+    if timeout > Duration::from_secs(600) {
+        return Err("must be between 1s and 10m".into());
+    }
+    Ok(timeout)
 }
 
 fn parse_padded_limit(value: &str) -> Result<usize, String> {
@@ -441,6 +501,19 @@ mod tests {
         assert!(parse_padded_limit("0").is_err());
         assert!(parse_padded_limit("16640").is_err());
         assert!(parse(&["--max-frame-size", "1000"]).is_err(), "too small for a 16 KiB message");
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size(" 1GiB "), Ok(1 << 30));
+        assert!(parse_size("1GB").is_err(), "decimal units are not guessed at");
+        assert!(parse_size("12").is_err(), "below 1 KiB");
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999GiB").is_err(), "overflow");
+        assert!(parse(&["--max-stored-bytes", "10 apples"]).is_err());
     }
 
     #[test]

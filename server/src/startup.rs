@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use leptos::config::{Env, LeptosOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +16,8 @@ use crate::domain::bounds::{BUS_QUEUE, LISTEN_WAIT, STOP_WAIT};
 use crate::domain::InstanceId;
 use crate::relay::hub::Hub;
 use crate::relay::presence::{self, Presence, PresenceQueue};
-use crate::relay::{tasks, Relay};
+use crate::relay::{quota, tasks, Relay};
+use crate::routes::connections::{self, ConnectionLimits};
 use crate::routes::{self, AppState};
 use crate::store::Store;
 use crate::ws::limits::AddressCounter;
@@ -60,13 +60,14 @@ impl Application {
         let relay = Arc::new(Relay {
             instance,
             store,
-            hub: Arc::new(Hub::default()),
+            hub: Arc::new(Hub::new(config.limits.max_stored_bytes_per_address)),
             keys,
             message_ttl: config.message_ttl,
             session_grace: config.session_grace,
             limits: config.limits,
             presence,
             bus_reconnects: Default::default(),
+            stored: Arc::new(quota::Total::new(config.limits.max_stored_bytes)),
         });
         tracing::info!(
             backend = match database {
@@ -89,6 +90,11 @@ impl Application {
                 limits.connects_per_second_per_address,
                 limits.connect_burst_per_address,
             ),
+            ipv6_prefix: limits.ipv6_prefix,
+            public_scheme: config
+                .public_url
+                .as_deref()
+                .map(|url| if url.starts_with("https://") { "https" } else { "http" }),
             stopping,
             open_sockets: open_sockets_tx,
         };
@@ -114,16 +120,24 @@ impl Application {
         // Aborted when this future ends or is dropped (a test stopping the server in-process):
         // no background task outlives its server.
         let tasks = spawn_tasks(&relay, presence_queue).await;
-        let router = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let limits = relay.limits;
+        let connection_limits = ConnectionLimits {
+            max_connections: limits.max_connections as usize,
+            header_timeout: limits.header_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+        };
+        let router = routes::router(state);
         tracing::info!(port = listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
-        let served = axum::serve(listener.tap_io(no_delay), router)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+        let serving = connections::serve(listener, router, connection_limits, stop.subscribe());
+        tokio::pin!(serving);
+        tokio::select! {
+            () = &mut serving => {}
+            () = shutdown_signal() => {
                 // Every socket closes; the HTTP side stops accepting and lets requests finish.
                 let _ = stop.send(true);
-            })
-            .await
-            .context("server failed");
+                serving.await;
+            }
+        }
         // The sockets were upgraded out of the HTTP server's hands: wait for them on their own.
         if tokio::time::timeout(STOP_WAIT, open_sockets.recv()).await.is_err() {
             tracing::warn!("stopping with sockets still open after {STOP_WAIT:?}");
@@ -131,7 +145,7 @@ impl Application {
         drop(tasks);
         relay.store.close().await;
         tracing::info!("stopped");
-        served
+        Ok(())
     }
 }
 
@@ -166,14 +180,6 @@ async fn spawn_tasks(relay: &Arc<Relay>, presence_queue: PresenceQueue) -> Backg
         }
     }
     tasks
-}
-
-/// Frames are small and each one is awaited by someone: send each at once instead of letting
-/// Nagle's algorithm hold it for the peer's delayed ACK (40 ms on Linux).
-fn no_delay(stream: &mut tokio::net::TcpStream) {
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-    }
 }
 
 /// Tasks that run beside the server and stop with it.
@@ -220,6 +226,7 @@ fn resolve_keys(config: &Config, database: &Database) -> anyhow::Result<KeyRing>
 fn load_or_create_key(path: &PathBuf) -> anyhow::Result<ServerKey> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
+            refuse_if_shared(path)?;
             ServerKey::from_hex(text.trim()).map_err(|err| anyhow::anyhow!("key file {}: {err}", path.display()))
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -238,6 +245,28 @@ fn load_or_create_key(path: &PathBuf) -> anyhow::Result<ServerKey> {
         }
         Err(err) => Err(err).with_context(|| format!("cannot read key file {}", path.display())),
     }
+}
+
+/// A key file other users could read (or change) is refused: whoever reads it and a copy of the
+/// database reads the server's layer.
+fn refuse_if_shared(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "key file {} is open to other users (mode {:o}): run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {

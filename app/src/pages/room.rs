@@ -6,10 +6,10 @@ use leptos::prelude::*;
 use crate::components::hydration::{busy_until_hydrated, label_once_hydrated, use_hydrated, LOADING};
 use crate::components::message_card::MessageCard;
 use crate::crypto::RoomCode;
-use crate::room::{ConnectionState, RoomClient};
+use crate::room::{now_ms, ConnectionState, RoomClient};
 
-/// Characters a person may type in one message (the body limit is in bytes, larger).
-const MAX_CHARS: usize = 4000;
+/// How often the cards' "sent … ago" are brought up to date: they count in minutes.
+const SENT_AGO_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Takes the code from `location.hash` and replaces the address with the bare path, so the code
 /// does not stay in the address bar or the history entry.
@@ -80,6 +80,15 @@ fn RoomView(room: RoomClient) -> impl IntoView {
         }
     });
     on_cleanup(move || visibility.remove());
+    // The clock the cards' "sent … ago" read. Started in an effect: the page's clock, and its
+    // timer, exist only in the browser.
+    let now = RwSignal::new(0);
+    Effect::new(move |_| {
+        now.set(now_ms());
+        if let Ok(ticker) = set_interval_with_handle(move || now.set(now_ms()), SENT_AGO_EVERY) {
+            on_cleanup(move || ticker.clear());
+        }
+    });
     let people = move || match room.participants.get() {
         0 => String::new(),
         1 => "Only you are here".to_owned(),
@@ -126,7 +135,7 @@ fn RoomView(room: RoomClient) -> impl IntoView {
         </Show>
         <ul class="cards" aria-label="Messages">
             <For each=move || room.cards.get() key=|card| card.id let:card>
-                <MessageCard card room/>
+                <MessageCard card room now/>
             </For>
         </ul>
         <p class="visually-hidden" aria-live="polite" id="announcer">{move || room.announcement.get()}</p>
@@ -179,7 +188,8 @@ fn Composer(room: RoomClient) -> impl IntoView {
                 id="message"
                 node_ref=textarea
                 rows="2"
-                maxlength=MAX_CHARS.to_string()
+                // What the relay's largest message holds: the model still checks the sealed size.
+                maxlength=move || room.max_chars.get().to_string()
                 autocomplete="off"
                 placeholder="Write a message. It is encrypted before it leaves this page."
                 on:input=move |_| room.typed()

@@ -8,7 +8,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::crypto::{MessageId, RoomCode};
-use crate::protocol::WS_PATH;
+use crate::protocol::{RelayLimits, WS_PATH};
+use crate::room::model::max_chars;
 use crate::room::{CardState, ConnectionState, Effect, RoomEvent, RoomModel};
 
 /// One message on screen, as signals, so a card re-renders alone.
@@ -18,6 +19,8 @@ pub struct CardView {
     pub state: RwSignal<CardState>,
     /// Seconds before the card leaves the screen, once counting.
     pub left: RwSignal<Option<u32>>,
+    /// When the message was sent (milliseconds since the Unix epoch), once known.
+    pub sent_at: RwSignal<Option<u64>>,
 }
 
 /// A room as the page shows it. All fields are handles, so it is `Copy` into closures.
@@ -35,6 +38,8 @@ pub struct RoomClient {
     pub announcement: RwSignal<String>,
     /// Play a short tone for a message that arrives while the tab is hidden.
     pub sound: RwSignal<bool>,
+    /// The most characters the composer takes: what the relay's largest message holds.
+    pub max_chars: RwSignal<usize>,
     audio: StoredValue<Option<web_sys::AudioContext>, LocalStorage>,
     /// The room, once the keys are derived; `None` again after leaving.
     model: StoredValue<Option<RoomModel>>,
@@ -65,6 +70,8 @@ impl RoomClient {
             unread: RwSignal::new(0),
             announcement: RwSignal::new(String::new()),
             sound: RwSignal::new(false),
+            // Until a relay says otherwise, what every relay accepts.
+            max_chars: RwSignal::new(max_chars(RelayLimits::default().max_message)),
             audio: StoredValue::new_local(None),
             model: StoredValue::new(None),
             outbox: StoredValue::new(None),
@@ -127,6 +134,12 @@ impl RoomClient {
             }
             Some(Err(_)) | None => false,
         }
+    }
+
+    /// "Send again" on our message the relay refused: sent anew (a notice says it if it cannot).
+    pub fn resend_card(self, id: MessageId) {
+        let now = now_ms();
+        self.apply(|model| model.resend(id, now).unwrap_or_default());
     }
 
     /// Called on each keystroke: the model tells the room, at most every two seconds, and
@@ -231,6 +244,7 @@ impl RoomClient {
             set_if_changed(self.peer_typing, model.peer_typing());
             set_if_changed(self.notice, model.notice().map(str::to_owned));
             set_if_changed(self.announcement, model.announcement().to_owned());
+            set_if_changed(self.max_chars, model.max_chars());
             let views = self.cards.get_untracked();
             let same_cards = views.len() == model.cards().len()
                 && views.iter().zip(model.cards()).all(|(view, card)| view.id == card.id);
@@ -240,12 +254,14 @@ impl RoomClient {
                     Some(view) => {
                         set_if_changed(view.state, card.state.clone());
                         set_if_changed(view.left, card.left);
+                        set_if_changed(view.sent_at, card.sent_at);
                         next.push(*view);
                     }
                     None => next.push(CardView {
                         id: card.id,
                         state: RwSignal::new(card.state.clone()),
                         left: RwSignal::new(card.left),
+                        sent_at: RwSignal::new(card.sent_at),
                     }),
                 }
             }
@@ -288,7 +304,8 @@ fn set_if_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, val
     }
 }
 
-fn now_ms() -> u64 {
+/// This page's clock, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 

@@ -1,4 +1,4 @@
-//! A message on screen, as data: what its card shows and how long it stays.
+//! A message on screen, as data: what its card shows, how long it stays, and when it was sent.
 
 use crate::crypto::MessageId;
 
@@ -16,9 +16,18 @@ pub enum CardState {
     Open(String),
     /// The payload failed to open.
     Unreadable,
+    /// Someone else's message that opened, but dated where no genuine message can be (this
+    /// says how): a copy of an old message served again, or a sender's clock far off. Its text
+    /// is not shown and it is not confirmed viewed.
+    Misdated(&'static str),
+    /// Someone else's message whose fetch the relay refused; the text says why.
+    Refused(String),
     /// Our own message: sent (`stored` once the server confirmed), not yet read by all; `seen`
     /// is how many of how many recipients have viewed it so far.
     Mine { text: String, stored: bool, seen: Option<(u32, u32)> },
+    /// Our own message the relay refused to store: its text is kept so the person can send it
+    /// again, and `why` says what the relay said.
+    Unsent { text: String, why: String },
     /// Our own message was read and deleted.
     Burned(String),
     /// Gone unread: expired, or read by someone else.
@@ -26,14 +35,15 @@ pub enum CardState {
 }
 
 impl CardState {
-    /// Someone else's message that this page may still ask to open.
+    /// Someone else's message that this page may still ask to open. A misdated one opened
+    /// fine: fetching it again would only bring back the same date.
     pub fn is_openable(&self) -> bool {
-        matches!(self, Self::Sealed | Self::Unreadable)
+        matches!(self, Self::Sealed | Self::Unreadable | Self::Refused(_))
     }
 
-    /// Someone else's message this page has not read (sealed, opening or unreadable).
+    /// Someone else's message this page has not read (sealed, opening, or not shown).
     pub fn is_unread(&self) -> bool {
-        matches!(self, Self::Sealed | Self::Opening | Self::Unreadable)
+        matches!(self, Self::Sealed | Self::Opening | Self::Unreadable | Self::Misdated(_) | Self::Refused(_))
     }
 }
 
@@ -44,10 +54,108 @@ pub struct Card {
     pub state: CardState,
     /// Seconds before the card leaves the screen, once it counts down.
     pub left: Option<u32>,
+    /// When the message was sent (milliseconds since the Unix epoch, the sender's clock): from
+    /// the body once opened, or this page's clock for its own. `None` while sealed.
+    pub sent_at: Option<u64>,
 }
 
 impl Card {
     pub(crate) fn new(id: MessageId, state: CardState) -> Self {
-        Self { id, state, left: None }
+        Self { id, state, left: None, sent_at: None }
+    }
+}
+
+/// How long ago `sent_at` was at `now` (both in milliseconds since the Unix epoch), as a card
+/// says it: "sent 3 min ago". A date ahead of `now` by more than a minute says so, since only
+/// a wrong clock or a forgery makes one.
+pub fn sent_ago(sent_at: u64, now: u64) -> String {
+    const MINUTE: u64 = 60_000;
+    if sent_at > now.saturating_add(MINUTE) {
+        return format!("dated {} in the future", span(sent_at - now));
+    }
+    match now.saturating_sub(sent_at) {
+        age if age < MINUTE => "sent less than a minute ago".to_owned(),
+        age => format!("sent {} ago", span(age)),
+    }
+}
+
+/// `at` (milliseconds since the Unix epoch) as a machine-readable UTC date and time, for a
+/// `<time datetime>`: "2023-11-14T22:13:20Z".
+pub fn utc_datetime(at: u64) -> String {
+    let (date, time) = civil(at);
+    format!("{date}T{time}Z")
+}
+
+/// `at` as a person reads it on a wall clock `offset_minutes` ahead of UTC (the browser gives
+/// the offset at that date, daylight saving included): "2023-11-14 23:13:20".
+pub fn wall_time(at: u64, offset_minutes: i64) -> String {
+    let shifted = i128::from(at) + i128::from(offset_minutes) * 60_000;
+    let (date, time) = civil(u64::try_from(shifted).unwrap_or(0));
+    format!("{date} {time}")
+}
+
+/// The proleptic Gregorian date and the time of day of `at`, in UTC (the days-to-civil
+/// algorithm of Howard Hinnant's "chrono-Compatible Low-Level Date Algorithms").
+fn civil(at: u64) -> (String, String) {
+    let seconds = at / 1_000;
+    let (days, of_day) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (of_day / 3_600, of_day / 60 % 60, of_day % 60);
+    (format!("{year:04}-{month:02}-{day:02}"), format!("{hour:02}:{minute:02}:{second:02}"))
+}
+
+/// A duration of at least a minute in the largest unit that fits, rounded down.
+fn span(ms: u64) -> String {
+    let minutes = ms / 60_000;
+    match (minutes, minutes / 60, minutes / (60 * 24)) {
+        (m, 0, _) => format!("{m} min"),
+        (_, h, 0) => format!("{h} h"),
+        (_, _, 1) => "1 day".to_owned(),
+        (_, _, d) => format!("{d} days"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sent_ago, utc_datetime, wall_time};
+
+    const NOW: u64 = 1_750_000_000_000;
+    const MIN: u64 = 60_000;
+
+    #[test]
+    fn a_send_time_reads_in_the_largest_unit_that_fits() {
+        assert_eq!(sent_ago(NOW, NOW), "sent less than a minute ago");
+        assert_eq!(sent_ago(NOW - MIN + 1, NOW), "sent less than a minute ago");
+        assert_eq!(sent_ago(NOW - 3 * MIN - 59_000, NOW), "sent 3 min ago");
+        assert_eq!(sent_ago(NOW - 59 * MIN, NOW), "sent 59 min ago");
+        assert_eq!(sent_ago(NOW - 60 * MIN, NOW), "sent 1 h ago");
+        assert_eq!(sent_ago(NOW - 24 * 60 * MIN, NOW), "sent 1 day ago");
+        assert_eq!(sent_ago(NOW - 9 * 24 * 60 * MIN, NOW), "sent 9 days ago");
+    }
+
+    #[test]
+    fn a_send_time_ahead_of_this_clock_says_so_past_a_minute() {
+        assert_eq!(sent_ago(NOW + 30_000, NOW), "sent less than a minute ago");
+        assert_eq!(sent_ago(NOW + 2 * 60 * MIN, NOW), "dated 2 h in the future");
+    }
+
+    #[test]
+    fn a_send_time_reads_as_a_utc_datetime_and_a_wall_clock_time() {
+        assert_eq!(utc_datetime(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_datetime(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_datetime(4_102_444_799_000), "2099-12-31T23:59:59Z");
+        assert_eq!(wall_time(1_700_000_000_000, 60), "2023-11-14 23:13:20");
+        assert_eq!(wall_time(1_700_000_000_000, -5 * 60), "2023-11-14 17:13:20");
+        assert_eq!(wall_time(0, -60), "1970-01-01 00:00:00", "before the epoch: clamped, never a panic");
+        assert!(utc_datetime(u64::MAX).ends_with('Z'), "a forged date far ahead still formats");
     }
 }

@@ -16,7 +16,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Failed attempts in a row after which the page says the server cannot be reached.
 pub const UNREACHABLE_AFTER: u32 = 3;
 /// After an `internal` or `rate_limited` refusal, the wait before the page tries again what the
-/// relay has not confirmed (the protocol says both are safe to retry).
+/// relay has not confirmed (the protocol says both are safe to retry). Refusals that last (a full
+/// relay, an address over its quota) are never retried by themselves: the person sends again.
 pub const RETRY_AFTER: Duration = Duration::from_millis(1_500);
 
 /// The state of the connection to the relay.
@@ -77,6 +78,9 @@ pub enum RoomEvent {
     SeenAgain(MessageId),
     /// A message failed to open.
     Unreadable(MessageId),
+    /// A message opened but is dated where no genuine message can be (too old, or ahead of
+    /// this page's clock): not shown, not confirmed viewed.
+    Misdated(MessageId),
     /// The relay stored a message this page sent.
     Stored(MessageId),
     /// Deleted from the relay: this page's message read by everyone, or a message this page

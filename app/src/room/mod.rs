@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: [`RoomModel`], the room's logic with no I/O (frames and actions in, effects out),
 //!   which every Rust client of the protocol drives.
-//! - [`card`], [`effect`]: the data the model shows and returns.
+//! - [`card`], [`effect`]: the data the model shows and returns, and how a card says when its
+//!   message was sent.
 //! - `browser` (feature `ui`): [`RoomClient`], the model driven by the browser: socket, timers,
 //!   signals, sound.
 //!
@@ -15,7 +16,7 @@ pub mod effect;
 pub mod model;
 
 #[cfg(feature = "ui")]
-pub use browser::{relay_ws_url, CardView, RoomClient};
+pub use browser::{now_ms, relay_ws_url, CardView, RoomClient};
 pub use card::{Card, CardState, SHOW_SECONDS};
 pub use effect::{ConnectionState, Effect, NotSent, RoomEvent, Timer};
-pub use model::RoomModel;
+pub use model::{Clock, RoomModel};

@@ -8,15 +8,28 @@
 //! [`RoomClient`]: crate::room::RoomClient
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crypto::message::seal;
+use crate::crypto::message::{seal, MAX_BODY_LEN};
 use crate::crypto::{Body, MessageId, RoomKeys, SenderId};
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{ClientFrame, RelayLimits, ServerFrame};
 use crate::room::card::{Card, CardState};
 use crate::room::effect::{ConnectionState, Effect, NotSent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
 
+mod dates;
 mod frames;
+mod refusals;
+
+use dates::system_clock;
+pub use dates::{Clock, CLOCK_SKEW, MAX_MESSAGE_AGE};
+
+/// Most characters a person may type in one message, however large the relay's limit: about
+/// what 16 KiB holds at 4 bytes a character.
+pub const MAX_CHARS: usize = 4000;
+/// Bytes of padded plaintext a body takes besides its text: the JSON of `id`, `sender` and a
+/// 20-digit `sent_at`, and the padding's first byte.
+const BODY_OVERHEAD: usize = 111;
 
 /// Where the socket is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,12 +73,21 @@ pub struct RoomModel {
     retry_scheduled: bool,
     /// Set by leaving and by a full room: no more reconnecting.
     halted: bool,
+    /// What the relay accepts, from its last `joined` (the protocol-1 defaults before).
+    limits: RelayLimits,
+    /// Dates what is opened (see [`MAX_MESSAGE_AGE`]).
+    clock: Clock,
 }
 
 impl RoomModel {
     /// A page in the room of `keys`, with a fresh sender id and session token, not yet
     /// connected: call [`start`](Self::start).
     pub fn new(keys: RoomKeys) -> Self {
+        Self::with_clock(keys, Arc::new(system_clock))
+    }
+
+    /// [`new`](Self::new), reading the time from `clock` rather than this machine's.
+    pub fn with_clock(keys: RoomKeys, clock: Clock) -> Self {
         Self {
             keys,
             sender: SenderId::generate(),
@@ -87,6 +109,8 @@ impl RoomModel {
             failures: 0,
             retry_scheduled: false,
             halted: false,
+            limits: RelayLimits::default(),
+            clock,
         }
     }
 
@@ -119,7 +143,8 @@ impl RoomModel {
         self.reconnect_later()
     }
 
-    /// A text frame from the relay. One this page cannot read is ignored.
+    /// A text frame from the relay. Frame types and fields this page does not know are read
+    /// leniently (see [`ServerFrame`]); a frame it cannot read at all is ignored.
     pub fn on_text(&mut self, text: &str) -> Vec<Effect> {
         serde_json::from_str::<ServerFrame>(text).map(|frame| self.on_frame(frame)).unwrap_or_default()
     }
@@ -128,7 +153,9 @@ impl RoomModel {
     pub fn on_frame(&mut self, frame: ServerFrame) -> Vec<Effect> {
         let mut out = Vec::new();
         match frame {
-            ServerFrame::Joined { participants, pending } => self.joined(participants, &pending, &mut out),
+            ServerFrame::Joined { participants, pending, limits } => {
+                self.joined(participants, &pending, limits, &mut out)
+            }
             ServerFrame::Sent { message_id } => with_id(&message_id, |id| self.stored(id, &mut out)),
             ServerFrame::Message { message_id } => with_id(&message_id, |id| {
                 self.peer_typing = false;
@@ -147,7 +174,11 @@ impl RoomModel {
             ServerFrame::Expired { message_id } => with_id(&message_id, |id| self.expired(id, &mut out)),
             ServerFrame::Presence { participants } => self.participants = participants,
             ServerFrame::Typing { active } => self.peer_typed(active, &mut out),
-            ServerFrame::Error { code, message } => self.refused(code, message, &mut out),
+            ServerFrame::Error { code, message, message_id } => {
+                self.refused(code, &message, message_id.as_deref(), &mut out)
+            }
+            // A frame a newer relay added, which this page has no use for.
+            ServerFrame::Unknown => {}
         }
         out
     }
@@ -175,7 +206,8 @@ impl RoomModel {
         out
     }
 
-    /// Seals `text` and sends it (or queues it until the room is joined again).
+    /// Seals `text` and sends it (or queues it until the room is joined again), if it fits the
+    /// relay's largest message.
     pub fn send(&mut self, text: &str, now_ms: u64) -> Result<Vec<Effect>, NotSent> {
         if text.trim().is_empty() {
             return Err(NotSent::Empty);
@@ -185,12 +217,18 @@ impl RoomModel {
         }
         let id = MessageId::generate();
         let body = Body { id, sender: self.sender, text: text.to_owned(), sent_at: now_ms };
-        let Ok(sealed) = seal(&self.keys, &body) else {
-            self.notice = Some("That message is too long to send.".into());
+        let Some(sealed) = seal(&self.keys, &body).ok().filter(|sealed| sealed.padded_len() <= self.max_message())
+        else {
+            self.notice = Some(format!(
+                "That message is too long to send: this relay takes messages of up to {}.",
+                size_in_words(self.max_message())
+            ));
             return Err(NotSent::TooLong);
         };
         let sealed = sealed.to_base64();
-        self.cards.push(Card::new(id, CardState::Mine { text: body.text, stored: false, seen: None }));
+        let mut card = Card::new(id, CardState::Mine { text: body.text, stored: false, seen: None });
+        card.sent_at = Some(now_ms);
+        self.cards.push(card);
         self.unacked.push((id, sealed.clone()));
         self.typed_before_joining = None;
         let mut out = Vec::new();
@@ -229,6 +267,18 @@ impl RoomModel {
         } else {
             Vec::new()
         }
+    }
+
+    /// Sends again the text of our message the relay refused ([`CardState::Unsent`]), as a new
+    /// message: sealed now (so its date is when it really went out), with a new id, its card last.
+    /// Any other card is left as it is.
+    pub fn resend(&mut self, id: MessageId, now_ms: u64) -> Result<Vec<Effect>, NotSent> {
+        let Some(CardState::Unsent { text, .. }) = self.card(id).map(|card| card.state.clone()) else {
+            return Ok(Vec::new());
+        };
+        let effects = self.send(&text, now_ms)?;
+        self.cards.retain(|card| card.id != id);
+        Ok(effects)
     }
 
     /// After a full room: try to join again (someone may have left).
@@ -296,6 +346,38 @@ impl RoomModel {
     /// Messages sent and not yet confirmed stored.
     pub fn unacknowledged(&self) -> usize {
         self.unacked.len()
+    }
+
+    /// What the relay accepts, as its last `joined` said (the protocol-1 defaults before).
+    pub fn limits(&self) -> &RelayLimits {
+        &self.limits
+    }
+
+    /// The most characters the composer takes: see [`max_chars`].
+    pub fn max_chars(&self) -> usize {
+        max_chars(self.limits.max_message)
+    }
+
+    /// The largest padded body this page sends: the relay's limit, within the protocol's.
+    fn max_message(&self) -> usize {
+        (self.limits.max_message as usize).min(MAX_BODY_LEN + 1)
+    }
+}
+
+/// The most characters (UTF-16 units, as a text box counts them) a composer should take for a
+/// relay whose largest message is `max_message` bytes: at most [`MAX_CHARS`], and few enough
+/// that any text without control characters fits (it takes at most 3 bytes a unit in the body;
+/// this allows 4). The model still checks the sealed size before sending.
+pub fn max_chars(max_message: u32) -> usize {
+    MAX_CHARS.min((max_message as usize).saturating_sub(BODY_OVERHEAD) / 4)
+}
+
+/// A size as people read it: "16 KiB", "512 bytes".
+fn size_in_words(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

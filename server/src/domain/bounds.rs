@@ -39,14 +39,27 @@ pub const ROOM_CHANNEL_CAPACITY: usize = 32;
 
 // Held messages (`relay/held.rs`).
 
-/// Bytes of bodies one instance holds at most, over all rooms. Past it, messages are not held
+/// What the messages one instance holds may weigh at most, over all rooms (bodies, recipients
+/// and map entries: `HeldMessage::weight`). Past it, messages are not held
 /// and their recipients fetch them from the store, as on another instance.
 pub const HELD_BYTES_BUDGET: usize = 16 << 20;
 
+// What participants fetched (`relay/hub.rs`).
+
+/// How long a fetched message that is gone is remembered per participant, so a late or repeated
+/// `viewed` of it is answered `deleted` (after this, `not_fetched`). A page confirms within
+/// seconds of showing a message; two minutes covers a slow one, and a reconnect.
+pub const GONE_REMEMBERED: Duration = Duration::from_secs(120);
+/// The most gone messages remembered per participant: a participant can fetch (and see burn)
+/// no more than its rate limit allows in [`GONE_REMEMBERED`] anyway.
+pub const GONE_REMEMBERED_MAX: usize = 256;
+
 // Presence (`relay/presence.rs`).
 
-/// Presence changes waiting to be counted; past this, those asking wait.
-pub const PRESENCE_QUEUE: usize = 1024;
+/// Connections remembered as asking for one room's next count (see `presence.rs`): the most
+/// that can join or leave one room between two counts in normal use is its participant limit;
+/// past this, the oldest askers are forgotten (they get the count, only not marked as theirs).
+pub const PRESENCE_ORIGINS: usize = 64;
 
 // Expiry (`relay/tasks.rs`).
 

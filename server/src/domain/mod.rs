@@ -6,11 +6,13 @@
 //! types and the standard library. The store's SQL enforces [`lifecycle`] atomically and is
 //! tested against it (`server/tests/integration/scenarios.rs`).
 
+pub mod address;
 pub mod bounds;
 pub mod events;
 pub mod ids;
 pub mod lifecycle;
 
+pub use address::ClientBlock;
 pub use events::{EventKind, Notice, CHANNEL};
 pub use ids::{ConnectionId, InstanceId, MessageId, Participant, RoomHash};
 pub use lifecycle::{now_ms, FetchRefusal, Inserted, NewMessage, Viewed, Waiting};

@@ -39,6 +39,18 @@ pub struct HeldMessage {
     pub expires_at: i64,
 }
 
+impl HeldMessage {
+    /// What holding it costs, as the held budget counts it: the body, the recipients, and the
+    /// entry itself in its room's map (key, value and the map's control byte), so many tiny
+    /// messages cannot hold more memory than the budget says.
+    pub fn weight(&self) -> usize {
+        self.body.len()
+            + self.recipients.len() * std::mem::size_of::<Participant>()
+            + std::mem::size_of::<(MessageId, Option<HeldMessage>)>()
+            + 1
+    }
+}
+
 /// One room's held messages. `None`: reserved by a send whose insert has not answered yet.
 #[derive(Debug, Default)]
 pub struct Held {
@@ -59,7 +71,7 @@ impl Held {
     /// Fills a reserved place; the bytes it now holds (0 if the place is gone, or if `budget`
     /// bytes are fewer than the body, when the place is given up instead).
     pub fn fill(&mut self, id: MessageId, message: HeldMessage, budget: usize) -> usize {
-        let size = message.body.len();
+        let size = message.weight();
         match self.messages.get_mut(&id) {
             Some(place @ None) if size <= budget => {
                 *place = Some(message);
@@ -75,7 +87,7 @@ impl Held {
 
     /// Drops `id`; the bytes that frees.
     pub fn release(&mut self, id: &MessageId) -> usize {
-        self.messages.remove(id).flatten().map_or(0, |m| m.body.len())
+        self.messages.remove(id).flatten().map_or(0, |m| m.weight())
     }
 
     /// Drops every message `who` must still view (it left, and the store no longer names it);
@@ -84,7 +96,7 @@ impl Held {
         let mut freed = 0;
         self.messages.retain(|_, held| match held {
             Some(m) if m.recipients.contains(who) => {
-                freed += m.body.len();
+                freed += m.weight();
                 false
             }
             _ => true,
@@ -99,9 +111,9 @@ impl Held {
         freed
     }
 
-    /// Bytes of the bodies held.
+    /// What the held messages weigh ([`HeldMessage::weight`]).
     pub fn bytes(&self) -> usize {
-        self.messages.values().flatten().map(|m| m.body.len()).sum()
+        self.messages.values().flatten().map(HeldMessage::weight).sum()
     }
 
     /// `id` as `who` may see it, as the store's `get` would answer, if it is held and
@@ -147,11 +159,19 @@ mod tests {
         let id = MessageId([3; 16]);
         assert!(held.reserve(id));
         assert_eq!(held.get(&id, &who(2), 0).0.map(|w| w.body), None, "reserved is not yet held");
-        assert_eq!(held.fill(id, message(&[2, 3], 1_000), usize::MAX), 100);
+        let weight = message(&[2, 3], 1_000).weight();
+        assert_eq!(held.fill(id, message(&[2, 3], 1_000), usize::MAX), weight);
         let seen = held.get(&id, &who(2), 999).0.expect("held");
         assert_eq!((seen.body, seen.sender, seen.recipients, seen.is_recipient), (vec![7; 100], who(1), 2, true));
         assert!(!held.get(&id, &who(4), 999).0.expect("held").is_recipient);
-        assert_eq!(held.bytes(), 100);
+        assert_eq!(held.bytes(), weight);
+    }
+
+    #[test]
+    fn the_weight_counts_the_entry_and_its_recipients_not_only_the_body() {
+        let (alone, with_two) = (message(&[], 1_000).weight(), message(&[2, 3], 1_000).weight());
+        assert!(alone > 100 + std::mem::size_of::<HeldMessage>(), "{alone}");
+        assert_eq!(with_two - alone, 2 * std::mem::size_of::<Participant>());
     }
 
     #[test]
@@ -180,7 +200,8 @@ mod tests {
         let mut held = Held::default();
         let id = MessageId([3; 16]);
         held.reserve(id);
-        assert_eq!(held.fill(id, message(&[2], 1_000), 99), 0);
+        let weight = message(&[2], 1_000).weight();
+        assert_eq!(held.fill(id, message(&[2], 1_000), weight - 1), 0);
         assert!(held.reserve(id), "nothing left behind");
     }
 
@@ -192,7 +213,7 @@ mod tests {
         held.fill(id, message(&[2], 1_000), usize::MAX);
         let (seen, freed) = held.get(&id, &who(2), 1_000);
         assert!(seen.is_none());
-        assert_eq!((freed, held.bytes()), (100, 0));
+        assert_eq!((freed, held.bytes()), (message(&[2], 1_000).weight(), 0));
     }
 
     #[test]
@@ -203,11 +224,12 @@ mod tests {
             held.reserve(id);
             held.fill(id, message(recipients, 1_000), usize::MAX);
         }
-        assert_eq!(held.release_recipient(&who(2)), 100);
+        let weight = |recipients: &[u8]| message(recipients, 1_000).weight();
+        assert_eq!(held.release_recipient(&who(2)), weight(&[2, 3]));
         assert!(held.get(&MessageId([1; 16]), &who(3), 0).0.is_none());
         assert!(held.get(&MessageId([2; 16]), &who(3), 0).0.is_some());
         assert!(held.get(&MessageId([3; 16]), &who(3), 0).0.is_some(), "open messages stay");
-        assert_eq!(held.clear(), 200);
+        assert_eq!(held.clear(), weight(&[3]) + weight(&[]));
         assert_eq!(held.bytes(), 0);
     }
 }

@@ -7,7 +7,7 @@
 //! `.await`. A room is removed when its last local connection is gone, so the hub holds nothing
 //! for rooms nobody here is in.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -15,7 +15,8 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use super::held::{Held, HeldMessage};
-use crate::domain::bounds::{HELD_BYTES_BUDGET, ROOM_CHANNEL_CAPACITY};
+use super::quota::ClientCharges;
+use crate::domain::bounds::{GONE_REMEMBERED, GONE_REMEMBERED_MAX, HELD_BYTES_BUDGET, ROOM_CHANNEL_CAPACITY};
 use crate::domain::{ConnectionId, EventKind, MessageId, Participant, RoomHash, Waiting};
 
 /// An event and the connection that caused it (`None` for the server itself).
@@ -34,11 +35,39 @@ struct LocalRoom {
     held: Held,
 }
 
-/// What one participant fetched here.
+/// What one participant fetched here: the messages it may confirm as viewed, and those it
+/// fetched that are gone since (burned or expired), remembered for [`GONE_REMEMBERED`] so a late
+/// or repeated `viewed` of one gets the one answer `deleted`. Both shrink as messages go, so a
+/// participant that fetches all day holds no more than what waits and a few minutes' worth.
 #[derive(Default)]
 struct Fetched {
-    ids: HashSet<MessageId>,
+    live: HashSet<MessageId>,
+    gone: VecDeque<(MessageId, Instant)>,
     last: Option<Instant>,
+}
+
+impl Fetched {
+    fn went(&mut self, id: MessageId, now: Instant) {
+        if self.live.remove(&id) {
+            while self.gone.len() >= GONE_REMEMBERED_MAX
+                || self.gone.front().is_some_and(|(_, at)| now.duration_since(*at) > GONE_REMEMBERED)
+            {
+                self.gone.pop_front();
+            }
+            self.gone.push_back((id, now));
+        }
+    }
+}
+
+/// Whether a participant fetched a message here, as `viewed` needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchedState {
+    /// Fetched, and not known to be gone: it may be confirmed as viewed.
+    Waiting,
+    /// Fetched, and gone since (burned or expired): `viewed` is answered `deleted`.
+    Gone,
+    /// Not fetched here (or so long ago it is forgotten).
+    NotFetched,
 }
 
 /// This instance's side of the rooms: a broadcast channel per room with local connections, and
@@ -47,17 +76,24 @@ struct Fetched {
 pub struct Hub {
     rooms: Mutex<HashMap<RoomHash, LocalRoom>>,
     /// Messages each participant fetched on this instance (only these may it confirm as
-    /// viewed), and when it last fetched one.
-    fetched: Mutex<HashMap<(RoomHash, Participant), Fetched>>,
+    /// viewed), and when it last fetched one, by room.
+    fetched: Mutex<HashMap<RoomHash, HashMap<Participant, Fetched>>>,
     next_connection: AtomicU64,
     /// Bytes of the bodies the rooms hold; changed only under the `rooms` lock.
     held_bytes: AtomicUsize,
     /// Set while this instance cannot hear other instances' deletions (its link to them is
     /// down): nothing is held then. Changed only under the `rooms` lock.
     not_holding: AtomicBool,
+    /// What each client block's messages stored here weigh, freed as they are deleted.
+    pub charges: ClientCharges,
 }
 
 impl Hub {
+    /// A hub whose client blocks may each leave `max_per_client` bytes waiting.
+    pub fn new(max_per_client: u64) -> Self {
+        Self { charges: ClientCharges::new(max_per_client), ..Self::default() }
+    }
+
     /// A process-unique id for a new connection.
     pub fn connection_id(&self) -> ConnectionId {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
@@ -67,7 +103,7 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn fetched(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomHash, Participant), Fetched>> {
+    fn fetched(&self) -> std::sync::MutexGuard<'_, HashMap<RoomHash, HashMap<Participant, Fetched>>> {
         self.fetched.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -100,20 +136,39 @@ impl Hub {
     /// Remembers that `who` fetched `id`.
     pub fn mark_fetched(&self, room: &RoomHash, who: &Participant, id: MessageId) {
         let mut fetched = self.fetched();
-        let entry = fetched.entry((*room, *who)).or_default();
-        entry.ids.insert(id);
+        let entry = fetched.entry(*room).or_default().entry(*who).or_default();
+        entry.live.insert(id);
         entry.last = Some(Instant::now());
     }
 
-    /// Whether `who` fetched `id` here.
-    pub fn has_fetched(&self, room: &RoomHash, who: &Participant, id: &MessageId) -> bool {
-        self.fetched().get(&(*room, *who)).is_some_and(|f| f.ids.contains(id))
+    /// Whether `who` fetched `id` here, and whether it is gone since.
+    pub fn fetched_state(&self, room: &RoomHash, who: &Participant, id: &MessageId) -> FetchedState {
+        match self.fetched().get(room).and_then(|room| room.get(who)) {
+            Some(f) if f.live.contains(id) => FetchedState::Waiting,
+            Some(f) if f.gone.iter().any(|(gone, _)| gone == id) => FetchedState::Gone,
+            _ => FetchedState::NotFetched,
+        }
+    }
+
+    /// `id` was burned or expired: whoever fetched it here may confirm it no more.
+    pub fn fetched_gone(&self, room: &RoomHash, id: MessageId) {
+        let now = Instant::now();
+        if let Some(room) = self.fetched().get_mut(room) {
+            room.values_mut().for_each(|f| f.went(id, now));
+        }
     }
 
     /// `who` left the room for good: forget what it fetched, and stop holding what it had to
     /// view (the store no longer names it a recipient).
     pub fn forget(&self, room: &RoomHash, who: &Participant) {
-        self.fetched().remove(&(*room, *who));
+        let mut fetched = self.fetched();
+        if let Some(participants) = fetched.get_mut(room) {
+            participants.remove(who);
+            if participants.is_empty() {
+                fetched.remove(room);
+            }
+        }
+        drop(fetched);
         if let Some(entry) = self.rooms().get_mut(room) {
             self.freed(entry.held.release_recipient(who));
         }
@@ -184,12 +239,20 @@ impl Hub {
     /// Forgets what was fetched more than `age` ago: every message it names has expired by then.
     /// (A participant that fetched here and left on another instance is never `forget`-ed here.)
     pub fn forget_fetched_before(&self, age: std::time::Duration) {
-        self.fetched().retain(|_, f| f.last.is_some_and(|last| last.elapsed() <= age));
+        self.fetched().retain(|_, participants| {
+            participants.retain(|_, f| f.last.is_some_and(|last| last.elapsed() <= age));
+            !participants.is_empty()
+        });
     }
 
     /// Publishes an event to this instance's connections to the room; a room nobody here is in
     /// drops it. A message's deletion or expiry first drops it from what the room holds.
     pub fn publish(&self, room: &RoomHash, origin: Option<ConnectionId>, kind: EventKind) {
+        if let EventKind::Deleted(id) | EventKind::Expired(id) = kind {
+            // Heard even when nobody here is in the room any more (its sender left).
+            self.charges.freed(room, &id);
+            self.fetched_gone(room, id);
+        }
         if let Some(entry) = self.rooms().get_mut(room) {
             self.unhold(entry, kind);
             let _ = entry.tx.send(RoomEvent { origin, kind });
@@ -277,7 +340,11 @@ mod tests {
         let _rx = hub.subscribe(room);
         let (a, b, c) =
             (hold(&hub, &room, 2, vec![who(2)]), hold(&hub, &room, 3, vec![]), hold(&hub, &room, 4, vec![]));
-        assert_eq!(hub.held_bytes(), 30);
+        let weight = |recipients: usize| {
+            HeldMessage { body: vec![0; 10], sender: who(1), recipients: vec![who(2); recipients], expires_at: 0 }
+                .weight()
+        };
+        assert_eq!(hub.held_bytes(), weight(1) + 2 * weight(0));
         assert_eq!(hub.held(&room, &a, &who(2), 0).map(|w| w.body), Some(vec![2; 10]));
         hub.publish(&room, None, EventKind::Deleted(a));
         hub.publish(&room, None, EventKind::Expired(b));
@@ -285,7 +352,7 @@ mod tests {
         assert!(hub.held(&room, &a, &who(2), 0).is_none());
         assert!(hub.held(&room, &b, &who(2), 0).is_none());
         assert!(hub.held(&room, &c, &who(2), 0).is_some(), "a receipt changes nothing held");
-        assert_eq!(hub.held_bytes(), 10);
+        assert_eq!(hub.held_bytes(), weight(0));
         hub.publish_everywhere(EventKind::Resync);
         assert!(hub.held(&room, &c, &who(2), 0).is_none());
         assert_eq!(hub.held_bytes(), 0);
@@ -313,8 +380,11 @@ mod tests {
         );
         assert_eq!(hub.held_bytes(), 0, "a place made before is gone too");
         hub.start_holding();
-        hold(&hub, &room, 5, vec![]);
-        assert_eq!(hub.held_bytes(), 10);
+        let fifth = hold(&hub, &room, 5, vec![]);
+        hub.release(&room, &fifth);
+        assert_eq!(hub.held_bytes(), 0);
+        hold(&hub, &room, 6, vec![]);
+        assert!(hub.held_bytes() > 10, "held again, the entry counted with its body");
     }
 
     #[test]
@@ -336,17 +406,45 @@ mod tests {
         let hub = Hub::default();
         let room = RoomHash([1; 32]);
         let id = MessageId([5; 16]);
-        assert!(!hub.has_fetched(&room, &who(1), &id));
+        let state = |who_: u8| hub.fetched_state(&room, &who(who_), &id);
+        assert_eq!(state(1), FetchedState::NotFetched);
         hub.mark_fetched(&room, &who(1), id);
-        assert!(hub.has_fetched(&room, &who(1), &id));
-        assert!(!hub.has_fetched(&room, &who(2), &id));
+        assert_eq!(state(1), FetchedState::Waiting);
+        assert_eq!(state(2), FetchedState::NotFetched);
         hub.forget(&room, &who(1));
-        assert!(!hub.has_fetched(&room, &who(1), &id));
+        assert_eq!(state(1), FetchedState::NotFetched);
         hub.mark_fetched(&room, &who(2), id);
         hub.forget_fetched_before(std::time::Duration::from_secs(60));
-        assert!(hub.has_fetched(&room, &who(2), &id), "recent: kept");
+        assert_eq!(state(2), FetchedState::Waiting, "recent: kept");
         std::thread::sleep(std::time::Duration::from_millis(5));
         hub.forget_fetched_before(std::time::Duration::ZERO);
-        assert!(!hub.has_fetched(&room, &who(2), &id), "older than every message: forgotten");
+        assert_eq!(state(2), FetchedState::NotFetched, "older than every message: forgotten");
+    }
+
+    #[test]
+    fn a_fetched_message_that_goes_is_remembered_as_gone_and_the_set_shrinks() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let (a, b) = (MessageId([1; 16]), MessageId([2; 16]));
+        hub.mark_fetched(&room, &who(1), a);
+        hub.mark_fetched(&room, &who(2), a);
+        hub.mark_fetched(&room, &who(1), b);
+        hub.publish(&room, None, EventKind::Expired(a));
+        assert_eq!(hub.fetched_state(&room, &who(1), &a), FetchedState::Gone);
+        assert_eq!(hub.fetched_state(&room, &who(2), &a), FetchedState::Gone);
+        assert_eq!(hub.fetched_state(&room, &who(1), &b), FetchedState::Waiting);
+        hub.publish(&room, None, EventKind::Deleted(b));
+        assert_eq!(hub.fetched_state(&room, &who(1), &b), FetchedState::Gone);
+        let fetched = hub.fetched();
+        let mine = &fetched[&room][&who(1)];
+        assert!(mine.live.is_empty() && mine.gone.len() == 2);
+        drop(fetched);
+        // Only the most recent are remembered.
+        for n in 0..=GONE_REMEMBERED_MAX {
+            let id = MessageId([n as u8; 16]);
+            hub.mark_fetched(&room, &who(3), id);
+            hub.fetched_gone(&room, id);
+        }
+        assert_eq!(hub.fetched()[&room][&who(3)].gone.len(), GONE_REMEMBERED_MAX);
     }
 }

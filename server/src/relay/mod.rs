@@ -10,6 +10,7 @@
 //! - [`departure`]: what a participant's leaving does, after its grace period or at once.
 //! - [`hub`] and [`held`]: per-room broadcast channels, and the messages held for fetches here.
 //! - [`presence`]: participant counts, read again after every change and published in order.
+//! - [`quota`]: how many bytes may wait stored, in all and per client block.
 //! - [`tasks`]: the background tasks, each given only what it uses.
 
 pub mod connection;
@@ -17,11 +18,14 @@ pub mod departure;
 pub mod held;
 pub mod hub;
 pub mod presence;
+pub mod quota;
 pub mod tasks;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
+
+use app::protocol::RelayLimits;
 
 use crate::at_rest::KeyRing;
 use crate::config::Limits;
@@ -44,4 +48,17 @@ pub struct Relay {
     pub presence: Presence,
     /// Times the link to the other instances was re-established (PostgreSQL).
     pub bus_reconnects: Arc<AtomicU64>,
+    /// This instance's share of `MAX_STORED_BYTES`.
+    pub stored: Arc<quota::Total>,
+}
+
+impl Relay {
+    /// What this relay accepts, as `joined` states it to every page.
+    pub fn stated_limits(&self) -> RelayLimits {
+        RelayLimits {
+            max_message: u32::try_from(self.limits.max_padded_message).unwrap_or(u32::MAX),
+            message_ttl: self.message_ttl.as_secs(),
+            features: Vec::new(),
+        }
+    }
 }

@@ -11,7 +11,7 @@ use super::departure::participant_left;
 use super::hub::Hub;
 use super::presence::Presence;
 use crate::bus::BusEvent;
-use crate::domain::bounds::{HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL};
+use crate::domain::bounds::{GONE_REMEMBERED, HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL};
 use crate::domain::EventKind;
 use crate::store::Store;
 
@@ -61,7 +61,9 @@ pub async fn heartbeat(
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tick.tick().await;
-        hub.forget_fetched_before(message_ttl);
+        // Every message fetched that long ago has expired, and its gone-notice aged out too.
+        hub.forget_fetched_before(message_ttl + GONE_REMEMBERED);
+        hub.charges.expire(std::time::Instant::now());
         if let Err(err) = store.heartbeat().await {
             tracing::error!("participant heartbeat failed: {err}");
         }
@@ -71,7 +73,7 @@ pub async fn heartbeat(
                     for id in room.deleted {
                         hub.publish(&room.room, None, EventKind::Deleted(id));
                     }
-                    presence.changed(room.room, None).await;
+                    presence.changed(room.room, None);
                 }
             }
             Err(err) => tracing::error!("dropping vanished instances' participants failed: {err}"),
@@ -110,7 +112,7 @@ pub async fn hear_other_instances(
             // outlive its row meanwhile.
             BusEvent::Lost => hub.stop_holding(),
             BusEvent::Notice(notice) if notice.kind == EventKind::PresenceChanged => {
-                presence.changed(notice.room, None).await;
+                presence.changed(notice.room, None);
             }
             BusEvent::Notice(notice) => hub.publish(&notice.room, None, notice.kind),
         }

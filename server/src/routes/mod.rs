@@ -1,6 +1,7 @@
 //! The HTTP surface: the Leptos pages, the `/ws` endpoint and a health check. No access log.
 
 mod assets;
+pub mod connections;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::IpNet;
+use crate::domain::ClientBlock;
 use crate::relay::Relay;
 use crate::ws::limits::{AddressCounter, AddressRefusal};
 use crate::ws::session;
@@ -39,6 +41,10 @@ pub struct AppState {
     pub trusted_proxies: Arc<[IpNet]>,
     /// Open connections per client address; never logged or stored.
     pub addresses: AddressCounter,
+    /// Leading bits of an IPv6 address that name one client for the per-address limits.
+    pub ipv6_prefix: u8,
+    /// The scheme of `PUBLIC_URL`, when it is set: the one pages reach this relay by.
+    pub public_scheme: Option<&'static str>,
     /// Turns true when the server stops: every socket is closed with "going away".
     pub stopping: watch::Receiver<bool>,
     /// A clone is held by every open socket: when stopping, the server waits until none is left
@@ -107,11 +113,12 @@ async fn ws_upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &state.allowed_origins) {
+    let scheme = request_scheme(peer.ip(), &headers, &state.trusted_proxies, state.public_scheme);
+    if !origin_allowed(&headers, &state.allowed_origins, scheme) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let relay: Arc<Relay> = state.relay.clone();
-    let client = client_address(peer.ip(), &headers, &state.trusted_proxies);
+    let client = ClientBlock::of(client_address(peer.ip(), &headers, &state.trusted_proxies), state.ipv6_prefix);
     let slot = match state.addresses.try_acquire(client) {
         Ok(slot) => slot,
         Err(AddressRefusal::TooMany) => {
@@ -135,7 +142,7 @@ async fn ws_upgrade(
         .read_buffer_size(buffer)
         .write_buffer_size(buffer)
         .on_upgrade(move |socket| async move {
-            session::run(socket, relay, stopping).await;
+            session::run(socket, relay, client, stopping).await;
             drop((slot, open));
         })
 }
@@ -166,16 +173,43 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAdd
     client
 }
 
+/// The scheme the page reached this relay by: `PUBLIC_URL`'s when it is set, else what a trusted
+/// proxy says in `X-Forwarded-Proto` (`http` or `https`), else `http` (the relay itself serves
+/// no TLS).
+fn request_scheme(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    public_scheme: Option<&'static str>,
+) -> &'static str {
+    if let Some(scheme) = public_scheme {
+        return scheme;
+    }
+    if !trusted.iter().any(|net| net.contains(peer)) {
+        return "http";
+    }
+    let forwarded = headers.get(HeaderName::from_static("x-forwarded-proto")).and_then(|v| v.to_str().ok());
+    // A chain of proxies lists one scheme each; the first is the one the page used.
+    match forwarded.and_then(|v| v.split(',').next()).map(str::trim) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    }
+}
+
 /// Browsers always send `Origin` on WebSocket upgrades: it must be this server's own origin
-/// (same host and port as `Host`) or one configured in `ALLOWED_ORIGINS`. Clients that are not
-/// browsers send none and carry no ambient credentials, so they are let through.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+/// (the scheme it was reached by, and the host and port of `Host`) or one configured in
+/// `ALLOWED_ORIGINS`. Clients that are not browsers send none and carry no ambient credentials,
+/// so they are let through.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String], scheme: &str) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
     let Ok(origin) = origin.to_str() else { return false };
     if allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
         return true;
     }
-    let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    let authority = origin
+        .split_once("://")
+        .filter(|(origin_scheme, _)| origin_scheme.eq_ignore_ascii_case(scheme))
+        .map(|(_, authority)| authority);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
@@ -196,11 +230,31 @@ mod tests {
 
     #[test]
     fn the_servers_own_origin_is_allowed_and_others_are_not() {
-        assert!(origin_allowed(&headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000"), &[]));
-        assert!(!origin_allowed(&headers(Some("http://evil.example"), "127.0.0.1:3000"), &[]));
-        assert!(!origin_allowed(&headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000"), &[]));
-        assert!(!origin_allowed(&headers(Some("null"), "127.0.0.1:3000"), &[]));
-        assert!(origin_allowed(&headers(None, "127.0.0.1:3000"), &[]));
+        assert!(origin_allowed(&headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000"), &[], "http"));
+        assert!(!origin_allowed(&headers(Some("http://evil.example"), "127.0.0.1:3000"), &[], "http"));
+        assert!(!origin_allowed(&headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000"), &[], "http"));
+        assert!(!origin_allowed(&headers(Some("null"), "127.0.0.1:3000"), &[], "http"));
+        assert!(origin_allowed(&headers(None, "127.0.0.1:3000"), &[], "http"));
+    }
+
+    #[test]
+    fn the_origins_scheme_must_be_the_one_the_relay_was_reached_by() {
+        let https_origin = headers(Some("https://127.0.0.1:3000"), "127.0.0.1:3000");
+        assert!(!origin_allowed(&https_origin, &[], "http"), "a plain-http relay refuses an https origin");
+        assert!(origin_allowed(&https_origin, &[], "https"));
+        assert!(!origin_allowed(&headers(Some("http://chat.example"), "chat.example"), &[], "https"));
+    }
+
+    #[test]
+    fn the_scheme_comes_from_public_url_or_a_trusted_proxy() {
+        let trusted = vec![IpNet::parse("10.0.0.0/8")];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let (proxy, stranger): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "198.51.100.1".parse().unwrap());
+        assert_eq!(request_scheme(proxy, &h, &trusted, None), "https");
+        assert_eq!(request_scheme(stranger, &h, &trusted, None), "http", "only a trusted proxy is believed");
+        assert_eq!(request_scheme(proxy, &HeaderMap::new(), &trusted, None), "http");
+        assert_eq!(request_scheme(stranger, &HeaderMap::new(), &[], Some("https")), "https");
     }
 
     #[test]
@@ -219,7 +273,7 @@ mod tests {
     #[test]
     fn configured_origins_are_allowed() {
         let allowed = vec!["https://chat.example".to_owned()];
-        assert!(origin_allowed(&headers(Some("https://chat.example"), "relay.example"), &allowed));
-        assert!(!origin_allowed(&headers(Some("https://other.example"), "relay.example"), &allowed));
+        assert!(origin_allowed(&headers(Some("https://chat.example"), "relay.example"), &allowed, "http"));
+        assert!(!origin_allowed(&headers(Some("https://other.example"), "relay.example"), &allowed, "http"));
     }
 }

@@ -22,6 +22,8 @@ mod dialect;
 mod postgres;
 mod sqlite;
 
+use std::collections::HashSet;
+
 use crate::config::Database;
 use crate::domain::bounds::INSERT_ATTEMPTS;
 use crate::domain::ids::message_id_from_row;
@@ -254,6 +256,28 @@ impl Store {
         let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND id = $2";
         let (count,): (i64,) = self.read_pool().fetch_one(sql, &[Blob(&room.0), Blob(&id.0)]).await?;
         Ok(count > 0)
+    }
+
+    /// Ids of every message stored for `room` (waiting, or expired and not yet swept): at most
+    /// the room's backlog limit and what expired since the last sweep. One read for a resync,
+    /// however many of its own messages a connection asks about.
+    pub async fn stored_ids(&self, room: &RoomHash) -> Result<HashSet<MessageId>, StoreError> {
+        let sql = "SELECT id FROM messages WHERE room_hash = $1";
+        let rows: Vec<(Vec<u8>,)> = self.read_pool().fetch_all(sql, &[Blob(&room.0)]).await?;
+        Ok(rows.iter().filter_map(|(id,)| message_id_from_row(id)).collect())
+    }
+
+    /// Bytes of every stored record (waiting, or expired and not yet swept), over all rooms and
+    /// every instance sharing this database: what `MAX_STORED_BYTES` bounds. A scan of the
+    /// records' lengths (neither database reads a body to know its length); the relay asks
+    /// once per step of its allowance, not per message.
+    pub async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        let sql = self.dialect(
+            "SELECT CAST(COALESCE(SUM(LENGTH(body)), 0) AS INTEGER) FROM messages",
+            "SELECT COALESCE(SUM(OCTET_LENGTH(body)), 0)::BIGINT FROM messages",
+        );
+        let (bytes,): (i64,) = self.read_pool().fetch_one(sql, &[]).await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.

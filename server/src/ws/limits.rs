@@ -3,9 +3,10 @@
 //! connection open or opened one in the last few seconds, and are never logged.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+use crate::domain::ClientBlock;
 
 /// A token bucket: `burst` tokens, refilled at `per_second`.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ pub struct AddressCounter {
 
 #[derive(Debug)]
 struct Addresses {
-    by_address: HashMap<IpAddr, Address>,
+    by_address: HashMap<ClientBlock, Address>,
     last_sweep: Instant,
 }
 
@@ -87,7 +88,7 @@ pub enum AddressRefusal {
 #[derive(Debug)]
 pub struct AddressSlot {
     counter: AddressCounter,
-    address: IpAddr,
+    address: ClientBlock,
 }
 
 impl AddressCounter {
@@ -98,11 +99,11 @@ impl AddressCounter {
 
     /// A slot for a new connection from `address`, unless it holds `max_open` connections or
     /// has used up its connects.
-    pub fn try_acquire(&self, address: IpAddr) -> Result<AddressSlot, AddressRefusal> {
+    pub fn try_acquire(&self, address: ClientBlock) -> Result<AddressSlot, AddressRefusal> {
         self.try_acquire_at(address, Instant::now())
     }
 
-    fn try_acquire_at(&self, address: IpAddr, now: Instant) -> Result<AddressSlot, AddressRefusal> {
+    fn try_acquire_at(&self, address: ClientBlock, now: Instant) -> Result<AddressSlot, AddressRefusal> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Forget, about once a second, the addresses with nothing open whose bucket is full again.
         if now.saturating_duration_since(state.last_sweep).as_secs() >= 1 {
@@ -145,9 +146,14 @@ impl Drop for AddressSlot {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
     use std::time::Duration;
 
     use super::*;
+
+    fn ip(last: u8) -> ClientBlock {
+        ClientBlock::of(IpAddr::from([127, 0, 0, last]), 64)
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {
@@ -166,7 +172,7 @@ mod tests {
     #[test]
     fn addresses_are_counted_and_forgotten_when_their_last_connection_ends() {
         let counter = AddressCounter::new(2, 100, 100);
-        let (addr, other): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let (addr, other) = (ip(2), ip(3));
         let start = Instant::now();
         let a = counter.try_acquire_at(addr, start).unwrap();
         let b = counter.try_acquire_at(addr, start).unwrap();
@@ -177,14 +183,14 @@ mod tests {
         drop((b, c));
         // Once its bucket has refilled (a second at most here), nothing of either is kept.
         let later = start + Duration::from_secs(2);
-        drop(counter.try_acquire_at([127, 0, 0, 4].into(), later).unwrap());
+        drop(counter.try_acquire_at(ip(4), later).unwrap());
         assert_eq!(counter.tracked(), 1, "only the address just seen");
     }
 
     #[test]
     fn an_address_that_reconnects_too_fast_is_refused_until_its_bucket_refills() {
         let counter = AddressCounter::new(100, 2, 3);
-        let (addr, other): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let (addr, other) = (ip(2), ip(3));
         let start = Instant::now();
         for _ in 0..3 {
             drop(counter.try_acquire_at(addr, start).unwrap());
@@ -195,7 +201,7 @@ mod tests {
         // Kept while its bucket refills, forgotten by the sweep once it has.
         assert_eq!(counter.tracked(), 2);
         let later = start + Duration::from_secs(10);
-        drop(counter.try_acquire_at([127, 0, 0, 4].into(), later).unwrap());
+        drop(counter.try_acquire_at(ip(4), later).unwrap());
         assert_eq!(counter.tracked(), 1, "only the address just seen is kept");
     }
 }

@@ -3,7 +3,7 @@
 //! answers, with the room's events. One task owns the socket; nothing here outlives it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::limits::TokenBucket;
 use crate::domain::bounds::{CLOSE_GRACE, PING_INTERVAL};
+use crate::domain::ClientBlock;
 use crate::relay::connection::{Connection, Ending};
 use crate::relay::Relay;
 
@@ -21,16 +22,18 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// WebSocket close code 1008: policy violation (a flood past the rate limit).
 const CLOSE_POLICY: u16 = 1008;
 
+/// Serves one socket until it closes. `client` is the block of addresses it came from, whose
+/// share of the stored bytes its messages count against.
 ///
 /// `stopping` turns true when the server stops: the socket is closed with 1001 "going away" and
 /// the participant kept as after a network loss, so the page's reconnect to the next process is
 /// the same participant.
-pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, stopping: watch::Receiver<bool>) {
+pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, stopping: watch::Receiver<bool>) {
     let limits = relay.limits;
     // One waiter for the whole connection, not one registered anew on every pass of the loop.
     let stopping = server_stopping(stopping);
     tokio::pin!(stopping);
-    let mut connection = Connection::new(relay);
+    let mut connection = Connection::new(relay, client);
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
     let mut last_heard = Instant::now();
     let mut bucket = TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst);
@@ -50,10 +53,10 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, stopping: watch::Rece
                     } else {
                         refused_in_a_row += 1;
                         if refused_in_a_row > limits.rate_limit_burst {
-                            close_gracefully(&mut socket, CLOSE_POLICY, "rate limit").await;
+                            close_gracefully(&mut socket, CLOSE_POLICY, "rate limit", limits.write_timeout).await;
                             break;
                         }
-                        if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited)).await.is_err() {
+                        if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited), limits.write_timeout).await.is_err() {
                             break;
                         }
                         continue;
@@ -61,8 +64,8 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, stopping: watch::Rece
                 }
                 if let Message::Text(text) = &message {
                     if text.len() > limits.max_frame_size as usize {
-                        let _ = send(&mut socket, &ServerFrame::error(ErrorCode::FrameTooLarge)).await;
-                        close_gracefully(&mut socket, CLOSE_TOO_BIG, "frame too large").await;
+                        let _ = send(&mut socket, &ServerFrame::error(ErrorCode::FrameTooLarge), limits.write_timeout).await;
+                        close_gracefully(&mut socket, CLOSE_TOO_BIG, "frame too large", limits.write_timeout).await;
                         break;
                     }
                 }
@@ -78,27 +81,27 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, stopping: watch::Rece
                     }
                     Message::Ping(_) | Message::Pong(_) => Vec::new(),
                 };
-                if send_all(&mut socket, &replies).await.is_err() {
+                if send_all(&mut socket, &replies, limits.write_timeout).await.is_err() {
                     break;
                 }
             }
             event = connection.next_event() => {
                 let Some(frames) = Box::pin(connection.on_event(event)).await else { break };
-                if send_all(&mut socket, &frames).await.is_err() {
+                if send_all(&mut socket, &frames, limits.write_timeout).await.is_err() {
                     break;
                 }
             }
             () = &mut stopping => {
-                close_gracefully(&mut socket, CLOSE_GOING_AWAY, "server restarting").await;
+                close_gracefully(&mut socket, CLOSE_GOING_AWAY, "server restarting", limits.write_timeout).await;
                 ending = Ending::ServerStopping;
                 break;
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.idle_timeout {
-                    close_gracefully(&mut socket, CLOSE_GOING_AWAY, "idle").await;
+                    close_gracefully(&mut socket, CLOSE_GOING_AWAY, "idle", limits.write_timeout).await;
                     break;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if write(&mut socket, Message::Ping(Default::default()), limits.write_timeout).await.is_err() {
                     break;
                 }
             }
@@ -115,21 +118,36 @@ async fn server_stopping(mut stopping: watch::Receiver<bool>) {
     }
 }
 
-async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), axum::Error> {
-    socket.send(Message::Text(frame.to_json().into())).await
+/// The socket cannot be written to: it broke, or its peer stopped reading for `WRITE_TIMEOUT`.
+/// Either way the session ends as after a network loss.
+#[derive(Debug)]
+struct WriteFailed;
+
+/// Writes one message, giving up after `timeout`: a client that stops reading (its TCP window
+/// closed) must not pin its session, its address's place or its seat in the room.
+async fn write(socket: &mut WebSocket, message: Message, timeout: Duration) -> Result<(), WriteFailed> {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(WriteFailed),
+    }
 }
 
-async fn send_all(socket: &mut WebSocket, frames: &[ServerFrame]) -> Result<(), axum::Error> {
+async fn send(socket: &mut WebSocket, frame: &ServerFrame, timeout: Duration) -> Result<(), WriteFailed> {
+    write(socket, Message::Text(frame.to_json().into()), timeout).await
+}
+
+async fn send_all(socket: &mut WebSocket, frames: &[ServerFrame], timeout: Duration) -> Result<(), WriteFailed> {
     for frame in frames {
-        send(socket, frame).await?;
+        send(socket, frame, timeout).await?;
     }
     Ok(())
 }
 
 /// Sends a close frame and waits (briefly) for the client's reply, so the close code arrives
 /// instead of a reset from unread data.
-async fn close_gracefully(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    if socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await.is_err() {
+async fn close_gracefully(socket: &mut WebSocket, code: u16, reason: &'static str, timeout: Duration) {
+    let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    if write(socket, close, timeout.min(CLOSE_GRACE)).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {

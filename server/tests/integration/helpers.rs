@@ -227,7 +227,7 @@ impl Client {
     pub async fn join(&mut self, room: &TestRoom) -> (u32, Vec<String>) {
         self.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: self.session.clone() }).await;
         match self.recv().await {
-            ServerFrame::Joined { participants, pending } => (participants, pending),
+            ServerFrame::Joined { participants, pending, .. } => (participants, pending),
             other => panic!("expected joined, got {other:?}"),
         }
     }

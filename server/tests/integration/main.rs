@@ -26,6 +26,7 @@ mod helpers;
 mod instances;
 mod journey;
 mod limits;
+mod open_internet;
 mod pages;
 mod process;
 mod proxy;

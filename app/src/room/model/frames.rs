@@ -4,22 +4,22 @@ use std::time::Duration;
 
 use super::{RoomModel, Socket};
 use crate::crypto::message::open;
-use crate::crypto::{MessageId, SealedPayload};
-use crate::protocol::{ClientFrame, ErrorCode};
+use crate::crypto::{Body, MessageId, SealedPayload};
+use crate::protocol::{ClientFrame, RelayLimits};
 use crate::room::card::{Card, CardState, SHOW_SECONDS};
 use crate::room::effect::{
-    ConnectionState, Effect, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER, TYPING_SHOWN_FOR,
-    UNREACHABLE_AFTER,
+    ConnectionState, Effect, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, TYPING_SHOWN_FOR, UNREACHABLE_AFTER,
 };
 
 impl RoomModel {
-    pub(super) fn joined(&mut self, participants: u32, pending: &[String], out: &mut Vec<Effect>) {
+    pub(super) fn joined(&mut self, participants: u32, pending: &[String], limits: RelayLimits, out: &mut Vec<Effect>) {
         self.socket = Socket::Joined;
         self.connection = ConnectionState::Online;
         self.failures = 0;
         self.notice = None;
         self.backoff = FIRST_BACKOFF;
         self.participants = participants;
+        self.limits = limits;
         out.push(Effect::Event(RoomEvent::Joined));
         let pending: Vec<MessageId> = pending.iter().filter_map(|id| MessageId::parse(id)).collect();
         // What waited and waits no more was burned or expired while this page was away.
@@ -93,22 +93,35 @@ impl RoomModel {
         match opened {
             // Our own message reflected back: not for us to read or burn.
             Some(body) if body.sender == self.sender => self.cards.retain(|card| card.id != id),
-            Some(body) => {
-                self.shown.insert(id);
-                if let Some(state) = self.state_mut(id) {
-                    *state = CardState::Open(body.text);
-                }
-                out.push(Effect::Event(RoomEvent::Opened(id)));
-                self.confirm_viewed(id, out);
-                self.count_down(id, out);
-            }
+            Some(body) => self.opened(id, body, out),
             None => {
-                if let Some(state) = self.state_mut(id) {
-                    *state = CardState::Unreadable;
-                }
+                self.set_state(id, CardState::Unreadable);
                 out.push(Effect::Event(RoomEvent::Unreadable(id)));
             }
         }
+    }
+
+    /// Shows an opened body and confirms it viewed, unless it is dated where no genuine message
+    /// can be. That one is treated as an unreadable payload is: its text is dropped unseen, and
+    /// it is not confirmed viewed, since `viewed` tells the sender a person read the message and
+    /// lets the relay burn it. (A replaying relay deletes what it likes anyway; an honest relay
+    /// serving a message whose sender's clock is far off keeps it for the others, until it
+    /// expires.) Its card keeps the date, so the person sees how old it claims to be.
+    fn opened(&mut self, id: MessageId, body: Body, out: &mut Vec<Effect>) {
+        if let Some(card) = self.card_mut(id) {
+            card.sent_at = Some(body.sent_at);
+        }
+        if let Some((why, announcement)) = self.misdated(body.sent_at) {
+            self.set_state(id, CardState::Misdated(why));
+            self.announcement = announcement.to_owned();
+            out.push(Effect::Event(RoomEvent::Misdated(id)));
+            return;
+        }
+        self.shown.insert(id);
+        self.set_state(id, CardState::Open(body.text));
+        out.push(Effect::Event(RoomEvent::Opened(id)));
+        self.confirm_viewed(id, out);
+        self.count_down(id, out);
     }
 
     pub(super) fn confirm_viewed(&mut self, id: MessageId, out: &mut Vec<Effect>) {
@@ -149,39 +162,6 @@ impl RoomModel {
         self.typing_generation += 1;
         if active {
             out.push(Effect::Schedule { timer: Timer::TypingShown(self.typing_generation), after: TYPING_SHOWN_FOR });
-        }
-    }
-
-    pub(super) fn refused(&mut self, code: ErrorCode, message: String, out: &mut Vec<Effect>) {
-        out.push(Effect::Event(RoomEvent::Refused(code)));
-        match code {
-            ErrorCode::RoomFull => {
-                self.halted = true;
-                self.socket = Socket::Closed;
-                self.connection = ConnectionState::Full;
-                out.push(Effect::Disconnect);
-            }
-            // The message asked for is gone (expired or read by someone else meanwhile).
-            ErrorCode::UnknownMessage => {
-                if let Some(id) = self.cards.iter().find(|c| c.state == CardState::Opening).map(|c| c.id) {
-                    self.set_gone(id, "No longer available", out);
-                }
-            }
-            // The join itself failed: a failed attempt, tried again after the back-off.
-            ErrorCode::Internal | ErrorCode::RateLimited if self.socket == Socket::Joining => {
-                self.notice = Some(message);
-                self.failures += 1;
-                out.push(Effect::Disconnect);
-                out.extend(self.reconnect_later());
-            }
-            ErrorCode::Internal | ErrorCode::RateLimited => {
-                self.notice = Some(message);
-                if !self.retry_scheduled {
-                    self.retry_scheduled = true;
-                    out.push(Effect::Schedule { timer: Timer::Retry, after: RETRY_AFTER });
-                }
-            }
-            _ => self.notice = Some(message),
         }
     }
 

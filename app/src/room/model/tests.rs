@@ -1,33 +1,57 @@
-//! The room model, frame by frame and action by action.
+//! The room model, frame by frame and action by action. Refusals and dates have files of
+//! their own below.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::RoomModel;
 use crate::crypto::message::seal;
 use crate::crypto::{Body, MessageId, RoomKeys, SenderId};
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use crate::protocol::{ClientFrame, ErrorCode, RelayLimits, ServerFrame};
 use crate::room::card::{CardState, SHOW_SECONDS};
 use crate::room::effect::{
     ConnectionState, Effect, NotSent, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER,
 };
 
+mod dates;
+mod refusals;
+
+/// The time every model below reads, unless a test moves its own clock.
+const NOW: u64 = 1_750_000_000_000;
+
 fn keys() -> RoomKeys {
     RoomKeys::from_ikm(&[7; 32])
 }
 
+/// A page not yet connected, whose clock says [`NOW`].
+fn model() -> RoomModel {
+    RoomModel::with_clock(keys(), Arc::new(|| NOW))
+}
+
+/// `joined` of a room of `participants` with nothing waiting, from a relay that states no limits.
+fn joined_frame(participants: u32) -> ServerFrame {
+    ServerFrame::Joined { participants, pending: Vec::new(), limits: RelayLimits::default() }
+}
+
 /// A model that has joined a room of `participants` with nothing waiting.
 fn joined(participants: u32) -> RoomModel {
-    let mut model = RoomModel::new(keys());
+    let mut model = model();
     model.start();
     model.on_connected();
-    model.on_frame(ServerFrame::Joined { participants, pending: Vec::new() });
+    model.on_frame(joined_frame(participants));
     model
 }
 
-/// A message from someone else in the room: its id and sealed payload (base64url).
+/// A message from someone else in the room, sent a second before [`NOW`]: its id and sealed
+/// payload (base64url).
 fn from_peer(text: &str) -> (MessageId, String) {
+    from_peer_at(text, NOW - 1_000)
+}
+
+/// A message from someone else in the room, sent at `sent_at`.
+fn from_peer_at(text: &str, sent_at: u64) -> (MessageId, String) {
     let id = MessageId::generate();
-    let body = Body { id, sender: SenderId([9; 8]), text: text.into(), sent_at: 1 };
+    let body = Body { id, sender: SenderId([9; 8]), text: text.into(), sent_at };
     (id, seal(&keys(), &body).unwrap().to_base64())
 }
 
@@ -84,7 +108,7 @@ fn send(model: &mut RoomModel, text: &str) -> (MessageId, String) {
 
 #[test]
 fn it_connects_then_joins_with_the_room_id_and_a_fresh_session() {
-    let mut model = RoomModel::new(keys());
+    let mut model = model();
     assert_eq!(model.start(), vec![Effect::Connect { after: Duration::ZERO }]);
     assert_eq!(model.connection(), ConnectionState::Connecting);
     let [Effect::Send(ClientFrame::Join { room_id, session })] = &model.on_connected()[..] else {
@@ -93,16 +117,17 @@ fn it_connects_then_joins_with_the_room_id_and_a_fresh_session() {
     assert_eq!(room_id, &keys().room_id.to_hex());
     assert!(session.len() == 32 && session.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_ne!(session, &RoomModel::new(keys()).session, "each page has its own session");
+    assert_eq!(model.limits(), &RelayLimits::default(), "before any joined, what every relay accepts");
 }
 
 #[test]
 fn joined_brings_the_room_online_with_a_sealed_card_per_waiting_message() {
-    let mut model = RoomModel::new(keys());
+    let mut model = model();
     model.start();
     model.on_connected();
     let (a, b) = (MessageId::generate(), MessageId::generate());
-    let effects = model
-        .on_frame(ServerFrame::Joined { participants: 3, pending: vec![a.to_hex(), "nonsense".into(), b.to_hex()] });
+    let pending = vec![a.to_hex(), "nonsense".into(), b.to_hex()];
+    let effects = model.on_frame(ServerFrame::Joined { participants: 3, pending, limits: RelayLimits::default() });
     assert_eq!(model.connection(), ConnectionState::Online);
     assert_eq!(model.participants(), 3);
     assert_eq!(events(&effects), vec![RoomEvent::Joined, RoomEvent::Arrived(a), RoomEvent::Arrived(b)]);
@@ -169,7 +194,7 @@ fn a_payload_that_fails_to_open_is_unreadable_and_may_be_fetched_again() {
 fn our_own_message_reflected_back_is_dropped_unread() {
     let mut model = joined(2);
     let id = MessageId::generate();
-    let body = Body { id, sender: model.sender, text: "mine".into(), sent_at: 1 };
+    let body = Body { id, sender: model.sender, text: "mine".into(), sent_at: NOW };
     let sealed = seal(&keys(), &body).unwrap().to_base64();
     model.on_frame(message(id));
     model.open(id);
@@ -225,7 +250,7 @@ fn empty_or_too_long_messages_are_not_sent() {
     let mut model = joined(2);
     assert_eq!(model.send("  \n", 1), Err(NotSent::Empty));
     assert_eq!(model.send(&"x".repeat(20_000), 1), Err(NotSent::TooLong));
-    assert_eq!(model.notice(), Some("That message is too long to send."));
+    assert_eq!(model.notice(), Some("That message is too long to send: this relay takes messages of up to 16 KiB."));
     assert!(model.cards().is_empty());
 }
 
@@ -314,7 +339,7 @@ fn typing_is_told_at_most_every_two_seconds() {
 
 #[test]
 fn typing_and_sending_before_joining_reach_the_room_once_joined() {
-    let mut model = RoomModel::new(keys());
+    let mut model = model();
     model.start();
     assert!(model.typed(1).is_empty());
     let effects = model.send("early", 2).unwrap();
@@ -322,7 +347,7 @@ fn typing_and_sending_before_joining_reach_the_room_once_joined() {
     let id = model.cards()[0].id;
     model.typed(3);
     model.on_connected();
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new() });
+    let effects = model.on_frame(joined_frame(2));
     let sent = frames(&effects);
     assert!(matches!(&sent[0], ClientFrame::Send { message_id, .. } if *message_id == id.to_hex()));
     assert_eq!(sent[1], ClientFrame::Typing { active: true });
@@ -348,7 +373,7 @@ fn a_lost_socket_reconnects_with_a_doubling_back_off_and_resends_in_order() {
     assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
     assert_eq!(model.connection(), ConnectionState::Unreachable);
     model.on_connected();
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new() });
+    let effects = model.on_frame(joined_frame(2));
     let resent: Vec<String> = frames(&effects)
         .into_iter()
         .filter_map(|frame| match frame {
@@ -370,7 +395,8 @@ fn rejoining_refetches_what_was_opening_and_settles_what_left_meanwhile() {
     model.open(opening);
     model.on_closed();
     model.on_connected();
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: vec![opening.to_hex()] });
+    let pending = vec![opening.to_hex()];
+    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending, limits: RelayLimits::default() });
     assert_eq!(frames(&effects), vec![fetch(opening)]);
     assert_eq!(
         events(&effects),
@@ -388,7 +414,8 @@ fn opening_without_a_socket_fetches_on_rejoining() {
     model.on_closed();
     assert!(model.open(id).is_empty());
     model.on_connected();
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: vec![id.to_hex()] });
+    let pending = vec![id.to_hex()];
+    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending, limits: RelayLimits::default() });
     assert_eq!(frames(&effects), vec![fetch(id)]);
 }
 
@@ -431,19 +458,24 @@ fn every_code() -> Vec<ErrorCode> {
         RoomFull,
         TooManyPending,
         Internal,
+        StorageFull,
+        QuotaExceeded,
+        Unknown,
     ];
     for code in &codes {
         match code {
             BadFrame | BinaryFrame | FrameTooLarge | BadRoomId | BadMessageId | BadEncoding | BadSize | BadVersion
             | BadSession | NotRecipient | NotJoined | AlreadyJoined | UnknownMessage | OwnMessage | NotFetched
-            | IdConflict | RateLimited | RoomFull | TooManyPending | Internal => {}
+            | IdConflict | RateLimited | RoomFull | TooManyPending | Internal | StorageFull | QuotaExceeded
+            | Unknown => {}
         }
     }
     codes
 }
 
+/// An error frame naming no message, as a relay older than `message_id` sends them.
 fn error(code: ErrorCode) -> ServerFrame {
-    ServerFrame::Error { code, message: code.describe().into() }
+    ServerFrame::Error { code, message: code.describe().into(), message_id: None }
 }
 
 #[test]
@@ -467,6 +499,11 @@ fn every_error_code_is_reported_and_handled() {
                 assert_eq!(model.card(theirs).unwrap().state, CardState::Gone("No longer available"));
                 assert_eq!(model.notice(), None);
             }
+            // A code from a newer relay is said to be a refusal, with the relay's words.
+            ErrorCode::Unknown => {
+                assert_eq!(model.notice(), Some("Refused: refused"));
+                assert_eq!(model.connection(), ConnectionState::Online);
+            }
             ErrorCode::Internal | ErrorCode::RateLimited => {
                 assert_eq!(model.notice(), Some(code.describe()));
                 assert!(effects.contains(&Effect::Schedule { timer: Timer::Retry, after: RETRY_AFTER }));
@@ -489,7 +526,7 @@ fn every_error_code_is_reported_and_handled() {
 #[test]
 fn a_join_refused_for_a_passing_reason_is_tried_again_after_the_back_off() {
     for code in [ErrorCode::Internal, ErrorCode::RateLimited] {
-        let mut model = RoomModel::new(keys());
+        let mut model = model();
         model.start();
         model.on_connected();
         let effects = model.on_frame(error(code));
@@ -525,7 +562,69 @@ fn leaving_forgets_everything_and_stops() {
 fn unreadable_text_from_the_relay_is_ignored() {
     let mut model = joined(2);
     assert!(model.on_text("not json").is_empty());
-    assert!(model.on_text(r#"{"type":"shout"}"#).is_empty());
+    assert!(model.on_text(r#"{"type":"presence"}"#).is_empty(), "a known frame missing its fields");
     model.on_text(r#"{"type":"presence","participants":4}"#);
     assert_eq!(model.participants(), 4);
+}
+
+#[test]
+fn frames_and_fields_from_a_newer_relay_are_ignored_and_the_rest_read() {
+    let mut model = joined(2);
+    assert!(model.on_text(r#"{"type":"file_offer","size":99}"#).is_empty());
+    assert_eq!(model.on_frame(ServerFrame::Unknown), Vec::new());
+    model.on_text(r#"{"type":"presence","participants":4,"away":1}"#);
+    assert_eq!(model.participants(), 4);
+    assert_eq!(model.connection(), ConnectionState::Online);
+}
+
+/// `joined` from a relay whose largest message is `max_message` bytes.
+fn joined_with_limit(max_message: u32) -> RoomModel {
+    let mut model = model();
+    model.start();
+    model.on_connected();
+    let limits = RelayLimits { max_message, ..RelayLimits::default() };
+    model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new(), limits });
+    model
+}
+
+#[test]
+fn a_relay_that_takes_512_bytes_gets_no_1_kib_text_and_the_page_says_why() {
+    let mut model = joined_with_limit(512);
+    assert_eq!(model.send(&"x".repeat(1024), NOW), Err(NotSent::TooLong));
+    assert_eq!(model.notice(), Some("That message is too long to send: this relay takes messages of up to 512 bytes."));
+    assert!(model.cards().is_empty());
+    assert_eq!(model.unacknowledged(), 0, "nothing is queued for later either");
+    assert_eq!(frames(&model.send("short", NOW).unwrap()).len(), 1, "what fits still goes");
+}
+
+#[test]
+fn the_composer_takes_as_many_characters_as_the_relays_largest_message_holds() {
+    assert_eq!(model().max_chars(), super::MAX_CHARS, "before any joined: the protocol-1 limit");
+    let mut model = joined_with_limit(512);
+    assert_eq!(model.max_chars(), 100);
+    // The widest characters a person types (3 bytes each) fit, as many as the composer takes.
+    assert!(model.send(&"€".repeat(model.max_chars()), u64::MAX).is_ok());
+    assert!(model.send(&"€".repeat(200), NOW).is_err(), "the sealed size is still checked");
+}
+
+#[test]
+fn an_older_relay_joined_next_brings_back_the_protocol_1_limits() {
+    let mut model = joined_with_limit(512);
+    model.on_closed();
+    model.on_connected();
+    model.on_text(r#"{"type":"joined","participants":2,"pending":[]}"#);
+    assert_eq!(model.limits(), &RelayLimits::default());
+    assert!(model.send(&"x".repeat(1024), NOW).is_ok());
+}
+
+#[test]
+fn a_newer_relays_joined_with_fields_this_page_does_not_know_still_joins() {
+    let mut model = model();
+    model.start();
+    model.on_connected();
+    let effects = model.on_text(
+        r#"{"type":"joined","participants":2,"pending":[],"limits":{"max_message":1024,"max_file":9},"motd":"hi"}"#,
+    );
+    assert_eq!(events(&effects), vec![RoomEvent::Joined]);
+    assert_eq!(model.limits().max_message, 1024);
 }

@@ -81,23 +81,25 @@ impl Connection {
         // A second lag can come before the first resync's events are through: what the first
         // told stays remembered (forgetting it passed those events on twice).
         self.told_gone.retain(|_, told| told.elapsed() < TOLD_GONE_KEPT);
-        let sent: Vec<(MessageId, Instant)> = self.sent.iter().map(|(id, at)| (*id, *at)).collect();
-        for (id, expires) in sent {
-            match self.relay.store.exists(&room, &id).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Gone before its expiry: viewed by everyone and burned; after: expired.
-                    self.sent.remove(&id);
-                    self.told_gone.insert(id, Instant::now());
-                    let message_id = id.to_hex();
-                    frames.push(if Instant::now() < expires {
-                        ServerFrame::Deleted { message_id }
-                    } else {
-                        ServerFrame::Expired { message_id }
-                    });
-                }
-                Err(err) => return vec![ServerFrame::error(internal(&err))],
-            }
+        if self.sent.is_empty() {
+            return frames;
+        }
+        let stored = match self.relay.store.stored_ids(&room).await {
+            Ok(stored) => stored,
+            Err(err) => return vec![ServerFrame::error(internal(&err))],
+        };
+        let gone: Vec<(MessageId, Instant)> =
+            self.sent.iter().filter(|(id, _)| !stored.contains(id)).map(|(id, at)| (*id, *at)).collect();
+        for (id, expires) in gone {
+            // Gone before its expiry: viewed by everyone and burned; after: expired.
+            self.sent.remove(&id);
+            self.told_gone.insert(id, Instant::now());
+            let message_id = id.to_hex();
+            frames.push(if Instant::now() < expires {
+                ServerFrame::Deleted { message_id }
+            } else {
+                ServerFrame::Expired { message_id }
+            });
         }
         frames
     }

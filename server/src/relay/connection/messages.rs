@@ -11,8 +11,10 @@ use subtle::ConstantTimeEq;
 
 use super::{internal, parse_id, Connection, Member, Refusal};
 use crate::at_rest::AtRestError;
-use crate::domain::{now_ms, EventKind, FetchRefusal, Inserted, NewMessage, Viewed};
+use crate::domain::{now_ms, EventKind, FetchRefusal, Inserted, MessageId, NewMessage, RoomHash, Viewed};
 use crate::relay::held::HeldMessage;
+use crate::relay::hub::FetchedState;
+use crate::relay::quota::Reservation;
 
 impl Connection {
     /// Seals a client payload at rest, stores it for the room's other participants and tells them.
@@ -28,6 +30,7 @@ impl Connection {
             return Err(ErrorCode::BadSize);
         }
         let body = self.relay.keys.seal(&room.0, &id, &sealed);
+        let (charged, _reservation) = self.reserve_storage(room, id, body.len() as u64).await?;
         let message = NewMessage {
             room: &room,
             id: &id,
@@ -40,8 +43,13 @@ impl Connection {
         // that a deletion heard from another instance right after the commit is not missed.
         let reserved = self.relay.hub.reserve(&room, id);
         let inserted = self.relay.store.insert(message).await;
-        if reserved && !matches!(inserted, Ok(Inserted::New { .. })) {
-            self.relay.hub.release(&room, &id);
+        if !matches!(inserted, Ok(Inserted::New { .. })) {
+            if reserved {
+                self.relay.hub.release(&room, &id);
+            }
+            if charged {
+                self.relay.hub.charges.refund(&room, &id);
+            }
         }
         match inserted.map_err(|err| internal(&err))? {
             Inserted::New { recipients, expires_at } => {
@@ -64,6 +72,39 @@ impl Connection {
             }
         }
         Ok(vec![ServerFrame::Sent { message_id: id.to_hex() }])
+    }
+
+    /// Reserves `bytes` of the relay's storage (held until the insert has answered) and of this
+    /// client block's share for a message about to be stored; `true` if the block was charged
+    /// now (a resend was charged before). A resend of a message already stored is let through
+    /// full quotas: the store answers it as a duplicate and stores nothing.
+    async fn reserve_storage(
+        &self,
+        room: RoomHash,
+        id: MessageId,
+        bytes: u64,
+    ) -> Result<(bool, Option<Reservation>), Refusal> {
+        let expires = Instant::now() + self.relay.message_ttl;
+        let charged = match self.relay.hub.charges.charge(self.client, room, id, bytes, expires) {
+            Ok(charged) => charged,
+            Err(_) if self.already_stored(room, id).await? => return Ok((false, None)),
+            Err(_) => return Err(ErrorCode::QuotaExceeded),
+        };
+        let store = &self.relay.store;
+        let refused = match self.relay.stored.reserve(bytes, || store.stored_bytes()).await {
+            Ok(Ok(reservation)) => return Ok((charged, Some(reservation))),
+            Ok(Err(_)) if self.already_stored(room, id).await? => return Ok((charged, None)),
+            Ok(Err(_)) => ErrorCode::StorageFull,
+            Err(err) => internal(&err),
+        };
+        if charged {
+            self.relay.hub.charges.refund(&room, &id);
+        }
+        Err(refused)
+    }
+
+    async fn already_stored(&self, room: RoomHash, id: MessageId) -> Result<bool, Refusal> {
+        self.relay.store.exists(&room, &id).await.map_err(|err| internal(&err))
     }
 
     /// The payload of a message waiting for this participant, opened from rest.
@@ -107,8 +148,11 @@ impl Connection {
     pub(super) async fn viewed(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
         let id = parse_id(message_id)?;
         let Member { room, who } = self.member()?;
-        if !self.relay.hub.has_fetched(&room, &who, &id) {
-            return Err(ErrorCode::NotFetched);
+        match self.relay.hub.fetched_state(&room, &who, &id) {
+            FetchedState::NotFetched => return Err(ErrorCode::NotFetched),
+            // Burned or expired since its fetch: the answer whoever burned it got.
+            FetchedState::Gone => return Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }]),
+            FetchedState::Waiting => {}
         }
         match self.relay.store.viewed(&room, &id, &who).await.map_err(|err| internal(&err))? {
             Viewed::Deleted => {
@@ -123,6 +167,7 @@ impl Connection {
             // Already gone: the same answer as whoever burned it got.
             Viewed::Gone => {
                 self.relay.hub.release(&room, &id);
+                self.relay.hub.fetched_gone(&room, id);
                 Ok(vec![ServerFrame::Deleted { message_id: id.to_hex() }])
             }
         }

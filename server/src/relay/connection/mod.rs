@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use super::departure::leave_after_grace;
 use super::hub::RoomEvent;
 use super::Relay;
-use crate::domain::{ConnectionId, MessageId, Participant, RoomHash};
+use crate::domain::{ClientBlock, ConnectionId, MessageId, Participant, RoomHash};
 use crate::store::StoreError;
 
 /// A refused frame: the code to send back.
@@ -50,6 +50,8 @@ pub enum Ending {
 pub struct Connection {
     relay: Arc<Relay>,
     id: ConnectionId,
+    /// Whose share of the stored bytes this connection's messages count against.
+    client: ClientBlock,
     member: Option<Member>,
     /// The room's events, once joined.
     events: Option<broadcast::Receiver<RoomEvent>>,
@@ -71,9 +73,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(relay: Arc<Relay>) -> Self {
+    pub fn new(relay: Arc<Relay>, client: ClientBlock) -> Self {
         Self {
             id: relay.hub.connection_id(),
+            client,
             relay,
             member: None,
             events: None,
@@ -94,16 +97,21 @@ impl Connection {
 
     /// Applies one client frame; returns the frames to send back to this connection.
     pub async fn handle(&mut self, frame: ClientFrame) -> Vec<ServerFrame> {
-        let result = match frame {
-            ClientFrame::Join { room_id, session } => self.join(&room_id, &session).await,
-            ClientFrame::Send { message_id, sealed } => self.send(&message_id, &sealed).await,
-            ClientFrame::Fetch { message_id } => self.fetch(&message_id).await,
-            ClientFrame::Viewed { message_id } => self.viewed(&message_id).await,
-            ClientFrame::Typing { active } => self.typing(active).await,
+        let (result, about) = match frame {
+            ClientFrame::Join { room_id, session } => (self.join(&room_id, &session).await, None),
+            ClientFrame::Send { message_id, sealed } => (self.send(&message_id, &sealed).await, Some(message_id)),
+            ClientFrame::Fetch { message_id } => (self.fetch(&message_id).await, Some(message_id)),
+            ClientFrame::Viewed { message_id } => (self.viewed(&message_id).await, Some(message_id)),
+            ClientFrame::Typing { active } => (self.typing(active).await, None),
         };
         match result {
             Ok(frames) => frames,
-            Err(code) => vec![ServerFrame::error(code)],
+            // An error about a message names it (when the id was well-formed), so the page marks
+            // that message's card and not another one waiting for an answer.
+            Err(code) => match about.filter(|id| MessageId::parse(id).is_some()) {
+                Some(id) => vec![ServerFrame::error_about(code, &id)],
+                None => vec![ServerFrame::error(code)],
+            },
         }
     }
 
@@ -133,7 +141,7 @@ impl Connection {
                 return Err(internal(&err));
             }
         };
-        self.relay.presence.changed(room, Some(self.id)).await;
+        self.relay.presence.changed(room, Some(self.id));
         let pending = match self.relay.store.pending_for(&room, &who).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -147,7 +155,7 @@ impl Connection {
         self.presence_current = false;
         self.events = Some(rx);
         let pending = pending.into_iter().map(MessageId::to_hex).collect();
-        Ok(vec![ServerFrame::Joined { participants: admitted.connected, pending }])
+        Ok(vec![ServerFrame::Joined { participants: admitted.connected, pending, limits: self.relay.stated_limits() }])
     }
 
     /// This connection leaves its room: the participant enters its grace period (unless
@@ -163,10 +171,10 @@ impl Connection {
                     // Gone for good: leave before the room hears of it, so a join that follows
                     // the new count finds the place free.
                     leave_after_grace(self.relay.clone(), room, who, generation, false).await;
-                    self.relay.presence.changed(room, Some(self.id)).await;
+                    self.relay.presence.changed(room, Some(self.id));
                 }
                 Ending::Lost => {
-                    self.relay.presence.changed(room, Some(self.id)).await;
+                    self.relay.presence.changed(room, Some(self.id));
                     tokio::spawn(leave_after_grace(self.relay.clone(), room, who, generation, true));
                 }
                 Ending::ServerStopping => {}

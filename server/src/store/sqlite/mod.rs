@@ -36,6 +36,7 @@ pub(super) async fn connect(path: &Path) -> Result<(SqlitePool, SqlitePool, File
         create_private_dir(dir)?;
     }
     let lock = lock_exclusively(path)?;
+    make_private(path)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -150,10 +151,11 @@ fn lock_exclusively(database: &Path) -> Result<File, StoreError> {
     let mut name = database.as_os_str().to_owned();
     name.push(".lock");
     let path = Path::new(&name);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(path)
         .map_err(|err| StoreError::Setup(format!("cannot create lock file {}: {err}", path.display())))?;
     match file.try_lock() {
@@ -165,6 +167,40 @@ fn lock_exclusively(database: &Path) -> Result<File, StoreError> {
         ))),
         Err(TryLockError::Error(err)) => Err(StoreError::Setup(format!("cannot lock {}: {err}", path.display()))),
     }
+}
+
+/// Creates the database file readable and writable by its owner only (SQLite gives its `-wal`
+/// and `-shm` files the database's own mode), or tightens an existing database's files that
+/// others could read, saying so once.
+fn make_private(database: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let setup = |what: &str, path: &Path, err: std::io::Error| {
+            StoreError::Setup(format!("cannot {what} {}: {err}", path.display()))
+        };
+        match File::options().write(true).create_new(true).mode(0o600).open(database) {
+            Ok(_) => return Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(setup("create database file", database, err)),
+        }
+        let mut tightened = false;
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            let path = Path::new(&name);
+            let Ok(metadata) = std::fs::metadata(path) else { continue };
+            if metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|err| setup("restrict the permissions of", path, err))?;
+                tightened = true;
+            }
+        }
+        if tightened {
+            tracing::warn!("the database files could be read by other users: now by their owner only (0600)");
+        }
+    }
+    Ok(())
 }
 
 /// Creates the data directory readable by its owner only.
