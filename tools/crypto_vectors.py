@@ -1,20 +1,46 @@
 #!/usr/bin/env python3
-"""Independent implementation of Ephemeral Chat crypto spec v1 (docs/CRYPTO.md), used to
-compute the known-answer vectors pinned in app/src/crypto/vectors.rs and
-app/src/crypto/at_rest.rs. Needs Python's hashlib and the `cryptography` package.
+"""An independent implementation of Ephemeral Chat crypto spec v1 (docs/CRYPTO.md), written from
+the spec with Python's hashlib and the `cryptography` package. It computes the known-answer
+vectors from their inputs and checks them against the published docs/vectors.json (which the
+Rust tests read too), then opens the published message and at-rest record with its own readers,
+which must refuse what the spec refuses (a repeated JSON key, a flipped bit).
 
-Run: python3 tools/crypto_vectors.py
+Run:  python3 tools/crypto_vectors.py           check docs/vectors.json (exit 1 on any difference)
+      python3 tools/crypto_vectors.py --print   print the vectors it computes, as JSON
+Needs: pip install cryptography
 """
 import hashlib
 import hmac
 import json
+import sys
+from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors.json"
+
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PBKDF2_SALT = b"ephemeral-chat/v1/pbkdf2"
+PBKDF2_ITERATIONS = 600000
+ROOM_ID_LABEL = b"ephemeral-chat/v1/room-id"
+MESSAGE_KEY_INFO = b"ephemeral-chat/v1/message-key"
+FINGERPRINT_INFO = b"ephemeral-chat/v1/fingerprint"
+MESSAGE_AAD_LABEL = b"ephemeral-chat/v1/message"
+KEY_ID_LABEL = b"ephemeral-chat/v1/at-rest-key-id"
+AT_REST_INFO = b"ephemeral-chat/v1/at-rest"
+VERSION = 0x01
+PAD_BLOCK = 256
+SEAL_OVERHEAD = 1 + 12 + 16
+MIN_SEALED, MAX_SEALED = SEAL_OVERHEAD + PAD_BLOCK, SEAL_OVERHEAD + 16384
+
+
+class OpenError(Exception):
+    """Every way opening can fail: one opaque error, as the spec says."""
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 extract-then-expand with no salt (32 zero bytes)."""
     prk = hmac.new(b"\x00" * 32, ikm, hashlib.sha256).digest()
     out, block, counter = b"", b"", 1
     while len(out) < length:
@@ -24,65 +50,245 @@ def hkdf_sha256(ikm: bytes, info: bytes, length: int) -> bytes:
     return out[:length]
 
 
+def symbols(value: int, count: int) -> str:
+    """`count` alphabet symbols of 5 bits each, most significant first."""
+    return "".join(ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(count)))
+
+
 def code_from_entropy(entropy: bytes) -> str:
-    value = int.from_bytes(entropy, "big")
-    data = "".join(ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(24)))
-    check = ALPHABET[hashlib.sha256(data.encode()).digest()[0] >> 3]
-    return data + check
+    data = symbols(int.from_bytes(entropy, "big"), 24)
+    return data + ALPHABET[hashlib.sha256(data.encode()).digest()[0] >> 3]
 
 
-def fingerprint_symbols(fp: bytes) -> str:
-    value = int.from_bytes(fp, "big")
-    s = "".join(ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(8)))
-    return s[:4] + "-" + s[4:]
+def key_schedule(code: str) -> dict:
+    """The PBKDF2 password is the 25 canonical symbols as ASCII: upper case, no dashes."""
+    assert len(code) == 25 and all(c in ALPHABET for c in code)
+    ikm = hashlib.pbkdf2_hmac("sha256", code.encode("ascii"), PBKDF2_SALT, PBKDF2_ITERATIONS, 32)
+    fingerprint = symbols(int.from_bytes(hkdf_sha256(ikm, FINGERPRINT_INFO, 5), "big"), 8)
+    return {
+        "ikm": ikm,
+        "room_id": hashlib.sha256(ROOM_ID_LABEL + ikm).digest(),
+        "message_key": hkdf_sha256(ikm, MESSAGE_KEY_INFO, 32),
+        "fingerprint": fingerprint[:4] + "-" + fingerprint[4:],
+    }
 
 
-def main() -> None:
-    entropy = bytes(range(15))
-    code = code_from_entropy(entropy)
-    ikm = hashlib.pbkdf2_hmac("sha256", code.encode(), b"ephemeral-chat/v1/pbkdf2", 600000, 32)
-    room_id = hashlib.sha256(b"ephemeral-chat/v1/room-id" + ikm).digest()
-    message_key = hkdf_sha256(ikm, b"ephemeral-chat/v1/message-key", 32)
-    fingerprint = hkdf_sha256(ikm, b"ephemeral-chat/v1/fingerprint", 5)
+def message_aad(room_id: bytes, message_id: bytes) -> bytes:
+    return MESSAGE_AAD_LABEL + bytes([VERSION]) + room_id + message_id
 
-    message_id = bytes(range(0x10, 0x20))
-    sender = bytes(range(0x20, 0x28))
+
+def padded_len(body_len: int) -> int:
+    return PAD_BLOCK * -(-(body_len + 1) // PAD_BLOCK)
+
+
+def seal(message_key: bytes, room_id: bytes, message_id: bytes, body: bytes, nonce: bytes) -> bytes:
+    padded = body + b"\x80" + b"\x00" * (padded_len(len(body)) - len(body) - 1)
+    ciphertext = AESGCM(message_key).encrypt(nonce, padded, message_aad(room_id, message_id))
+    return bytes([VERSION]) + nonce + ciphertext
+
+
+def refuse_repeated_keys(pairs: list) -> dict:
+    """`object_pairs_hook`: a JSON object that names a key twice is refused, at any depth."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise OpenError
+    return dict(pairs)
+
+
+def refuse_constant(_name: str):
+    """`parse_constant`: NaN and Infinity are not JSON."""
+    raise OpenError
+
+
+def lower_hex(value, length: int) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * length or any(c not in "0123456789abcdef" for c in value):
+        raise OpenError
+    return bytes.fromhex(value)
+
+
+def open_sealed(message_key: bytes, room_id: bytes, message_id: bytes, sealed: bytes) -> dict:
+    """Opens a sealed payload received for `message_id`, checking all the spec says, in its order."""
+    if not MIN_SEALED <= len(sealed) <= MAX_SEALED or (len(sealed) - SEAL_OVERHEAD) % PAD_BLOCK or sealed[0] != VERSION:
+        raise OpenError
+    try:
+        padded = AESGCM(message_key).decrypt(sealed[1:13], sealed[13:], message_aad(room_id, message_id))
+    except InvalidTag:
+        raise OpenError from None
+    end = len(padded.rstrip(b"\x00")) - 1
+    if end < 0 or padded[end] != 0x80 or len(padded) != padded_len(end):
+        raise OpenError
+    try:
+        body = json.loads(
+            padded[:end].decode("utf-8"), object_pairs_hook=refuse_repeated_keys, parse_constant=refuse_constant
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise OpenError from None
+    if not isinstance(body, dict):
+        raise OpenError
+    text, sent_at = body.get("text"), body.get("sent_at")
+    # A lone surrogate (`"\ud800"`) is not text: JSON parsers that build UTF-8 strings refuse it.
+    if not isinstance(text, str) or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise OpenError
+    if type(sent_at) is not int or not 0 <= sent_at < 2**64:
+        raise OpenError
+    sender = lower_hex(body.get("sender"), 8)
+    if lower_hex(body.get("id"), 16) != message_id:
+        raise OpenError
+    return {"id": message_id, "sender": sender, "text": text, "sent_at": sent_at}
+
+
+def at_rest_key_id(server_key: bytes) -> int:
+    return hashlib.sha256(KEY_ID_LABEL + server_key).digest()[0]
+
+
+def at_rest_parts(server_key: bytes, message_id: bytes, room_hash: bytes):
+    key_id = at_rest_key_id(server_key)
+    k = hkdf_sha256(server_key, AT_REST_INFO + message_id, 32)
+    return key_id, AESGCM(k), bytes([key_id]) + message_id + room_hash
+
+
+def at_rest_seal(server_key: bytes, room_hash: bytes, message_id: bytes, sealed: bytes, nonce: bytes) -> bytes:
+    key_id, cipher, aad = at_rest_parts(server_key, message_id, room_hash)
+    return bytes([key_id]) + nonce + cipher.encrypt(nonce, sealed, aad)
+
+
+def at_rest_open(server_key: bytes, room_hash: bytes, message_id: bytes, stored: bytes) -> bytes:
+    key_id, cipher, aad = at_rest_parts(server_key, message_id, room_hash)
+    if len(stored) < 13 or stored[0] != key_id:
+        raise OpenError
+    try:
+        return cipher.decrypt(stored[1:13], stored[13:], aad)
+    except InvalidTag:
+        raise OpenError from None
+
+
+def compute(inputs: dict) -> dict:
+    """Every vector, computed from the published inputs alone (the same shape as the file)."""
+    room_in, message_in, rest_in = inputs["room"], inputs["message"], inputs["at_rest"]
+    code = code_from_entropy(bytes.fromhex(room_in["entropy"]))
+    keys = key_schedule(code)
+    message_id = bytes.fromhex(message_in["message_id"])
     body = json.dumps(
-        {"id": message_id.hex(), "sender": sender.hex(), "text": "hello from A ✓", "sent_at": 1767225600000},
+        {"id": message_in["message_id"], "sender": message_in["sender"], "text": message_in["text"],
+         "sent_at": message_in["sent_at"]},
         separators=(",", ":"),
         ensure_ascii=False,
-    ).encode()
-    padded_len = 256 * -(-(len(body) + 1) // 256)
-    padded = body + b"\x80" + b"\x00" * (padded_len - len(body) - 1)
-    nonce = bytes(range(0x30, 0x3C))
-    aad = b"ephemeral-chat/v1/message" + b"\x01" + room_id + message_id
-    sealed = b"\x01" + nonce + AESGCM(message_key).encrypt(nonce, padded, aad)
-
-    server_key = bytes(range(0x40, 0x60))
-    key_id = hashlib.sha256(b"ephemeral-chat/v1/at-rest-key-id" + server_key).digest()[0]
-    k = hkdf_sha256(server_key, b"ephemeral-chat/v1/at-rest" + message_id, 32)
-    room_hash = hashlib.sha256(room_id).digest()
-    rest_nonce = bytes(range(0x60, 0x6C))
-    stored = bytes([key_id]) + rest_nonce + AESGCM(k).encrypt(
-        rest_nonce, sealed, bytes([key_id]) + message_id + room_hash
     )
+    sealed = seal(keys["message_key"], keys["room_id"], message_id, body.encode(), bytes.fromhex(message_in["nonce"]))
+    server_key = bytes.fromhex(rest_in["server_key"])
+    room_hash = hashlib.sha256(keys["room_id"]).digest()
+    stored = at_rest_seal(server_key, room_hash, message_id, sealed, bytes.fromhex(rest_in["nonce"]))
+    return {
+        "about": inputs["about"],
+        "room": {
+            "entropy": room_in["entropy"],
+            "code": code,
+            "ikm": keys["ikm"].hex(),
+            "room_id": keys["room_id"].hex(),
+            "message_key": keys["message_key"].hex(),
+            "fingerprint": keys["fingerprint"],
+        },
+        "message": {
+            **{name: message_in[name] for name in ("message_id", "sender", "text", "sent_at", "nonce")},
+            "body": body,
+            "sealed": sealed.hex(),
+        },
+        "at_rest": {
+            "server_key": rest_in["server_key"],
+            "nonce": rest_in["nonce"],
+            "key_id": f"{at_rest_key_id(server_key):02x}",
+            "room_hash": room_hash.hex(),
+            "stored": stored.hex(),
+        },
+    }
 
-    for name, value in [
-        ("entropy", entropy.hex()),
-        ("code", code),
-        ("ikm", ikm.hex()),
-        ("room_id", room_id.hex()),
-        ("message_key", message_key.hex()),
-        ("fingerprint", fingerprint_symbols(fingerprint)),
-        ("body", body.decode()),
-        ("sealed", sealed.hex()),
-        ("server_key", server_key.hex()),
-        ("key_id", f"{key_id:02x}"),
-        ("room_hash", room_hash.hex()),
-        ("stored", stored.hex()),
-    ]:
-        print(f"{name} = {value}")
+
+def differences(published: dict, computed: dict, path: str = "") -> list:
+    if isinstance(published, dict) and isinstance(computed, dict):
+        out = []
+        for name in sorted(set(published) | set(computed)):
+            out += differences(published.get(name), computed.get(name), f"{path}.{name}" if path else name)
+        return out
+    return [] if published == computed and type(published) is type(computed) else [path]
+
+
+def opened_or_none(open_call):
+    """What `open_call` opens, or None if it is refused."""
+    try:
+        return open_call()
+    except OpenError:
+        return None
+
+
+def refused(open_call) -> bool:
+    return opened_or_none(open_call) is None
+
+
+def check_readers(published: dict) -> list:
+    """The published message and record open; repeated keys and flipped bits are refused."""
+    room, message, rest = published["room"], published["message"], published["at_rest"]
+    message_key, room_id = bytes.fromhex(room["message_key"]), bytes.fromhex(room["room_id"])
+    message_id, sealed = bytes.fromhex(message["message_id"]), bytes.fromhex(message["sealed"])
+    failures = []
+    opened = opened_or_none(lambda: open_sealed(message_key, room_id, message_id, sealed))
+    expected = {"id": message_id, "sender": bytes.fromhex(message["sender"]), "text": message["text"],
+                "sent_at": message["sent_at"]}
+    if opened != expected:
+        failures.append("the published sealed message does not open to its body")
+    for bit in range(len(sealed) * 8):
+        flipped = bytearray(sealed)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        if not refused(lambda: open_sealed(message_key, room_id, message_id, bytes(flipped))):
+            failures.append(f"sealed with bit {bit} flipped opens")
+    # The same body with one key repeated: sealed as a writer never would, refused by the reader.
+    plain = message["body"]
+    reseal = lambda body: seal(message_key, room_id, message_id, body.encode(), bytes(12))  # noqa: E731
+    if refused(lambda: open_sealed(message_key, room_id, message_id, reseal(plain))):
+        failures.append("the published body, sealed again, does not open")
+    repeats = {
+        "id": f',"id":"{message["message_id"]}"',
+        "sender": f',"sender":"{message["sender"]}"',
+        "text": ',"text":"other"',
+        "sent_at": ',"sent_at":1',
+        "an unknown key": ',"note":1,"note":2',
+    }
+    for what, extra in repeats.items():
+        repeated = plain[:-1] + extra + "}"
+        if not refused(lambda: open_sealed(message_key, room_id, message_id, reseal(repeated))):
+            failures.append(f"a body repeating {what} opens")
+    server_key, room_hash = bytes.fromhex(rest["server_key"]), bytes.fromhex(rest["room_hash"])
+    stored = bytes.fromhex(rest["stored"])
+    if opened_or_none(lambda: at_rest_open(server_key, room_hash, message_id, stored)) != sealed:
+        failures.append("the published at-rest record does not open to the sealed message")
+    return failures
+
+
+def load(path: Path) -> dict:
+    """The published file, itself read with repeated keys refused."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=refuse_repeated_keys)
+    except OpenError:
+        sys.exit(f"{path}: a JSON object repeats a key")
+
+
+def main() -> int:
+    published = load(VECTORS)
+    computed = compute(published)
+    if sys.argv[1:] == ["--print"]:
+        print(json.dumps(computed, indent=2, ensure_ascii=False))
+        return 0
+    if sys.argv[1:]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    failures = [f"{name}: published and computed differ" for name in differences(published, computed)]
+    failures += check_readers(published)
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    if failures:
+        return 1
+    print(f"{VECTORS.name}: every vector matches, and the readers refuse what the spec refuses")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -214,6 +214,10 @@ pub fn open(keys: &RoomKeys, id: &MessageId, sealed: &SealedPayload) -> Result<B
     if padded[end] != 0x80 || padded.len() != padded_len(end) {
         return Err(OpenError);
     }
+    // A JSON object, not the array serde would also take for a struct.
+    if padded[..end].iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(OpenError);
+    }
     let wire: WireBody = serde_json::from_slice(&padded[..end]).map_err(|_| OpenError)?;
     let body_id = MessageId::parse(&wire.id).ok_or(OpenError)?;
     let sender = parse_lower_hex(&wire.sender).map(SenderId).ok_or(OpenError)?;

@@ -59,6 +59,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_block_cipher_wipes_its_round_keys_when_dropped() {
+        // A compile-time check: without the `aes` crate's `zeroize` feature this does not build.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+    }
+
+    #[test]
     fn sha256_matches_the_fips_180_2_abc_vector() {
         assert_eq!(
             hex::encode(sha256(&[b"a", b"bc"])),
