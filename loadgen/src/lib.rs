@@ -2,8 +2,9 @@
 //! real server processes, and the benchmark run that writes BENCHMARKS.md.
 //!
 //! Two binaries use this library: `loadgen` measures, and `faults` (`src/bin/faults/`) hurts the
-//! servers under load (kill -9, PostgreSQL restarts, cut LISTEN connections) or holds them under
-//! steady load for a long while, then accounts for every message.
+//! servers under load (kill -9, PostgreSQL restarts, cut LISTEN connections), attacks them as
+//! hostile clients would (slow headers, sockets that stop reading, filling the storage), or holds
+//! them under steady load for a long while, then accounts for every message.
 //!
 //! - [`journey`]: rooms of a sender and receivers through send → fetch → viewed → deleted.
 //! - [`idle`]: many joined, silent connections, to weigh one.

@@ -1,5 +1,6 @@
-//! `faults`: real servers hurt under load (`faults run`: `make test-faults`, `make faults-smoke`)
-//! and held under steady load for a long while (`faults soak`: `make soak`), then an account of
+//! `faults`: real servers hurt under load (`faults run`: `make test-faults`, `make faults-smoke`),
+//! held under steady load for a long while (`faults soak`: `make soak`), or attacked by hostile
+//! clients (`faults hostile`: `make test-hostile`, `make hostile-smoke`), then an account of
 //! every message. The measurements are the `loadgen` binary's; this one only checks that nothing
 //! is lost, duplicated, left behind or leaked. `faults --help` lists the commands.
 
@@ -18,6 +19,7 @@ use crate::soak::SoakOptions;
 mod cluster;
 mod error;
 mod faults;
+mod hostile;
 mod report;
 mod rooms;
 mod soak;
@@ -60,6 +62,19 @@ enum Command {
         interval_ms: u64,
         #[arg(long, default_value_t = 600.0, value_parser = positive)]
         seconds: f64,
+    },
+    /// Hostile clients against the real server, one fresh server each, while honest pages make
+    /// journeys: slowloris, non-reading sockets, the per-address quota (one address, one IPv6
+    /// /64 behind a trusted proxy) and the storage total. Fails if any bound is broken.
+    Hostile {
+        #[arg(long, env = "SERVER_BIN", default_value = "target/release/server")]
+        server_bin: PathBuf,
+        /// The size that fits in `make test`: short timeouts, small quotas.
+        #[arg(long)]
+        smoke: bool,
+        /// Writes the report as JSON here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -114,6 +129,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let problems = report.problems();
             for problem in &problems {
                 eprintln!("faults soak: {problem}");
+            }
+            Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Hostile { server_bin, smoke, out } => {
+            let report = hostile::run(&server_bin, &hostile::Sizes::new(smoke)).await?;
+            println!("{}", report.render());
+            if let Some(out) = out {
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
+            }
+            let problems = report.problems();
+            for problem in &problems {
+                eprintln!("faults hostile: {problem}");
             }
             Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
