@@ -14,7 +14,7 @@ ENV := source scripts/env.sh &&
 E2E_DIST := $(TARGET_DIR)/static-e2e
 E2E_RELAY_ORIGIN := http://127.0.0.1:3110
 
-.PHONY: run setup setup-build setup-static build static static-e2e test check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke soak screenshots clean
+.PHONY: run setup setup-build setup-static build static static-e2e test vectors check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke test-hostile hostile-smoke soak screenshots clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
@@ -38,17 +38,29 @@ build: setup-build
 
 ## The client-only static bundle in dist/ (Trunk, release), for hosting the UI on any static
 ## host apart from the relay: `EC_RELAY_ORIGIN=https://relay.example make static`. Publish
-## dist/SHA256SUMS; scripts/check_bundle.py checks a served copy against it.
+## dist/SHA256SUMS; scripts/check_bundle.py checks a served copy against it. Built only with the
+## pinned compiler and tools (scripts/bundle_toolchain.sh, which prints what it expected and
+## found when they differ), so that anyone can rebuild the same hashes.
 static: setup-static
-	@[ -n "$${EC_RELAY_ORIGIN:-}" ] || { echo "make static: set EC_RELAY_ORIGIN to the relay's origin, e.g. https://relay.example" >&2; exit 1; }
-	$(ENV) trunk build --release
+	@python3 scripts/static_bundle.py --check-origin
+	$(ENV) source scripts/bundle_toolchain.sh && ec_bundle_toolchain strict && trunk build --release
 
+## The bundle the browser tests use, after the build scripts' own tests (scripts/test_*.py). It
+## says so, and builds anyway, where the pinned toolchain is missing.
 static-e2e: setup-static
-	$(ENV) EC_RELAY_ORIGIN=$(E2E_RELAY_ORIGIN) trunk build --release --dist $(E2E_DIST)
+	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover --start-directory scripts --pattern 'test_*.py'
+	$(ENV) source scripts/bundle_toolchain.sh && ec_bundle_toolchain lenient && \
+		EC_RELAY_ORIGIN=$(E2E_RELAY_ORIGIN) trunk build --release --dist $(E2E_DIST)
 
 ## Every check: formatting, lints (app without features, server, wasm32), unit and integration
 ## tests on SQLite and PostgreSQL, then Playwright in Chromium against the release build.
-test: setup check-format lint deny unit-and-integration fuzz-smoke build bench-smoke faults-smoke static-e2e e2e
+test: setup check-format lint deny vectors unit-and-integration fuzz-smoke build bench-smoke faults-smoke hostile-smoke static-e2e e2e
+
+## The published crypto vectors (docs/vectors.json), computed again by the independent Python
+## implementation (the Rust tests do the same in `unit-and-integration`).
+vectors:
+	@python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
+	python3 tools/crypto_vectors.py
 
 check-format:
 	$(ENV) cargo fmt --all --check
@@ -93,6 +105,20 @@ test-faults: build
 faults-smoke: build
 	$(ENV) cargo build -q --release -p loadgen
 	$(TARGET_DIR)/release/faults run --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/faults-smoke.json
+
+## Hostile clients (`faults hostile`): slowloris, WebSockets that never read, the per-address
+## quota (one address, and one IPv6 /64 through a trusted proxy) and the storage total, each
+## against a fresh release server while honest pages make journeys; fails if a bound breaks.
+## `hostile-smoke` is the size that fits in `make test` (short timeouts, small quotas);
+## `test-hostile` uses the relay's defaults and 1,000 slow connections (open-file limit raised).
+test-hostile: build
+	$(ENV) cargo build -q --release -p loadgen
+	[ "$$(ulimit -n)" -ge 4096 ] || ulimit -n 4096 || true; \
+		$(TARGET_DIR)/release/faults hostile --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/hostile.json
+
+hostile-smoke: build
+	$(ENV) cargo build -q --release -p loadgen
+	$(TARGET_DIR)/release/faults hostile --smoke --server-bin $(SERVER_BIN) --out $(TARGET_DIR)/hostile-smoke.json
 
 ## Ten minutes of steady load (`faults soak`, not part of `make test`): server memory and open
 ## files stay flat, nothing is left behind. SOAK_BACKEND=postgres for PostgreSQL.

@@ -1,6 +1,7 @@
 # Sourced by the other scripts: chooses the Rust toolchain that can build for wasm32, and puts
 # cargo's bin directory on PATH. Every build in this project uses the same toolchain, so one
-# target directory serves them all.
+# target directory serves them all; the static bundle alone pins its own, the same on every
+# machine (scripts/bundle_toolchain.sh), and builds into its own wasm32-unknown-unknown/ there.
 #
 # - A rustup toolchain with the wasm32-unknown-unknown target (the normal route, with internet).
 # - Otherwise Debian's rustc-web linked into rustup as `debian-web`, with a wasm32 std built

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# The exact versions the static bundle is built with (its toolchain, trunk, binaryen).
+source scripts/bundle_toolchain.sh
 
 step() { echo "setup: $*"; }
 fail() {
@@ -98,20 +100,37 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$bindgen" ];
         || fail "wasm-bindgen-cli $bindgen" "cargo install wasm-bindgen-cli --version $bindgen"
 fi
 
-# Binaryen older than 116 (Debian's is 108) breaks hydration of the release build.
+# Exactly binaryen 116: older ones (Debian's is 108) break hydration of the release build, and
+# Trunk (Trunk.toml) and the bundle's reproducible hashes need this very version.
 opt_version=$(wasm-opt --version 2>/dev/null | grep -o 'version [0-9]*' | awk '{print $2}' || true)
-if [ "${opt_version:-0}" -lt 116 ]; then
-    install_crate wasm-opt --version 0.116.1 || fail "wasm-opt (binaryen >= 116)" "cargo install wasm-opt --version 0.116.1"
+if [ "${opt_version:-0}" != "$EC_BUNDLE_BINARYEN" ]; then
+    install_crate wasm-opt --locked --version "$EC_BUNDLE_WASM_OPT_CRATE" 2>/dev/null \
+        || install_crate wasm-opt --version "$EC_BUNDLE_WASM_OPT_CRATE" \
+        || fail "wasm-opt (binaryen $EC_BUNDLE_BINARYEN)" "cargo install wasm-opt --locked --version $EC_BUNDLE_WASM_OPT_CRATE"
 fi
 
 # brotli, for the precompressed assets `make build` writes (scripts/precompress.sh).
 have brotli || { step "installing brotli"; apt_install brotli || echo "setup: no brotli command: assets will be precompressed with gzip only" >&2; }
 
 # Trunk, for the client-only static bundle (`make static`, and the browser tests run against it).
-if [ "${EC_SETUP_TRUNK:-1}" = 1 ] && ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
+if [ "${EC_SETUP_TRUNK:-1}" = 1 ] && [ "$(trunk --version 2>/dev/null)" != "trunk $EC_BUNDLE_TRUNK" ]; then
     # No update check (it would call crates.io at every run); rustls, no OpenSSL headers needed.
-    install_crate trunk --locked --version 0.21.14 --no-default-features --features rustls \
-        || fail "trunk 0.21.14" "cargo install trunk --locked --version 0.21.14 --no-default-features --features rustls"
+    install_crate trunk --locked --version "$EC_BUNDLE_TRUNK" --no-default-features --features rustls \
+        || fail "trunk $EC_BUNDLE_TRUNK" "cargo install trunk --locked --version $EC_BUNDLE_TRUNK --no-default-features --features rustls"
+fi
+
+# The bundle's own Rust toolchain (scripts/bundle_toolchain.sh), whatever this machine's default:
+# its hashes depend on the compiler. Without rustup's downloads `make static` refuses to build
+# and says why; `make static-e2e` (the browser tests) builds with the toolchain above instead.
+if [ "${EC_SETUP_TRUNK:-1}" = 1 ]; then
+    if ! ec_has_wasm_std "$EC_BUNDLE_RUST"; then
+        step "installing Rust $EC_BUNDLE_RUST with the wasm32 target, the static bundle's compiler (rustup)"
+        have rustup && timeout 900 rustup toolchain install "$EC_BUNDLE_RUST" --profile minimal \
+            --target wasm32-unknown-unknown >/dev/null 2>&1 && ec_has_wasm_std "$EC_BUNDLE_RUST" \
+            || echo "setup: could not install Rust $EC_BUNDLE_RUST (rustup toolchain install $EC_BUNDLE_RUST --profile minimal --target wasm32-unknown-unknown): make static will refuse to build" >&2
+    fi
+    # The Trunk hooks (scripts/static_bundle.py).
+    have python3 || { step "installing python3"; apt_install python3 || fail "python3" "apt-get install python3"; }
 fi
 
 # cargo-deny checks licenses, bans, duplicate versions and sources (deny.toml) in `make test`.
