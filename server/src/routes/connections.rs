@@ -174,20 +174,15 @@ struct Guarded {
     stream: TcpStream,
     phase: SharedPhase,
     limits: ConnectionLimits,
-    timer: Pin<Box<Sleep>>,
+    /// Armed by the first read that waits, dropped once upgraded: an idle WebSocket keeps none.
+    timer: Option<Pin<Box<Sleep>>>,
     _place: OwnedSemaphorePermit,
 }
 
 impl Guarded {
     fn new(stream: TcpStream, place: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
         let now = Instant::now();
-        Self {
-            stream,
-            phase: SharedPhase::new(Phase::Head(now)),
-            limits,
-            timer: Box::pin(tokio::time::sleep_until(now + limits.header_timeout)),
-            _place: place,
-        }
+        Self { stream, phase: SharedPhase::new(Phase::Head(now)), limits, timer: None, _place: place }
     }
 
     /// When the current phase's time is up, if a timer runs in it.
@@ -219,11 +214,17 @@ impl AsyncRead for Guarded {
                 // The deadline may have moved since the timer was armed (a response written
                 // meanwhile): only a deadline that has passed ends the connection.
                 loop {
-                    let Some(deadline) = this.deadline() else { return Poll::Pending };
-                    if this.timer.deadline() != deadline {
-                        this.timer.as_mut().reset(deadline);
+                    let Some(deadline) = this.deadline() else {
+                        if let Phase::Upgraded = this.phase.get() {
+                            this.timer = None;
+                        }
+                        return Poll::Pending;
+                    };
+                    let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.deadline() != deadline {
+                        timer.as_mut().reset(deadline);
                     }
-                    ready!(this.timer.as_mut().poll(cx));
+                    ready!(timer.as_mut().poll(cx));
                     if this.deadline().is_some_and(|deadline| deadline <= Instant::now()) {
                         return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                     }
