@@ -26,6 +26,7 @@ mod quota;
 mod report;
 mod slowloris;
 mod sockets;
+mod spread;
 mod storage;
 
 /// Why an attack could not be carried out (as opposed to a bound it broke, which is a problem

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 
 use super::attacker::{random_room, Attacker, Sent, Via};
 use super::honest::{Honest, HonestReport};
-use super::report::Spread;
 use super::sockets::server_sockets;
+use super::spread::Spread;
 use super::{seconds, HostileError, Sizes, Target};
 
 /// Time a stalled socket may stay open past `WRITE_TIMEOUT`: a write that began just before the

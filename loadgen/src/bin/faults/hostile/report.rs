@@ -2,7 +2,6 @@
 //! problems (bounds broken), and the report as people read it.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use loadgen::stats::Percentiles;
 use serde::Serialize;
@@ -11,30 +10,8 @@ use super::honest::{HonestReport, PageLoadReport};
 use super::non_reading::NonReadingReport;
 use super::quota::{QuotaPhase, QuotaReport};
 use super::slowloris::{Baseline, SlowlorisReport};
+use super::spread::Spread;
 use super::storage::StorageReport;
-
-/// The least, middle and most of a set of durations, in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Spread {
-    pub samples: usize,
-    pub min_s: f64,
-    pub median_s: f64,
-    pub max_s: f64,
-}
-
-impl Spread {
-    /// `None` when there is nothing to spread.
-    pub fn of(mut samples: Vec<Duration>) -> Option<Self> {
-        samples.sort_unstable();
-        let (first, last) = (samples.first()?, samples.last()?);
-        Some(Self {
-            samples: samples.len(),
-            min_s: first.as_secs_f64(),
-            median_s: samples[(samples.len() - 1) / 2].as_secs_f64(),
-            max_s: last.as_secs_f64(),
-        })
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HostileReport {
@@ -218,13 +195,6 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_spread_is_the_least_the_middle_and_the_most() {
-        let s = Spread::of([3, 1, 2].map(Duration::from_secs).to_vec()).unwrap();
-        assert_eq!((s.samples, s.min_s, s.median_s, s.max_s), (3, 1.0, 2.0, 3.0));
-        assert_eq!(Spread::of(Vec::new()), None);
-    }
 
     #[test]
     fn sizes_read_in_binary_units() {

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::honest::{Honest, HonestReport, PageLoadReport, PageLoads};
-use super::report::Spread;
+use super::spread::Spread;
 use super::{seconds, HostileError, Sizes, Target};
 
 /// Time a connection may stay open past `HEADER_TIMEOUT` before it counts as held too long: the
