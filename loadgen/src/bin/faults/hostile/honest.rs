@@ -58,6 +58,19 @@ pub struct HonestReport {
 }
 
 impl HonestReport {
+    /// One clean journey of 2 ms: what the report tests of every attack start from.
+    #[cfg(test)]
+    pub fn one_clean_journey() -> Self {
+        Self {
+            sent: 1,
+            stored: 1,
+            delivered: 1,
+            burned: 1,
+            journey: loadgen::stats::Percentiles::of(vec![std::time::Duration::from_millis(2)]),
+            ..Default::default()
+        }
+    }
+
     /// What is wrong with the honest side, as sentences; `refusable` is the error the attack
     /// may legitimately cause (the relay full refuses everyone's sends).
     pub fn problems(&self, attack: &str, refusable: Option<ErrorCode>) -> Vec<String> {

@@ -303,14 +303,7 @@ mod tests {
     fn a_socket_dropped_late_or_not_at_all_is_a_problem() {
         let sizes = Sizes { non_readers: 2, write_timeout: Duration::from_secs(3), ..Sizes::new(true) };
         let started = Instant::now();
-        let honest = HonestReport {
-            sent: 1,
-            stored: 1,
-            delivered: 1,
-            burned: 1,
-            journey: loadgen::stats::Percentiles::of(vec![Duration::from_millis(2)]),
-            ..Default::default()
-        };
+        let honest = HonestReport::one_clean_journey();
         let second = Duration::from_secs(1);
         let emptied = [(0, Some(started + 5 * second))];
         let in_time = [watched(0, second, Some(3 * second), started), watched(0, second, Some(3 * second), started)];

@@ -171,14 +171,7 @@ mod tests {
     use super::*;
 
     fn phase(stored_messages: u64, bound_bytes: u64) -> QuotaPhase {
-        let honest = HonestReport {
-            sent: 1,
-            stored: 1,
-            delivered: 1,
-            burned: 1,
-            journey: loadgen::stats::Percentiles::of(vec![Duration::from_millis(2)]),
-            ..Default::default()
-        };
+        let honest = HonestReport::one_clean_journey();
         QuotaPhase {
             client: "x".into(),
             connections: 2,

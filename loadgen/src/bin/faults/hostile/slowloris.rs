@@ -204,14 +204,7 @@ mod tests {
     use super::*;
 
     fn report(closed_after: &[f64]) -> SlowlorisReport {
-        let honest = HonestReport {
-            sent: 1,
-            stored: 1,
-            delivered: 1,
-            burned: 1,
-            journey: loadgen::stats::Percentiles::of(vec![Duration::from_millis(2)]),
-            ..Default::default()
-        };
+        let honest = HonestReport::one_clean_journey();
         SlowlorisReport {
             connections: closed_after.len(),
             header_timeout_s: 3.0,
