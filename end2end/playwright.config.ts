@@ -50,7 +50,8 @@ export default defineConfig<RelayOptions>({
     },
     {
       name: 'static',
-      testIgnore: /screenshots/,
+      // tls: the relay's own HTTPS, which only the server-rendered build is served from.
+      testIgnore: /screenshots|tls/,
       use: {
         baseURL: `http://127.0.0.1:${STATIC_PORT}`,
         relayPort: RELAY_PORT,

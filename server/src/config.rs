@@ -1,7 +1,7 @@
 //! Configuration: every setting is a flag and an environment variable, so `--help` documents
 //! them all. Values are validated here; a bad one stops start-up with one line naming it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use crate::at_rest::{KeyRing, ServerKey};
+use crate::telemetry::LogFormat;
 
 /// Default database name when PostgreSQL is chosen through the `PG*` variables.
 pub const DEFAULT_PG_DATABASE: &str = "ephemeral_chat";
@@ -51,6 +52,17 @@ pub struct Config {
     /// PostgreSQL password.
     #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
     pub pgpassword: Option<SecretString>,
+    /// TLS to PostgreSQL, as libpq's `sslmode`: `disable`, `prefer` (the default: TLS where the
+    /// server offers it, unverified), `require` (TLS, unverified), `verify-ca` (TLS, the
+    /// certificate must chain to PGSSLROOTCERT or to a public root: Mozilla's list, built in),
+    /// `verify-full` (as verify-ca, and it must name the host connected to). An `sslmode` in
+    /// DATABASE_URL takes precedence.
+    #[arg(long, env = "PGSSLMODE", value_parser = parse_ssl_mode)]
+    pub pgsslmode: Option<PgSslMode>,
+    /// PEM file of the certificate authorities PostgreSQL's certificate must chain to
+    /// (verify-ca, verify-full). An `sslrootcert` in DATABASE_URL takes precedence.
+    #[arg(long, env = "PGSSLROOTCERT")]
+    pub pgsslrootcert: Option<PathBuf>,
 
     /// Directory of the SQLite database and its generated key.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
@@ -98,6 +110,26 @@ pub struct Config {
     /// `https://chat.example`). The server's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (with TLS_KEY), for a relay with no proxy in
+    /// front. Both files are read again on SIGHUP. Every response then carries
+    /// Strict-Transport-Security.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of TLS_CERT.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at `http://METRICS_ADDR/metrics` (e.g. `127.0.0.1:9100`), on a
+    /// listener of their own, never the public port. No metric names a room, message or
+    /// address. Unset: off.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log lines on standard error: `text` (colour only on a terminal) or `json` (one object
+    /// per line). Either way only lifecycle events and errors; RUST_LOG sets the level.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// Bounds on what one client can make the server do. Every one is a named setting with a
@@ -359,12 +391,60 @@ impl Config {
 
     /// The store this configuration selects.
     pub fn database(&self) -> Result<Database, ConfigError> {
-        match &self.database_url {
-            Some(url) => parse_database_url(url.expose_secret())
-                .map_err(|reason| ConfigError::new("database-url", "DATABASE_URL", reason)),
-            None if self.any_pg_setting() => Ok(Database::Postgres(Box::new(self.pg_options()))),
-            None => Ok(Database::Sqlite { path: self.data_dir.join("ephemeral-chat.db") }),
+        let database = match &self.database_url {
+            Some(url) => {
+                let url = url.expose_secret();
+                let database = parse_database_url(url)
+                    .map_err(|reason| ConfigError::new("database-url", "DATABASE_URL", reason))?;
+                match database {
+                    Database::Postgres(options) => {
+                        Database::Postgres(Box::new(self.with_tls_settings(*options, Some(url))))
+                    }
+                    sqlite => sqlite,
+                }
+            }
+            None if self.any_pg_setting() => Database::Postgres(Box::new(self.pg_options())),
+            None => Database::Sqlite { path: self.data_dir.join("ephemeral-chat.db") },
+        };
+        if let Database::Postgres(_) = &database {
+            self.check_root_cert()?;
         }
+        Ok(database)
+    }
+
+    /// A root certificate file that cannot be read stops start-up here, naming the setting,
+    /// rather than at the first connection.
+    fn check_root_cert(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.as_ref().map(|url| url.expose_secret());
+        let (path, flag, env) = match url.and_then(|url| url_param(url, "sslrootcert")) {
+            // A percent-encoded path is left to the driver to decode and report.
+            Some(path) if !path.contains('%') => (PathBuf::from(path), "database-url", "DATABASE_URL"),
+            Some(_) => return Ok(()),
+            None => match &self.pgsslrootcert {
+                Some(path) => (path.clone(), "pgsslrootcert", "PGSSLROOTCERT"),
+                None => return Ok(()),
+            },
+        };
+        std::fs::metadata(&path).map(|_| ()).map_err(|err| {
+            ConfigError::new(flag, env, format!("cannot read the root certificate file {}: {err}", path.display()))
+        })
+    }
+
+    /// PGSSLMODE and PGSSLROOTCERT (flags or environment) where the URL names none: a URL's own
+    /// `sslmode` and `sslrootcert` take precedence, as with libpq.
+    fn with_tls_settings(&self, mut options: PgConnectOptions, url: Option<&str>) -> PgConnectOptions {
+        let in_url = |name: &str| url.is_some_and(|url| url_has_param(url, name));
+        if let Some(mode) = self.pgsslmode {
+            if !in_url("sslmode") {
+                options = options.ssl_mode(mode);
+            }
+        }
+        if let Some(root) = &self.pgsslrootcert {
+            if !in_url("sslrootcert") {
+                options = options.ssl_root_cert(root);
+            }
+        }
+        options
     }
 
     fn any_pg_setting(&self) -> bool {
@@ -377,7 +457,7 @@ impl Config {
 
     /// libpq-style settings; flags override what sqlx reads from the `PG*` environment.
     fn pg_options(&self) -> PgConnectOptions {
-        let mut options = PgConnectOptions::new();
+        let mut options = self.with_tls_settings(PgConnectOptions::new(), None);
         if let Some(host) = &self.pghost {
             options = options.host(host);
         }
@@ -395,6 +475,52 @@ impl Config {
     }
 }
 
+/// libpq's names for `sslmode`, with sqlx's equivalents.
+const SSL_MODES: [(&str, PgSslMode); 6] = [
+    ("disable", PgSslMode::Disable),
+    ("allow", PgSslMode::Allow),
+    ("prefer", PgSslMode::Prefer),
+    ("require", PgSslMode::Require),
+    ("verify-ca", PgSslMode::VerifyCa),
+    ("verify-full", PgSslMode::VerifyFull),
+];
+
+fn parse_ssl_mode(value: &str) -> Result<PgSslMode, String> {
+    SSL_MODES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(value.trim()))
+        .map(|(_, mode)| *mode)
+        .ok_or_else(|| "expected disable, allow, prefer, require, verify-ca or verify-full".to_owned())
+}
+
+/// The libpq name of a mode, for messages.
+pub fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
+/// Whether a `postgres://` URL's query names `param`.
+fn url_has_param(url: &str, param: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| pair.split('=').next().is_some_and(|name| name.eq_ignore_ascii_case(param)))
+    })
+}
+
+/// The value of `param` in a `postgres://` URL's query, undecoded.
+fn url_param<'a>(url: &'a str, param: &str) -> Option<&'a str> {
+    let (_, query) = url.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        name.eq_ignore_ascii_case(param).then_some(value)
+    })
+}
+
 fn parse_database_url(value: &str) -> Result<Database, String> {
     if let Some(rest) = value.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -405,6 +531,9 @@ fn parse_database_url(value: &str) -> Result<Database, String> {
         return Ok(Database::Sqlite { path: PathBuf::from(path) });
     }
     if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        if let Some(mode) = url_param(value, "sslmode") {
+            parse_ssl_mode(mode).map_err(|reason| format!("sslmode: {reason}"))?;
+        }
         return PgConnectOptions::from_str(value)
             .map(|options| Database::Postgres(Box::new(options)))
             .map_err(|_| "not a valid postgres:// URL".to_owned());
@@ -443,6 +572,41 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_setting_is_in_the_readme_table_and_env_sample() {
+        use clap::CommandFactory as _;
+        let readme = include_str!("../../README.md");
+        let sample = include_str!("../../.env.sample");
+        let command = Config::command();
+        let names: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() > 30, "{names:?}");
+        for name in names {
+            let in_table = readme.lines().any(|line| line.starts_with("| `") && line.contains(&format!("`{name}`")));
+            assert!(in_table, "{name} is not in README.md's settings table");
+            // The PostgreSQL connection pieces are libpq's own, documented as one row.
+            let libpq = ["PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "LEPTOS_SITE_ROOT"];
+            if !libpq.contains(&name.as_str()) {
+                assert!(sample.contains(&format!("{name}=")), "{name} is not in .env.sample");
+            }
+        }
+    }
+
+    #[test]
+    fn ssl_modes_are_libpqs() {
+        for (name, _) in SSL_MODES {
+            assert_eq!(ssl_mode_name(parse_ssl_mode(name).unwrap()), name);
+        }
+        assert!(parse_ssl_mode("VERIFY-FULL").is_ok());
+        assert!(parse_ssl_mode("sometimes").is_err());
+        assert!(url_has_param("postgres://h/db?a=1&sslmode=require", "sslmode"));
+        assert!(!url_has_param("postgres://h/db?a=1", "sslmode"));
+        assert_eq!(url_param("postgres://h/db?sslrootcert=/x.pem&b", "sslrootcert"), Some("/x.pem"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    server::telemetry::init();
+    server::telemetry::init(config.log_format);
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {

@@ -11,15 +11,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::at_rest::{KeyRing, ServerKey};
 use crate::bus::{self, BusEvent};
-use crate::config::{Config, Database};
+use crate::config::{ssl_mode_name, Config, Database};
 use crate::domain::bounds::{BUS_QUEUE, LISTEN_WAIT, STOP_WAIT};
 use crate::domain::InstanceId;
 use crate::relay::hub::Hub;
 use crate::relay::presence::{self, Presence, PresenceQueue};
 use crate::relay::{quota, tasks, Relay};
 use crate::routes::connections::{self, ConnectionLimits};
+use crate::routes::tls::Tls;
 use crate::routes::{self, AppState};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::telemetry::metrics;
 use crate::ws::limits::AddressCounter;
 
 /// File name of the generated key, beside the SQLite database.
@@ -28,6 +30,10 @@ pub const KEY_FILE_NAME: &str = "ephemeral-chat.key";
 /// A bound, ready server. Tests build it on port 0 and read [`Application::port`].
 pub struct Application {
     listener: TcpListener,
+    /// The relay's own TLS (`TLS_CERT`), if it serves HTTPS.
+    tls: Option<Tls>,
+    /// The metrics listener (`METRICS_ADDR`) and the recorder it renders.
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
     state: AppState,
     presence_queue: PresenceQueue,
     stop: watch::Sender<bool>,
@@ -40,15 +46,25 @@ impl Application {
     /// Opens the store, resolves the key and binds the port. Fails with the setting to fix.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = config.database()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(cert.clone(), key.clone())?),
+            _ => None,
+        };
         let keys = resolve_keys(&config, &database)?;
         let instance = InstanceId::generate();
-        let (store, lock) = Store::connect(&database, instance).await.with_context(|| match &database {
-            Database::Sqlite { path } => format!("cannot open SQLite database {}", path.display()),
-            Database::Postgres(_) => "cannot open PostgreSQL database (check DATABASE_URL / PG* settings)".into(),
-        })?;
+        let (store, lock) = Store::connect(&database, instance).await.map_err(|err| cannot_open(err, &database))?;
         let addr = SocketAddr::new(config.bind_addr, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("PORT: cannot listen on {addr}"))?;
         let local = listener.local_addr().context("PORT: cannot read the bound address")?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let handle = metrics::install()?;
+                let listener =
+                    TcpListener::bind(addr).await.with_context(|| format!("METRICS_ADDR: cannot listen on {addr}"))?;
+                Some((listener, handle))
+            }
+            None => None,
+        };
         let leptos_options = LeptosOptions::builder()
             .output_name("ephemeral-chat")
             .site_root(config.site_root.clone())
@@ -82,7 +98,7 @@ impl Application {
         let state = AppState {
             leptos_options,
             relay,
-            hsts: config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
+            hsts: tls.is_some() || config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
             allowed_origins: config.allowed_origins.iter().cloned().chain(config.public_url.clone()).collect(),
             trusted_proxies: config.trusted_proxies.clone().into(),
             addresses: AddressCounter::new(
@@ -91,19 +107,25 @@ impl Application {
                 limits.connect_burst_per_address,
             ),
             ipv6_prefix: limits.ipv6_prefix,
-            public_scheme: config
-                .public_url
-                .as_deref()
-                .map(|url| if url.starts_with("https://") { "https" } else { "http" }),
+            public_scheme: if tls.is_some() {
+                Some("https")
+            } else {
+                config.public_url.as_deref().map(|url| if url.starts_with("https://") { "https" } else { "http" })
+            },
             stopping,
             open_sockets: open_sockets_tx,
         };
-        Ok(Self { listener, state, presence_queue, stop, open_sockets, _lock: lock })
+        Ok(Self { listener, tls, metrics, state, presence_queue, stop, open_sockets, _lock: lock })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The metrics listener's port, if `METRICS_ADDR` is set (useful with port 0).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().and_then(|(listener, _)| listener.local_addr().ok()).map(|a| a.port())
     }
 
     /// The relay, for tests that inspect the store.
@@ -115,11 +137,19 @@ impl Application {
     /// every socket is closed with "going away" and its participant kept as after a network
     /// loss (nothing burns), in-flight writes finish, and the store is closed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, state, presence_queue, stop, mut open_sockets, _lock } = self;
+        let Self { listener, tls, metrics, state, presence_queue, stop, mut open_sockets, _lock } = self;
         let relay = state.relay.clone();
         // Aborted when this future ends or is dropped (a test stopping the server in-process):
         // no background task outlives its server.
-        let tasks = spawn_tasks(&relay, presence_queue).await;
+        let mut tasks = spawn_tasks(&relay, presence_queue).await;
+        if let Some(tls) = &tls {
+            tasks.spawn(tls.clone().reload_on_hangup());
+        }
+        if let Some((listener, handle)) = metrics {
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+            tasks.spawn(routes::metrics::serve(listener, handle, relay.clone(), stop.subscribe()));
+            tracing::info!(port, "serving metrics");
+        }
         let limits = relay.limits;
         let connection_limits = ConnectionLimits {
             max_connections: limits.max_connections as usize,
@@ -127,8 +157,9 @@ impl Application {
             keepalive_timeout: limits.keepalive_timeout,
         };
         let router = routes::router(state);
-        tracing::info!(port = listener.local_addr().map(|a| a.port()).unwrap_or_default(), "listening");
-        let serving = connections::serve(listener, router, connection_limits, stop.subscribe());
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        tracing::info!(port, tls = tls.is_some(), "listening");
+        let serving = connections::serve(listener, router, connection_limits, tls, stop.subscribe());
         tokio::pin!(serving);
         tokio::select! {
             () = &mut serving => {}
@@ -196,6 +227,46 @@ impl Drop for BackgroundTasks {
     fn drop(&mut self) {
         self.0.iter().for_each(tokio::task::JoinHandle::abort);
     }
+}
+
+/// Why the store could not be opened, in one line naming what to fix. A TLS failure says which
+/// `sslmode` asked for it and what that mode checks.
+fn cannot_open(err: StoreError, database: &Database) -> anyhow::Error {
+    let options = match database {
+        Database::Sqlite { path } => {
+            return anyhow::Error::new(err).context(format!("cannot open SQLite database {}", path.display()))
+        }
+        Database::Postgres(options) => options,
+    };
+    let chain: Vec<&(dyn std::error::Error + 'static)> = {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        std::iter::from_fn(|| {
+            let current = source?;
+            source = current.source();
+            Some(current)
+        })
+        .collect()
+    };
+    // rustls's error comes either as sqlx's TLS error or inside the I/O error of the handshake.
+    let tls_cause = chain.iter().find_map(|e| {
+        if let Some(sqlx::Error::Tls(inner)) = e.downcast_ref::<sqlx::Error>() {
+            return Some(inner.to_string());
+        }
+        let io = e.downcast_ref::<std::io::Error>()?;
+        io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).map(ToString::to_string)
+    });
+    let Some(cause) = tls_cause else {
+        return anyhow::Error::new(err).context("cannot open PostgreSQL database (check DATABASE_URL / PG* settings)");
+    };
+    let mode = ssl_mode_name(options.get_ssl_mode());
+    let checks = match mode {
+        "verify-full" => {
+            " (verify-full: the certificate must chain to sslrootcert or a public root, and name the host connected to)"
+        }
+        "verify-ca" => " (verify-ca: the certificate must chain to sslrootcert or a public root)",
+        _ => "",
+    };
+    anyhow::anyhow!("cannot open PostgreSQL database: TLS with sslmode={mode} failed: {cause}{checks}")
 }
 
 /// The at-rest keys: `ENCRYPTION_KEY` (and `ENCRYPTION_KEY_PREVIOUS`), else (SQLite only) the

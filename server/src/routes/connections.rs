@@ -8,6 +8,9 @@
 //! request's head was read and when its response is ready. A connection upgraded to a WebSocket
 //! leaves both timers behind (the socket has its own idle timeout and write timeout) and keeps
 //! its place among the open connections until it closes.
+//!
+//! With TLS (`TLS_CERT`), the handshake comes first and must finish within the header timeout;
+//! the timers then run on the decrypted stream.
 
 use std::future::Future;
 use std::io;
@@ -22,12 +25,14 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
 use crate::domain::bounds::STOP_WAIT;
+use crate::routes::tls::Tls;
+use crate::telemetry::metrics;
 
 /// How long accepting pauses after an error such as running out of file descriptors, so the
 /// loop does not spin while the condition lasts.
@@ -50,7 +55,13 @@ pub struct ConnectionLimits {
 /// in flight finish (connections close after their current response), and returns once every
 /// HTTP connection has closed (or [`STOP_WAIT`] has passed). Upgraded WebSockets are closed by
 /// their sessions.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    tls: Option<Tls>,
+    mut stop: watch::Receiver<bool>,
+) {
     let places = Arc::new(Semaphore::new(limits.max_connections));
     let (open_tx, mut all_closed) = mpsc::channel::<()>(1);
     loop {
@@ -73,10 +84,26 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         }
         let open = open_tx.clone();
         let (router, stop) = (router.clone(), stop.clone());
-        tokio::spawn(async move {
-            serve_connection(Guarded::new(stream, place, limits), peer, router, stop).await;
-            drop(open);
-        });
+        let place = Place::new(place);
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    serve_connection(Guarded::new(stream, place, limits), peer, router, stop).await;
+                    drop(open);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    // A handshake that stalls or fails closes the connection, unanswered.
+                    let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = handshake {
+                        serve_connection(Guarded::new(stream, place, limits), peer, router, stop).await;
+                    }
+                    drop(open);
+                });
+            }
+        }
     }
     drop(open_tx);
     if tokio::time::timeout(STOP_WAIT, all_closed.recv()).await.is_err() {
@@ -84,8 +111,29 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
     }
 }
 
+/// A connection's place under the cap, counted in the open-connections gauge while it lasts.
+struct Place {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Place {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(metrics::CONNECTIONS_OPEN).increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        metrics::gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
+    }
+}
+
 /// One connection: HTTP/1.1 with upgrades, closed gracefully when the server stops.
-async fn serve_connection(io: Guarded, peer: SocketAddr, router: Router, mut stop: watch::Receiver<bool>) {
+async fn serve_connection<S>(io: Guarded<S>, peer: SocketAddr, router: Router, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let phase = io.phase.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         phase.set(Phase::Serving);
@@ -168,19 +216,19 @@ impl SharedPhase {
     }
 }
 
-/// A TCP stream that holds its connection's place under the cap, and fails a read once its
-/// phase's time is up, which makes hyper close the connection.
-struct Guarded {
-    stream: TcpStream,
+/// A connection's stream (TCP, or TLS over TCP) that holds its place under the cap, and fails a
+/// read once its phase's time is up, which makes hyper close the connection.
+struct Guarded<S> {
+    stream: S,
     phase: SharedPhase,
     limits: ConnectionLimits,
     /// Armed by the first read that waits, dropped once upgraded: an idle WebSocket keeps none.
     timer: Option<Pin<Box<Sleep>>>,
-    _place: OwnedSemaphorePermit,
+    _place: Place,
 }
 
-impl Guarded {
-    fn new(stream: TcpStream, place: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
+impl<S> Guarded<S> {
+    fn new(stream: S, place: Place, limits: ConnectionLimits) -> Self {
         let now = Instant::now();
         Self { stream, phase: SharedPhase::new(Phase::Head(now)), limits, timer: None, _place: place }
     }
@@ -195,7 +243,7 @@ impl Guarded {
     }
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -234,7 +282,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.stream).poll_write(cx, buf));

@@ -2,6 +2,8 @@
 
 mod assets;
 pub mod connections;
+pub mod metrics;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -33,7 +35,7 @@ use crate::ws::session;
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub relay: Arc<Relay>,
-    /// Send Strict-Transport-Security (PUBLIC_URL is https).
+    /// Send Strict-Transport-Security (the relay serves TLS itself, or PUBLIC_URL is https).
     pub hsts: bool,
     /// Origins allowed to open WebSockets besides the server's own.
     pub allowed_origins: Arc<[String]>,
@@ -43,7 +45,8 @@ pub struct AppState {
     pub addresses: AddressCounter,
     /// Leading bits of an IPv6 address that name one client for the per-address limits.
     pub ipv6_prefix: u8,
-    /// The scheme of `PUBLIC_URL`, when it is set: the one pages reach this relay by.
+    /// The scheme pages reach this relay by, when it is known: `https` when it serves TLS
+    /// itself, else `PUBLIC_URL`'s when that is set.
     pub public_scheme: Option<&'static str>,
     /// Turns true when the server stops: every socket is closed with "going away".
     pub stopping: watch::Receiver<bool>,
@@ -173,9 +176,9 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAdd
     client
 }
 
-/// The scheme the page reached this relay by: `PUBLIC_URL`'s when it is set, else what a trusted
-/// proxy says in `X-Forwarded-Proto` (`http` or `https`), else `http` (the relay itself serves
-/// no TLS).
+/// The scheme the page reached this relay by: `https` when the relay serves TLS itself, else
+/// `PUBLIC_URL`'s when it is set, else what a trusted proxy says in `X-Forwarded-Proto` (`http`
+/// or `https`), else `http`.
 fn request_scheme(
     peer: IpAddr,
     headers: &HeaderMap,

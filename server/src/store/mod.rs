@@ -32,6 +32,7 @@ use crate::domain::{
     now_ms, EventKind, Inserted, InstanceId, MessageId, NewMessage, Notice, Participant, RoomHash, Viewed, Waiting,
     CHANNEL,
 };
+use crate::telemetry::metrics::{self, StoreTimer};
 use dialect::Param::{Blob, Int};
 use dialect::{Db, DbPool, WriteTx};
 use sqlite::group_commit::WriteQueue;
@@ -181,6 +182,7 @@ impl Store {
 
     /// Announces an event that goes with no write (typing) to the other instances.
     pub async fn announce(&self, room: &RoomHash, kind: EventKind) -> Result<(), StoreError> {
+        let _timer = StoreTimer::start("announce");
         if let Pool::Postgres(pool) = &self.pool {
             sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(self.notice(room, kind)).execute(pool).await?;
         }
@@ -194,6 +196,7 @@ impl Store {
     /// write (PostgreSQL; SQLite's one writer rules it out): then it looks again, a bounded
     /// number of times.
     pub async fn insert(&self, m: NewMessage<'_>) -> Result<Inserted, StoreError> {
+        let _timer = StoreTimer::start("insert");
         for _ in 0..INSERT_ATTEMPTS {
             let expires_at = expiry(now_ms(), m.ttl);
             let found = match &self.pool {
@@ -204,6 +207,9 @@ impl Store {
                 }
             };
             if let Some(inserted) = found.outcome(m.max_pending, expires_at) {
+                if let Inserted::New { .. } = inserted {
+                    metrics::counter!(metrics::MESSAGES_STORED).increment(1);
+                }
                 return Ok(inserted);
             }
         }
@@ -213,6 +219,7 @@ impl Store {
     /// A waiting, unexpired message of `room`, as `who` may see it. (A fetch asks the hub
     /// first: the instance that stored a message holds it, `relay/held.rs`.)
     pub async fn get(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Option<Waiting>, StoreError> {
+        let _timer = StoreTimer::start("get");
         let sql = self.dialect(sqlite::SELECT_WAITING, postgres::SELECT_WAITING);
         let params = [Blob(&room.0), Blob(&id.0), Blob(&who.0), Int(now_ms())];
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = self.read_pool().fetch_optional(sql, &params).await?;
@@ -227,19 +234,25 @@ impl Store {
     /// Records that `who` viewed the message and deletes it once every recipient has (or at once
     /// if it is open).
     pub async fn viewed(&self, room: &RoomHash, id: &MessageId, who: &Participant) -> Result<Viewed, StoreError> {
-        match &self.pool {
-            Pool::Sqlite { queue, .. } => sqlite::viewed(queue, room, id, who).await,
+        let _timer = StoreTimer::start("viewed");
+        let viewed = match &self.pool {
+            Pool::Sqlite { queue, .. } => sqlite::viewed(queue, room, id, who).await?,
             Pool::Postgres(pool) => {
                 let deleted = self.notice(room, EventKind::Deleted(*id));
                 let receipt = Notice::receipt_prefix(self.instance, room, id);
-                postgres::viewed(pool, room, id, who, self.instance, deleted, receipt).await
+                postgres::viewed(pool, room, id, who, self.instance, deleted, receipt).await?
             }
+        };
+        if viewed == Viewed::Deleted {
+            burned(1);
         }
+        Ok(viewed)
     }
 
     /// Purges a message of `room` that can no longer be opened, announcing it as expired;
     /// `false` if there was none.
     pub async fn purge(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
+        let _timer = StoreTimer::start("purge");
         let notice = self.notice(room, EventKind::Expired(*id));
         let mut tx = self.write_pool().begin_write().await?;
         let deleted = tx.execute(DELETE_MESSAGE, &[Blob(&room.0), Blob(&id.0)]).await? == 1;
@@ -248,11 +261,15 @@ impl Store {
             tx.notify(&[notice]).await?;
         }
         tx.commit().await?;
+        if deleted {
+            metrics::counter!(metrics::MESSAGES_EXPIRED).increment(1);
+        }
         Ok(deleted)
     }
 
     /// Whether a message of `room` is still stored (waiting, or expired and not yet swept).
     pub async fn exists(&self, room: &RoomHash, id: &MessageId) -> Result<bool, StoreError> {
+        let _timer = StoreTimer::start("exists");
         let sql = "SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND id = $2";
         let (count,): (i64,) = self.read_pool().fetch_one(sql, &[Blob(&room.0), Blob(&id.0)]).await?;
         Ok(count > 0)
@@ -262,6 +279,7 @@ impl Store {
     /// the room's backlog limit and what expired since the last sweep. One read for a resync,
     /// however many of its own messages a connection asks about.
     pub async fn stored_ids(&self, room: &RoomHash) -> Result<HashSet<MessageId>, StoreError> {
+        let _timer = StoreTimer::start("stored_ids");
         let sql = "SELECT id FROM messages WHERE room_hash = $1";
         let rows: Vec<(Vec<u8>,)> = self.read_pool().fetch_all(sql, &[Blob(&room.0)]).await?;
         Ok(rows.iter().filter_map(|(id,)| message_id_from_row(id)).collect())
@@ -272,6 +290,7 @@ impl Store {
     /// records' lengths (neither database reads a body to know its length); the relay asks
     /// once per step of its allowance, not per message.
     pub async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        let _timer = StoreTimer::start("stored_bytes");
         let sql = self.dialect(
             "SELECT CAST(COALESCE(SUM(LENGTH(body)), 0) AS INTEGER) FROM messages",
             "SELECT COALESCE(SUM(OCTET_LENGTH(body)), 0)::BIGINT FROM messages",
@@ -282,6 +301,7 @@ impl Store {
 
     /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
     pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
+        let _timer = StoreTimer::start("pending_for");
         let sql = self.dialect(sqlite::PENDING_FOR, postgres::PENDING_FOR);
         let rows: Vec<(Vec<u8>,)> =
             self.read_pool().fetch_all(sql, &[Blob(&room.0), Blob(&who.0), Int(now_ms())]).await?;
@@ -292,15 +312,18 @@ impl Store {
     /// of what it had not viewed; messages every remaining recipient has viewed are deleted.
     /// Returns those messages' ids.
     pub async fn drop_participant(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
+        let _timer = StoreTimer::start("drop_participant");
         let mut tx = self.write_pool().begin_write().await?;
         let deleted = self.drop_from_recipients(&mut tx, room, who).await?;
         tx.commit().await?;
+        burned(deleted.len());
         Ok(deleted)
     }
 
     /// Every (room, participant) still named as a recipient: after a restart, the ones that do
     /// not come back are dropped.
     pub async fn recipient_participants(&self) -> Result<Vec<(RoomHash, Participant)>, StoreError> {
+        let _timer = StoreTimer::start("recipient_participants");
         let sql = self.dialect(sqlite::RECIPIENT_PARTICIPANTS, postgres::RECIPIENT_PARTICIPANTS);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = self.read_pool().fetch_all(sql, &[]).await?;
         Ok(rows
@@ -311,6 +334,7 @@ impl Store {
 
     /// Deletes every expired message (and its recipients) and says which, so rooms can be told.
     pub async fn delete_expired(&self) -> Result<Vec<(RoomHash, MessageId)>, StoreError> {
+        let _timer = StoreTimer::start("delete_expired");
         let sql = "DELETE FROM messages WHERE expires_at <= $1 RETURNING room_hash, id";
         let mut tx = self.write_pool().begin_write().await?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> = tx.fetch_all(sql, &[Int(now_ms())]).await?;
@@ -323,6 +347,7 @@ impl Store {
             tx.notify(&notices).await?;
         }
         tx.commit().await?;
+        metrics::counter!(metrics::MESSAGES_EXPIRED).increment(expired.len() as u64);
         Ok(expired)
     }
 
@@ -336,4 +361,9 @@ impl Store {
             Pool::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// Counts messages burned by a committed write.
+fn burned(messages: usize) {
+    metrics::counter!(metrics::MESSAGES_BURNED).increment(messages as u64);
 }

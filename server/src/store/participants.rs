@@ -13,6 +13,7 @@ use super::dialect::Param::{Blob, Int};
 use super::{Store, StoreError};
 use crate::domain::bounds::HEARTBEAT_TIMEOUT;
 use crate::domain::{now_ms, EventKind, MessageId, Participant, RoomHash};
+use crate::telemetry::metrics::StoreTimer;
 
 /// A join that went through: how many are connected now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,7 @@ impl Store {
         connection: u64,
         max: u32,
     ) -> Result<Option<Admitted>, StoreError> {
+        let _timer = StoreTimer::start("join");
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
         let mut tx = self.write_pool().begin_write().await?;
         let (others,): (i64,) = tx.fetch_one(COUNT_OTHERS, &[Blob(&room.0), Blob(&who.0)]).await?;
@@ -91,6 +93,7 @@ impl Store {
         who: &Participant,
         connection: u64,
     ) -> Result<Option<i64>, StoreError> {
+        let _timer = StoreTimer::start("disconnect");
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
         let mut tx = self.write_pool().begin_write().await?;
         let params = [Blob(&room.0), Blob(&who.0), Blob(&self.instance.0), Int(connection), Int(now_ms())];
@@ -112,6 +115,7 @@ impl Store {
         who: &Participant,
         generation: i64,
     ) -> Result<Option<Vec<MessageId>>, StoreError> {
+        let _timer = StoreTimer::start("leave");
         let mut tx = self.write_pool().begin_write().await?;
         let gone = tx.execute(LEAVE, &[Blob(&room.0), Blob(&who.0), Int(generation)]).await?;
         if gone == 0 {
@@ -120,11 +124,13 @@ impl Store {
         }
         let deleted = self.drop_from_recipients(&mut tx, room, who).await?;
         tx.commit().await?;
+        super::burned(deleted.len());
         Ok(Some(deleted))
     }
 
     /// Renews this instance's rows: it is alive.
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        let _timer = StoreTimer::start("heartbeat");
         self.write_pool().execute(HEARTBEAT, &[Blob(&self.instance.0), Int(now_ms())]).await?;
         Ok(())
     }
@@ -132,6 +138,7 @@ impl Store {
     /// Drops the participants of instances that stopped renewing their rows more than the
     /// heartbeat timeout plus `grace` ago, as if each had left (see [`Store::leave`]).
     pub async fn reap(&self, grace: Duration) -> Result<Vec<Reaped>, StoreError> {
+        let _timer = StoreTimer::start("reap");
         let cutoff = now_ms().saturating_sub(millis(HEARTBEAT_TIMEOUT).saturating_add(millis(grace)));
         let mut tx = self.write_pool().begin_write().await?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> = tx.fetch_all(REAP, &[Int(cutoff)]).await?;
@@ -149,17 +156,20 @@ impl Store {
             reaped.push(Reaped { room, deleted });
         }
         tx.commit().await?;
+        super::burned(reaped.iter().map(|room| room.deleted.len()).sum());
         Ok(reaped)
     }
 
     /// Whether `who` is in `room` (connected or in its grace period, on any instance).
     pub async fn is_participant(&self, room: &RoomHash, who: &Participant) -> Result<bool, StoreError> {
+        let _timer = StoreTimer::start("is_participant");
         let (n,): (i64,) = self.read_pool().fetch_one(IS_PARTICIPANT, &[Blob(&room.0), Blob(&who.0)]).await?;
         Ok(n > 0)
     }
 
     /// How many are connected to `room`, over all instances.
     pub async fn count_connected(&self, room: &RoomHash) -> Result<u32, StoreError> {
+        let _timer = StoreTimer::start("count_connected");
         let (n,): (i64,) = self.read_pool().fetch_one(COUNT_CONNECTED, &[Blob(&room.0), Int(alive_since())]).await?;
         Ok(count(n))
     }

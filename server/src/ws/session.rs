@@ -14,6 +14,7 @@ use crate::domain::bounds::{CLOSE_GRACE, PING_INTERVAL};
 use crate::domain::ClientBlock;
 use crate::relay::connection::{Connection, Ending};
 use crate::relay::Relay;
+use crate::telemetry::metrics;
 
 /// WebSocket close code 1009: message too big (RFC 6455 §7.4.1).
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -34,6 +35,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
     let stopping = server_stopping(stopping);
     tokio::pin!(stopping);
     let mut connection = Connection::new(relay, client);
+    metrics::gauge!(metrics::WEBSOCKETS_OPEN).increment(1.0);
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
     let mut last_heard = Instant::now();
     let mut bucket = TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst);
@@ -48,6 +50,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
                 let Some(Ok(message)) = incoming else { break };
                 last_heard = Instant::now();
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                    metrics::counter!(metrics::FRAMES, "direction" => "in").increment(1);
                     if bucket.try_take() {
                         refused_in_a_row = 0;
                     } else {
@@ -108,6 +111,7 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
         }
     }
     Box::pin(connection.end(ending)).await;
+    metrics::gauge!(metrics::WEBSOCKETS_OPEN).decrement(1.0);
 }
 
 /// Resolves once the server is stopping; never if it runs on, or if nobody can tell any more
@@ -133,7 +137,19 @@ async fn write(socket: &mut WebSocket, message: Message, timeout: Duration) -> R
 }
 
 async fn send(socket: &mut WebSocket, frame: &ServerFrame, timeout: Duration) -> Result<(), WriteFailed> {
+    metrics::counter!(metrics::FRAMES, "direction" => "out").increment(1);
+    if let ServerFrame::Error { code, .. } = frame {
+        metrics::counter!(metrics::REFUSALS, "code" => code_name(*code)).increment(1);
+    }
     write(socket, Message::Text(frame.to_json().into()), timeout).await
+}
+
+/// An error code's wire name (`rate_limited`), the one label of the refusals counter.
+fn code_name(code: ErrorCode) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "unknown".to_owned(),
+    }
 }
 
 async fn send_all(socket: &mut WebSocket, frames: &[ServerFrame], timeout: Duration) -> Result<(), WriteFailed> {

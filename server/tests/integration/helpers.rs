@@ -55,6 +55,12 @@ impl TestDatabase {
         }
     }
 
+    /// The same database reached by another URL (another host, or TLS parameters).
+    pub fn with_url(mut self, url: String) -> Self {
+        self.url = url;
+        self
+    }
+
     /// Every stored body, read with a separate connection straight from the database.
     pub async fn stored_bodies(&self) -> Vec<Vec<u8>> {
         let sql = "SELECT body FROM messages";
@@ -131,7 +137,7 @@ pub async fn spawn_app_on(db: Arc<TestDatabase>, extra: &[&str]) -> TestApp {
     }
     args.extend_from_slice(extra);
     let config = Config::try_parse_from(args).expect("valid test config");
-    server::telemetry::init();
+    server::telemetry::init(Default::default());
     let app = Application::build(config).await.expect("application starts");
     let port = app.port();
     let relay = app.relay();

@@ -27,6 +27,7 @@ mod instances;
 mod journey;
 mod limits;
 mod open_internet;
+mod operator;
 mod pages;
 mod process;
 mod proxy;
