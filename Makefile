@@ -14,27 +14,46 @@ ENV := source scripts/env.sh &&
 E2E_DIST := $(TARGET_DIR)/static-e2e
 E2E_RELAY_ORIGIN := http://127.0.0.1:3110
 
-.PHONY: run setup setup-build setup-static build static static-e2e test vectors check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke test-hostile hostile-smoke soak screenshots clean
+.PHONY: run setup setup-build setup-static build watch dist dist-check static static-e2e test vectors check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke test-hostile hostile-smoke soak screenshots clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
 	LEPTOS_SITE_ROOT=$(SITE_ROOT) $(SERVER_BIN)
 
-## Install the toolchains and tools this project needs (idempotent): `setup-build` for building
-## and serving, `setup` for that plus what the browser tests need.
+## Install the toolchains and tools this project needs (idempotent, in parallel where it helps):
+## `setup-build` only what building and serving need (`make run`), `setup-static` that and the
+## static bundle's, `setup` everything `make test` uses (cargo-deny, cargo-fuzz, the browsers).
 setup:
 	@scripts/setup.sh
 
 setup-build:
-	@EC_SETUP_E2E=0 EC_SETUP_TRUNK=0 scripts/setup.sh
+	@EC_SETUP_E2E=0 EC_SETUP_TRUNK=0 EC_SETUP_TEST=0 scripts/setup.sh
 
 setup-static:
-	@EC_SETUP_E2E=0 scripts/setup.sh
+	@EC_SETUP_E2E=0 EC_SETUP_TEST=0 scripts/setup.sh
 
-## The release build: server binary and wasm-opt'd WASM bundle.
+## The release build: server binary and wasm-opt'd WASM bundle (the steps of `cargo leptos build
+## --release`, without compiling cargo-leptos: scripts/build_release.sh says why).
 build: setup-build
-	$(ENV) cargo leptos build --release
+	scripts/build_release.sh $(SITE_ROOT)
 	scripts/precompress.sh $(SITE_ROOT)/pkg
+
+## The dev loop: cargo-leptos (installed on first use) rebuilds and reloads on every change.
+watch:
+	@EC_SETUP_LEPTOS=1 EC_SETUP_E2E=0 EC_SETUP_TRUNK=0 EC_SETUP_TEST=0 scripts/setup.sh
+	$(ENV) cargo leptos watch
+
+## The release tarball for operators (target/dist/ephemeral-chat-VERSION-ARCH-linux.tar.gz): the
+## server, the site, the sandboxed systemd unit, env.sample, OPERATING.md and SHA256SUMS.
+DIST_DIR := $(TARGET_DIR)/dist
+dist: build
+	scripts/dist.sh $(SERVER_BIN) $(SITE_ROOT) $(DIST_DIR)
+
+## The tarball as an operator uses it: unpacked into an empty directory, its checksums and
+## systemd unit verified, the relay started from it alone to carry message journeys.
+dist-check: dist
+	$(ENV) cargo build -q --release -p loadgen
+	python3 scripts/check_dist.py $$(ls $(DIST_DIR)/ephemeral-chat-*-linux.tar.gz | head -1) $(TARGET_DIR)/release/loadgen
 
 ## The client-only static bundle in dist/ (Trunk, release), for hosting the UI on any static
 ## host apart from the relay: `EC_RELAY_ORIGIN=https://relay.example make static`. Publish
@@ -54,7 +73,7 @@ static-e2e: setup-static
 
 ## Every check: formatting, lints (app without features, server, wasm32), unit and integration
 ## tests on SQLite and PostgreSQL, then Playwright in Chromium against the release build.
-test: setup check-format lint deny vectors unit-and-integration fuzz-smoke build bench-smoke faults-smoke hostile-smoke static-e2e e2e
+test: setup check-format lint deny vectors unit-and-integration fuzz-smoke build dist-check bench-smoke faults-smoke hostile-smoke static-e2e e2e
 
 ## The published crypto vectors (docs/vectors.json), computed again by the independent Python
 ## implementation (the Rust tests do the same in `unit-and-integration`).

@@ -42,6 +42,11 @@ enum Command {
         /// Open loop: messages per second over all rooms.
         #[arg(long, value_parser = positive)]
         rate: Option<f64>,
+        /// A relay already running (its WebSocket URL, e.g. `ws://127.0.0.1:3000/ws`) instead
+        /// of servers started here: nothing is started, and the rows left are for the caller to
+        /// count (`rows_left` is null).
+        #[arg(long, conflicts_with_all = ["backend", "instances"])]
+        url: Option<String>,
     },
     /// Joined, silent connections: server memory per connection.
     Idle {
@@ -102,9 +107,23 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Journey { target, rooms, clients_per_room, messages, concurrency, payload, rate } => {
-            let (servers, db) = start(&target).await?;
+        Command::Journey { target, rooms, clients_per_room, messages, concurrency, payload, rate, url } => {
             let keys = journey::derive_rooms(rooms).await;
+            if let Some(url) = url {
+                let options = JourneyOptions {
+                    urls: vec![url],
+                    clients_per_room,
+                    messages,
+                    window: concurrency,
+                    payload,
+                    rate,
+                    drain_timeout: Duration::from_secs(30),
+                };
+                let report = journey::run(&keys, &options).await?;
+                println!("{}", serde_json::json!({ "report": report, "rows_left": null }));
+                return Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            let (servers, db) = start(&target).await?;
             let options = JourneyOptions {
                 urls: servers.iter().map(Server::ws_url).collect(),
                 clients_per_room,
