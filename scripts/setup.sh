@@ -202,16 +202,17 @@ task_npm() {
         && cp end2end/package-lock.json "$npm_stamp"
 }
 
-# id|what it is|how to install it by hand|optional (a failure is reported, not fatal)
+# id|what it is|how to install it by hand|optional (a failure is reported, not fatal). The quick
+# ones first, so the long compilations overlap only each other.
 tasks=()
 [ "$need_wasm_std" = 1 ] && tasks+=("wasm_std|the wasm32 standard library, from source|see the log above|")
+[ "$need_opt" = 1 ] && tasks+=("opt|wasm-opt (binaryen $EC_BUNDLE_BINARYEN)|npm ci in a copy of scripts/binaryen, or cargo install wasm-opt --locked --version $EC_BUNDLE_WASM_OPT_CRATE|")
+[ "$need_npm" = 1 ] && tasks+=("npm|Playwright in end2end/ (no browser download: it drives the system Chromium)|cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci|")
 [ "$need_leptos" = 1 ] && tasks+=("leptos|cargo-leptos 0.3.11|cargo install cargo-leptos --locked --version 0.3.11 (needs rustc >= 1.96)|")
 [ "$need_bindgen" = 1 ] && tasks+=("bindgen|wasm-bindgen-cli $bindgen|cargo install wasm-bindgen-cli --version $bindgen|")
-[ "$need_opt" = 1 ] && tasks+=("opt|wasm-opt (binaryen $EC_BUNDLE_BINARYEN)|npm ci in a copy of scripts/binaryen, or cargo install wasm-opt --locked --version $EC_BUNDLE_WASM_OPT_CRATE|")
 [ "$need_trunk" = 1 ] && tasks+=("trunk|trunk $EC_BUNDLE_TRUNK|cargo install trunk --locked --version $EC_BUNDLE_TRUNK --no-default-features --features rustls|")
 [ "$need_deny" = 1 ] && tasks+=("deny|cargo-deny 0.20.2|cargo install cargo-deny --locked --version 0.20.2|")
 [ "$need_fuzz" = 1 ] && tasks+=("fuzz|cargo-fuzz 0.13.1|cargo install cargo-fuzz --locked --version 0.13.1|")
-[ "$need_npm" = 1 ] && tasks+=("npm|Playwright in end2end/ (no browser download: it drives the system Chromium)|cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci|")
 [ "$need_bundle_rust" = 1 ] && tasks+=("bundle_rust|Rust $EC_BUNDLE_RUST with the wasm32 target, the static bundle's compiler (rustup)|rustup toolchain install $EC_BUNDLE_RUST --profile minimal --target wasm32-unknown-unknown: without it make static refuses to build|optional")
 
 [ ${#tasks[@]} -eq 0 ] && exit 0

@@ -109,23 +109,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Journey { target, rooms, clients_per_room, messages, concurrency, payload, rate, url } => {
             let keys = journey::derive_rooms(rooms).await;
-            if let Some(url) = url {
-                let options = JourneyOptions {
-                    urls: vec![url],
-                    clients_per_room,
-                    messages,
-                    window: concurrency,
-                    payload,
-                    rate,
-                    drain_timeout: Duration::from_secs(30),
-                };
-                let report = journey::run(&keys, &options).await?;
-                println!("{}", serde_json::json!({ "report": report, "rows_left": null }));
-                return Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-            }
-            let (servers, db) = start(&target).await?;
+            // Servers of our own over a fresh database, unless a running relay was named.
+            let started = if url.is_none() { Some(start(&target).await?) } else { None };
+            let urls = match &started {
+                Some((servers, _)) => servers.iter().map(Server::ws_url).collect(),
+                None => url.into_iter().collect(),
+            };
             let options = JourneyOptions {
-                urls: servers.iter().map(Server::ws_url).collect(),
+                urls,
                 clients_per_room,
                 messages,
                 window: concurrency,
@@ -134,6 +125,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 drain_timeout: Duration::from_secs(30),
             };
             let report = journey::run(&keys, &options).await?;
+            let Some((servers, db)) = started else {
+                println!("{}", serde_json::json!({ "report": report, "rows_left": null }));
+                return Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            };
             let rows_left = db.message_rows().await?;
             let peak_rss_kib: Vec<u64> = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
             println!(
