@@ -65,7 +65,7 @@ impl Config {
     /// PGSSLMODE and PGSSLROOTCERT (flags or environment) where the URL names none: a URL's own
     /// `sslmode` and `sslrootcert` take precedence, as with libpq.
     fn with_tls_settings(&self, mut options: PgConnectOptions, url: Option<&str>) -> PgConnectOptions {
-        let in_url = |name: &str| url.is_some_and(|url| url_has_param(url, name));
+        let in_url = |name: &str| url.is_some_and(|url| url_param(url, name).is_some());
         if let Some(mode) = self.pgsslmode {
             if !in_url("sslmode") {
                 options = options.ssl_mode(mode);
@@ -137,13 +137,6 @@ pub fn ssl_mode_name(mode: PgSslMode) -> &'static str {
     }
 }
 
-/// Whether a `postgres://` URL's query names `param`.
-fn url_has_param(url: &str, param: &str) -> bool {
-    url.split_once('?').is_some_and(|(_, query)| {
-        query.split('&').any(|pair| pair.split('=').next().is_some_and(|name| name.eq_ignore_ascii_case(param)))
-    })
-}
-
 /// The value of `param` in a `postgres://` URL's query, undecoded.
 fn url_param<'a>(url: &'a str, param: &str) -> Option<&'a str> {
     let (_, query) = url.split_once('?')?;
@@ -192,8 +185,8 @@ mod tests {
         }
         assert!(parse_ssl_mode("VERIFY-FULL").is_ok());
         assert!(parse_ssl_mode("sometimes").is_err());
-        assert!(url_has_param("postgres://h/db?a=1&sslmode=require", "sslmode"));
-        assert!(!url_has_param("postgres://h/db?a=1", "sslmode"));
+        assert!(url_param("postgres://h/db?a=1&sslmode=require", "sslmode").is_some());
+        assert!(url_param("postgres://h/db?a=1", "sslmode").is_none());
         assert_eq!(url_param("postgres://h/db?sslrootcert=/x.pem&b", "sslrootcert"), Some("/x.pem"));
     }
 

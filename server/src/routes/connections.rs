@@ -85,25 +85,20 @@ pub async fn serve(
         let open = open_tx.clone();
         let (router, stop) = (router.clone(), stop.clone());
         let place = Place::new(place);
-        match &tls {
-            None => {
-                tokio::spawn(async move {
-                    serve_connection(Guarded::new(stream, place, limits), peer, router, stop).await;
-                    drop(open);
-                });
-            }
-            Some(tls) => {
-                let acceptor = tls.acceptor();
-                tokio::spawn(async move {
+        let acceptor = tls.as_ref().map(Tls::acceptor);
+        tokio::spawn(async move {
+            match acceptor {
+                None => serve_connection(Guarded::new(stream, place, limits), peer, router, stop).await,
+                Some(acceptor) => {
                     // A handshake that stalls or fails closes the connection, unanswered.
                     let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
                     if let Ok(Ok(stream)) = handshake {
                         serve_connection(Guarded::new(stream, place, limits), peer, router, stop).await;
                     }
-                    drop(open);
-                });
+                }
             }
-        }
+            drop(open);
+        });
     }
     drop(open_tx);
     if tokio::time::timeout(STOP_WAIT, all_closed.recv()).await.is_err() {
