@@ -201,6 +201,9 @@ impl Server {
             .env("ENCRYPTION_KEY", key)
             .env("LEPTOS_SITE_ROOT", db.dir.path())
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // TLS to PostgreSQL as this process has it (PGSSLMODE, which its own connections
+            // follow too): `PGSSLMODE=disable` measures without it.
+            .envs(std::env::var("PGSSLMODE").ok().map(|mode| ("PGSSLMODE", mode)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
