@@ -11,6 +11,7 @@ import { generateCode, enterRoom, ready, sealedCards, send } from './support';
 
 const PORT = 3112;
 const ORIGIN = `https://localhost:${PORT}`;
+const TEXT = 'carried over the TLS of the relay itself';
 
 let relay: ChildProcess | undefined;
 let output = '';
@@ -80,15 +81,15 @@ test('over the relay\'s own TLS, a page hydrates, talks over wss:// and a messag
     expect(sockets.length).toBeGreaterThan(0);
     expect(sockets.every((url) => url.startsWith(`wss://localhost:${PORT}/`))).toBe(true);
 
-    await send(alice, 'carried over the relay's own TLS');
+    await send(alice, TEXT);
     await expect(sealedCards(bob)).toHaveCount(1);
     await sealedCards(bob).click();
-    await expect(bob.locator('.card .text')).toHaveText('carried over the relay's own TLS');
+    await expect(bob.locator('.card .text')).toHaveText(TEXT);
     await expect(alice.getByText('Read and deleted from the server')).toBeVisible();
     await ready(bob);
   } finally {
     await Promise.all(contexts.map((c) => c.close()));
   }
   expect(output).not.toContain('127.0.0.1');
-  expect(output).not.toContain("carried over the relay's own TLS");
+  expect(output).not.toContain(TEXT);
 });
