@@ -19,6 +19,9 @@ started=$SECONDS
 
 # The two compilations use separate target directories (cargo-leptos's layout: the WASM in
 # front/), so they run side by side and each fills the other's single-threaded stretches.
+# As cargo-leptos does: Leptos reads the output name at compile time, and only with it set does
+# the server's page name the renamed `NAME.wasm` (else `NAME_bg.wasm`, which is not there).
+export LEPTOS_OUTPUT_NAME=$name
 step "compiling the server (release) and the page's WASM (wasm-release) side by side"
 cargo build --release --package=server --bin=server --no-default-features &
 server=$!
