@@ -22,7 +22,9 @@ const CONNECTIONS_PER_ADDRESS: usize = 16;
 const JOURNEYS: usize = 30;
 /// Bounds on the honest journeys during the flood. Not speed targets (BENCHMARKS.md has those:
 /// a few milliseconds at p99): the median must stay that of a responsive chat, and no journey
-/// may stall. Generous, because the other integration tests run beside this one on two cores.
+/// may stall. `make test` runs the flood tests on their own, after the other integration tests
+/// (`--skip flood::`, then `flood:: --test-threads=1`), so the bounds measure the relay under the
+/// flood and not the other tests on the same two cores; still generous, for a debug build.
 const MEDIAN_BOUND: Duration = Duration::from_millis(500);
 const STALL_BOUND: Duration = Duration::from_secs(3);
 /// One flood at a time: the attackers take a core, and two floods (one per backend) at once would
@@ -178,9 +180,11 @@ pub async fn a_flood_of_hostile_frames_leaves_an_honest_room_working(backend: Ba
         let started = Instant::now();
         let text = format!("honest message {n}");
         let (id, _) = alice.send_message(&room, &text).await;
-        assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+        // A presence count may still be on its way (a join's recount is read after the join,
+        // later on a busy server): this test is not about presence.
+        assert_eq!(bob.recv_skipping_presence().await, ServerFrame::Message { message_id: id.to_hex() });
         assert_eq!(read_and_burn(&mut bob, &room, &id).await, text);
-        assert_eq!(alice.recv().await, ServerFrame::Deleted { message_id: id.to_hex() });
+        assert_eq!(alice.recv_skipping_presence().await, ServerFrame::Deleted { message_id: id.to_hex() });
         took.push(started.elapsed());
         // Bob sends two frames a journey: keep him under the 5 frames/s a person is allowed.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -190,15 +194,17 @@ pub async fn a_flood_of_hostile_frames_leaves_an_honest_room_working(backend: Ba
     took.sort();
     let (median, slowest) = (took[JOURNEYS / 2], took[JOURNEYS - 1]);
     let (rss_after, peak) = memory_kib(pid);
-    eprintln!(
-        "flood ({backend:?}): {} connections sent {frames} hostile frames; honest journeys: median {median:?}, slowest {slowest:?}; \
-         server RSS {rss_before} KiB before, {rss_after} KiB after, peak {peak} KiB",
+    // Every figure in every failure's message: a CI log may keep only the panic's line.
+    let figures = format!(
+        "flood ({backend:?}): {} connections sent {frames} hostile frames; honest journeys: median {median:?}, \
+         slowest {slowest:?}, all {took:?}; server RSS {rss_before} KiB before, {rss_after} KiB after, peak {peak} KiB",
         connections.load(Ordering::Relaxed)
     );
-    assert!(frames > 10_000, "the flood was a flood: {frames} frames");
-    assert!(median < MEDIAN_BOUND, "the honest room slowed to a median journey of {median:?}");
-    assert!(slowest < STALL_BOUND, "an honest journey stalled for {slowest:?}");
-    assert!(peak < rss_before + MEMORY_BOUND_KIB, "memory grew from {rss_before} KiB to a peak of {peak} KiB");
+    eprintln!("{figures}");
+    assert!(frames > 10_000, "the flood was not a flood: {figures}");
+    assert!(median < MEDIAN_BOUND, "the honest room slowed past a median of {MEDIAN_BOUND:?}: {figures}");
+    assert!(slowest < STALL_BOUND, "an honest journey stalled past {STALL_BOUND:?}: {figures}");
+    assert!(peak < rss_before + MEMORY_BOUND_KIB, "memory grew past {MEMORY_BOUND_KIB} KiB: {figures}");
 
     // The server is up, the honest room still works, the bystander's message still waits.
     alice.assert_quiet_and_alive().await;
