@@ -9,7 +9,7 @@
 
 # Tools the project installs outside cargo (scripts/setup.sh): wasm-opt from binaryen's npm release.
 export EC_TOOLS_DIR="${EC_TOOLS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/ephemeral-chat}"
-export PATH="$EC_TOOLS_DIR/bin:$HOME/.cargo/bin:$PATH"
+export PATH="$EC_TOOLS_DIR/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 ec_has_wasm_std() { # $1: toolchain name, or empty for the default
     local sysroot
