@@ -98,10 +98,11 @@ deny:
 ## Unit tests (app, server) and the integration tests (server/tests), both backends.
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
 ## The flood tests run last and alone: their bounds are on an honest room's journeys during a
-## flood, which the other tests running beside them on two cores would measure instead.
+## flood, which the other tests running beside them on two cores would measure instead. (The
+## same packages and targets both times: another set would resolve features anew and rebuild.)
 unit-and-integration:
 	$(ENV) cargo test -p app -p server --lib --test integration -- --skip flood::
-	$(ENV) cargo test -p server --test integration flood:: -- --test-threads=1
+	$(ENV) cargo test -p app -p server --lib --test integration flood:: -- --test-threads=1
 	$(ENV) cargo test -p loadgen --lib --bins
 
 ## Playwright in Chromium, every test on the server-rendered build and on the static bundle.
