@@ -219,18 +219,34 @@ struct Guarded<S> {
     limits: ConnectionLimits,
     /// Armed by the first read that waits, dropped once upgraded: an idle WebSocket keeps none.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Seen upgraded: the phase no longer changes, so reads and writes pass straight through
+    /// without the shared phase's lock (every frame of a WebSocket's life goes this way).
+    upgraded: bool,
     _place: Place,
 }
 
 impl<S> Guarded<S> {
     fn new(stream: S, place: Place, limits: ConnectionLimits) -> Self {
         let now = Instant::now();
-        Self { stream, phase: SharedPhase::new(Phase::Head(now)), limits, timer: None, _place: place }
+        Self { stream, phase: SharedPhase::new(Phase::Head(now)), limits, timer: None, upgraded: false, _place: place }
+    }
+
+    /// The current phase (once upgraded, without asking the shared one again).
+    fn phase(&mut self) -> Phase {
+        if self.upgraded {
+            return Phase::Upgraded;
+        }
+        let phase = self.phase.get();
+        if let Phase::Upgraded = phase {
+            self.upgraded = true;
+            self.timer = None;
+        }
+        phase
     }
 
     /// When the current phase's time is up, if a timer runs in it.
-    fn deadline(&self) -> Option<Instant> {
-        match self.phase.get() {
+    fn deadline(&mut self) -> Option<Instant> {
+        match self.phase() {
             Phase::Head(since) => Some(since + self.limits.header_timeout),
             Phase::Idle(since) => Some(since + self.limits.keepalive_timeout),
             Phase::Serving | Phase::Upgraded => None,
@@ -241,12 +257,15 @@ impl<S> Guarded<S> {
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.upgraded {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 // A request's first byte on a kept-alive connection starts its head's timer.
                 if buf.filled().len() > before {
-                    if let Phase::Idle(_) = this.phase.get() {
+                    if let Phase::Idle(_) = this.phase() {
                         this.phase.set(Phase::Head(Instant::now()));
                     }
                 }
@@ -257,10 +276,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 // The deadline may have moved since the timer was armed (a response written
                 // meanwhile): only a deadline that has passed ends the connection.
                 loop {
+                    // None while serving (no timer runs), and once upgraded (the timer is gone).
                     let Some(deadline) = this.deadline() else {
-                        if let Phase::Upgraded = this.phase.get() {
-                            this.timer = None;
-                        }
                         return Poll::Pending;
                     };
                     let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -282,7 +299,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.stream).poll_write(cx, buf));
         // A response still being written after its head keeps the connection from idling out.
-        if let Phase::Idle(_) = this.phase.get() {
+        if let Phase::Idle(_) = this.phase() {
             this.phase.set(Phase::Idle(Instant::now()));
         }
         Poll::Ready(written)
@@ -303,7 +320,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.stream).poll_write_vectored(cx, bufs));
-        if let Phase::Idle(_) = this.phase.get() {
+        if let Phase::Idle(_) = this.phase() {
             this.phase.set(Phase::Idle(Instant::now()));
         }
         Poll::Ready(written)
