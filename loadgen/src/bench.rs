@@ -359,7 +359,12 @@ async fn machine(postgres_url: &str) -> Result<Machine, TargetError> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0.0);
     let mut pg = postgres_url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
-    let postgres: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut pg).await?;
+    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut pg).await?;
+    // Whether the figures include TLS to the database: this connection follows PGSSLMODE (libpq's
+    // `prefer` when unset), as do the servers' (`target.rs`).
+    let tls: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&mut pg).await?;
+    let postgres = format!("{version}, reached {} TLS", if tls { "over" } else { "without" });
     pg.close().await?;
     let mut lite = sqlx::sqlite::SqliteConnectOptions::new().in_memory(true).connect().await?;
     let sqlite: String = sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&mut lite).await?;
