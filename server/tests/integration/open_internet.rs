@@ -125,6 +125,27 @@ async fn a_kept_alive_connection_may_idle_longer_than_a_head_may_take() {
 }
 
 #[tokio::test]
+async fn a_websocket_outlives_the_http_timers() {
+    // The head and kept-alive timers are for HTTP: once upgraded, a silent room keeps its sockets
+    // (the session's own pings and idle timeout rule them, and they are far longer).
+    let app = spawn_app_with(Backend::Sqlite, &["--header-timeout", "1s", "--keepalive-timeout", "1s"]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (mut bob, _, _) = app.joined(&room).await;
+    // Silent for three times either timer.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let message_id = send_ok(&mut alice, &room, "after a silence").await;
+    loop {
+        if let ServerFrame::Message { message_id: got } = bob.recv_skipping_presence().await {
+            assert_eq!(got, message_id);
+            break;
+        }
+    }
+    bob.send(&ClientFrame::Fetch { message_id }).await;
+    payload(&mut bob).await;
+}
+
+#[tokio::test]
 async fn past_the_connection_cap_new_connections_are_closed_at_once() {
     let app = spawn_app_with(Backend::Sqlite, &["--max-connections", "4"]).await;
     let (mut websocket, _, _) = app.joined(&TestRoom::new()).await;
