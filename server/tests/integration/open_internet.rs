@@ -54,18 +54,23 @@ async fn payload(client: &mut Client) {
 }
 
 /// A message journey: sent, fetched, viewed, burned; how long it took.
+/// Waits for the notice of `message_id` (the first message notice that comes must be it).
+async fn noticed(client: &mut Client, message_id: &str) {
+    loop {
+        if let ServerFrame::Message { message_id: got } = client.recv_skipping_presence().await {
+            assert_eq!(got, message_id);
+            return;
+        }
+    }
+}
+
 async fn journey(app: &TestApp) -> Duration {
     let room = TestRoom::new();
     let (mut alice, _, _) = app.joined(&room).await;
     let (mut bob, _, _) = app.joined(&room).await;
     let start = Instant::now();
     let message_id = send_ok(&mut alice, &room, "still here").await;
-    loop {
-        if let ServerFrame::Message { message_id: got } = bob.recv_skipping_presence().await {
-            assert_eq!(got, message_id);
-            break;
-        }
-    }
+    noticed(&mut bob, &message_id).await;
     bob.send(&ClientFrame::Fetch { message_id: message_id.clone() }).await;
     payload(&mut bob).await;
     bob.send(&ClientFrame::Viewed { message_id: message_id.clone() }).await;
@@ -135,12 +140,7 @@ async fn a_websocket_outlives_the_http_timers() {
     // Silent for three times either timer.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let message_id = send_ok(&mut alice, &room, "after a silence").await;
-    loop {
-        if let ServerFrame::Message { message_id: got } = bob.recv_skipping_presence().await {
-            assert_eq!(got, message_id);
-            break;
-        }
-    }
+    noticed(&mut bob, &message_id).await;
     bob.send(&ClientFrame::Fetch { message_id }).await;
     payload(&mut bob).await;
 }
