@@ -146,7 +146,7 @@ def content_security_policy(html: str, origin: str) -> str:
         "worker-src 'none'; "
         "style-src 'self'; "
         f"connect-src 'self' {relay_ws_origin(origin)}; "
-        "img-src 'self'; base-uri 'none'; form-action 'self'"
+        "img-src 'self' blob:; base-uri 'none'; form-action 'self'"
     )
 
 

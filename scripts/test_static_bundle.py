@@ -173,7 +173,7 @@ class FinishedPage(unittest.TestCase):
         self.assertEqual(
             policy,
             f"default-src 'none'; script-src 'sha256-{digest}' blob: 'wasm-unsafe-eval'; worker-src 'none'; style-src 'self'; "
-            "connect-src 'self' wss://relay.example:8443; img-src 'self'; base-uri 'none'; form-action 'self'",
+            "connect-src 'self' wss://relay.example:8443; img-src 'self' blob:; base-uri 'none'; form-action 'self'",
         )
 
     def test_room_is_the_same_page_and_every_file_is_in_sha256sums(self):

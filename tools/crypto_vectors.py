@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""An independent implementation of Ephemeral Chat crypto spec v1 (docs/CRYPTO.md), written from
-the spec with Python's hashlib and the `cryptography` package. It computes the known-answer
-vectors from their inputs and checks them against the published docs/vectors.json (which the
-Rust tests read too), then opens the published message and at-rest record with its own readers,
-which must refuse what the spec refuses (a repeated JSON key, a flipped bit).
+"""An independent implementation of Ephemeral Chat crypto spec v1 and its files (v2)
+(docs/CRYPTO.md), written from the spec with Python's hashlib and the `cryptography` package. It
+computes the known-answer vectors from their inputs and checks them against the published
+docs/vectors.json and docs/vectors-file.json (which the Rust tests read too), then opens the
+published messages, file chunks and at-rest records with its own readers, which must refuse what
+the spec refuses (a repeated JSON key, a flipped bit, chunks reordered, dropped or truncated).
 
-Run:  python3 tools/crypto_vectors.py           check docs/vectors.json (exit 1 on any difference)
+Run:  python3 tools/crypto_vectors.py           check both files (exit 1 on any difference)
       python3 tools/crypto_vectors.py --print   print the vectors it computes, as JSON
+      python3 tools/crypto_vectors.py --print-file   the same for the file vectors
 Needs: pip install cryptography
 """
 import hashlib
@@ -19,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors.json"
+FILE_VECTORS = VECTORS.with_name("vectors-file.json")
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PBKDF2_SALT = b"ephemeral-chat/v1/pbkdf2"
@@ -30,6 +33,10 @@ MESSAGE_AAD_LABEL = b"ephemeral-chat/v1/message"
 KEY_ID_LABEL = b"ephemeral-chat/v1/at-rest-key-id"
 AT_REST_INFO = b"ephemeral-chat/v1/at-rest"
 VERSION = 0x01
+VERSION_FILE = 0x02
+FILE_KEY_INFO = b"ephemeral-chat/v2/file-key"
+CHUNK_AAD_LABEL = b"ephemeral-chat/v2/file-chunk"
+CHUNK = 65536
 PAD_BLOCK = 256
 SEAL_OVERHEAD = 1 + 12 + 16
 MIN_SEALED, MAX_SEALED = SEAL_OVERHEAD + PAD_BLOCK, SEAL_OVERHEAD + 16384
@@ -73,18 +80,18 @@ def key_schedule(code: str) -> dict:
     }
 
 
-def message_aad(room_id: bytes, message_id: bytes) -> bytes:
-    return MESSAGE_AAD_LABEL + bytes([VERSION]) + room_id + message_id
+def message_aad(room_id: bytes, message_id: bytes, version: int = VERSION) -> bytes:
+    return MESSAGE_AAD_LABEL + bytes([version]) + room_id + message_id
 
 
 def padded_len(body_len: int) -> int:
     return PAD_BLOCK * -(-(body_len + 1) // PAD_BLOCK)
 
 
-def seal(message_key: bytes, room_id: bytes, message_id: bytes, body: bytes, nonce: bytes) -> bytes:
+def seal(message_key: bytes, room_id: bytes, message_id: bytes, body: bytes, nonce: bytes, version: int = VERSION) -> bytes:
     padded = body + b"\x80" + b"\x00" * (padded_len(len(body)) - len(body) - 1)
-    ciphertext = AESGCM(message_key).encrypt(nonce, padded, message_aad(room_id, message_id))
-    return bytes([VERSION]) + nonce + ciphertext
+    ciphertext = AESGCM(message_key).encrypt(nonce, padded, message_aad(room_id, message_id, version))
+    return bytes([version]) + nonce + ciphertext
 
 
 def refuse_repeated_keys(pairs: list) -> dict:
@@ -106,12 +113,27 @@ def lower_hex(value, length: int) -> bytes:
     return bytes.fromhex(value)
 
 
+def chunk_class(count: int) -> int:
+    """Counts up to 16 as they are; larger ones rounded up to their four leading bits."""
+    if count <= 16:
+        return max(count, 1)
+    shift = count.bit_length() - 4
+    return -(-count // (1 << shift)) << shift
+
+
+def chunks_for(size: int) -> int:
+    return chunk_class(max(1, -(-size // CHUNK)))
+
+
 def open_sealed(message_key: bytes, room_id: bytes, message_id: bytes, sealed: bytes) -> dict:
     """Opens a sealed payload received for `message_id`, checking all the spec says, in its order."""
-    if not MIN_SEALED <= len(sealed) <= MAX_SEALED or (len(sealed) - SEAL_OVERHEAD) % PAD_BLOCK or sealed[0] != VERSION:
+    if not MIN_SEALED <= len(sealed) <= MAX_SEALED or (len(sealed) - SEAL_OVERHEAD) % PAD_BLOCK:
+        raise OpenError
+    version = sealed[0]
+    if version not in (VERSION, VERSION_FILE):
         raise OpenError
     try:
-        padded = AESGCM(message_key).decrypt(sealed[1:13], sealed[13:], message_aad(room_id, message_id))
+        padded = AESGCM(message_key).decrypt(sealed[1:13], sealed[13:], message_aad(room_id, message_id, version))
     except InvalidTag:
         raise OpenError from None
     end = len(padded.rstrip(b"\x00")) - 1
@@ -134,7 +156,57 @@ def open_sealed(message_key: bytes, room_id: bytes, message_id: bytes, sealed: b
     sender = lower_hex(body.get("sender"), 8)
     if lower_hex(body.get("id"), 16) != message_id:
         raise OpenError
-    return {"id": message_id, "sender": sender, "text": text, "sent_at": sent_at}
+    opened = {"id": message_id, "sender": sender, "text": text, "sent_at": sent_at}
+    if version == VERSION_FILE:
+        opened["file"] = open_file_card(body.get("file"))
+    return opened
+
+
+def open_file_card(file) -> dict:
+    """A version 2 body's `file`: present, with a 32-byte id and the size's chunk count."""
+    if not isinstance(file, dict):
+        raise OpenError
+    name, mime, size, chunks = file.get("name"), file.get("type"), file.get("size"), file.get("chunks")
+    for string in (name, mime):
+        if not isinstance(string, str) or any(0xD800 <= ord(c) <= 0xDFFF for c in string):
+            raise OpenError
+    if type(size) is not int or not 0 <= size < 2**64 or type(chunks) is not int:
+        raise OpenError
+    if size > (1 << 18) * CHUNK or chunks != chunks_for(size):
+        raise OpenError
+    return {"id": lower_hex(file.get("id"), 32), "name": name, "type": mime, "size": size, "chunks": chunks}
+
+
+def file_key(message_key: bytes, file_id: bytes) -> bytes:
+    return hkdf_sha256(message_key, FILE_KEY_INFO + file_id, 32)
+
+
+def chunk_nonce(index: int, chunks: int) -> bytes:
+    return index.to_bytes(11, "big") + bytes([1 if index == chunks - 1 else 0])
+
+
+def chunk_aad(room_id: bytes, message_id: bytes, chunks: int) -> bytes:
+    return CHUNK_AAD_LABEL + room_id + message_id + chunks.to_bytes(4, "big")
+
+
+def seal_file(key: bytes, aad: bytes, content: bytes, chunks: int) -> list:
+    padded = content + b"\x00" * (chunks * CHUNK - len(content))
+    return [AESGCM(key).encrypt(chunk_nonce(i, chunks), padded[i * CHUNK:(i + 1) * CHUNK], aad) for i in range(chunks)]
+
+
+def open_file(key: bytes, aad: bytes, sealed_chunks: list, size: int, chunks: int) -> bytes:
+    """Every chunk in order, each under its own nonce; the zero fill past `size` dropped."""
+    if len(sealed_chunks) != chunks:
+        raise OpenError
+    out = b""
+    for index, chunk in enumerate(sealed_chunks):
+        if len(chunk) != CHUNK + 16:
+            raise OpenError
+        try:
+            out += AESGCM(key).decrypt(chunk_nonce(index, chunks), chunk, aad)
+        except InvalidTag:
+            raise OpenError from None
+    return out[:size]
 
 
 def at_rest_key_id(server_key: bytes) -> int:
@@ -152,8 +224,17 @@ def at_rest_seal(server_key: bytes, room_hash: bytes, message_id: bytes, sealed:
     return bytes([key_id]) + nonce + cipher.encrypt(nonce, sealed, aad)
 
 
-def at_rest_open(server_key: bytes, room_hash: bytes, message_id: bytes, stored: bytes) -> bytes:
+def at_rest_seal_chunk(server_key: bytes, room_hash: bytes, message_id: bytes, index: int, chunk: bytes,
+                       nonce: bytes) -> bytes:
+    """A file chunk at rest: the message's key, and its index after the message's AAD."""
     key_id, cipher, aad = at_rest_parts(server_key, message_id, room_hash)
+    return bytes([key_id]) + nonce + cipher.encrypt(nonce, chunk, aad + index.to_bytes(4, "big"))
+
+
+def at_rest_open(server_key: bytes, room_hash: bytes, message_id: bytes, stored: bytes, index=None) -> bytes:
+    key_id, cipher, aad = at_rest_parts(server_key, message_id, room_hash)
+    if index is not None:
+        aad += index.to_bytes(4, "big")
     if len(stored) < 13 or stored[0] != key_id:
         raise OpenError
     try:
@@ -263,6 +344,125 @@ def check_readers(published: dict) -> list:
     return failures
 
 
+def file_content(size: int) -> bytes:
+    """The file the vectors seal: byte i is i mod 251."""
+    return bytes(i % 251 for i in range(size))
+
+
+def card_body(card: dict) -> str:
+    file = card["file"]
+    return json.dumps(
+        {"id": card["message_id"], "sender": card["sender"], "text": card["text"], "sent_at": card["sent_at"],
+         "file": {"id": file["id"], "name": file["name"], "type": file["type"], "size": file["size"],
+                  "chunks": file["chunks"]}},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def compute_file(inputs: dict, room: dict) -> dict:
+    """The file vectors from their inputs and the v1 room's keys."""
+    card_in, rest_in = inputs["card"], inputs["at_rest"]
+    message_key, room_id = bytes.fromhex(room["message_key"]), bytes.fromhex(room["room_id"])
+    message_id = bytes.fromhex(card_in["message_id"])
+    file_in = card_in["file"]
+    chunks = chunks_for(file_in["size"])
+    card = {**{name: card_in[name] for name in ("message_id", "sender", "text", "sent_at", "nonce")},
+            "file": {**{name: file_in[name] for name in ("id", "name", "type", "size")}, "chunks": chunks}}
+    body = card_body(card)
+    sealed = seal(message_key, room_id, message_id, body.encode(), bytes.fromhex(card_in["nonce"]), VERSION_FILE)
+    key = file_key(message_key, bytes.fromhex(file_in["id"]))
+    aad = chunk_aad(room_id, message_id, chunks)
+    sealed_chunks = seal_file(key, aad, file_content(file_in["size"]), chunks)
+    server_key = bytes.fromhex(rest_in["server_key"])
+    room_hash = hashlib.sha256(room_id).digest()
+    index = rest_in["index"]
+    stored = at_rest_seal_chunk(server_key, room_hash, message_id, index, sealed_chunks[index],
+                                bytes.fromhex(rest_in["nonce"]))
+    return {
+        "about": inputs["about"],
+        "room": {"room_id": room["room_id"], "message_key": room["message_key"]},
+        "card": {**card, "body": body, "sealed": sealed.hex()},
+        "chunks": {
+            "content": inputs["chunks"]["content"],
+            "file_key": key.hex(),
+            "aad": aad.hex(),
+            "nonces": [chunk_nonce(i, chunks).hex() for i in range(chunks)],
+            "sealed_sha256": [hashlib.sha256(chunk).hexdigest() for chunk in sealed_chunks],
+            "tags": [chunk[-16:].hex() for chunk in sealed_chunks],
+        },
+        "at_rest": {
+            "server_key": rest_in["server_key"],
+            "nonce": rest_in["nonce"],
+            "index": index,
+            "stored_len": len(stored),
+            "stored_head": stored[:13].hex(),
+            "stored_sha256": hashlib.sha256(stored).hexdigest(),
+        },
+    }
+
+
+def check_file_readers(published: dict) -> list:
+    """The card opens to its file and the chunks to the content; every tampering is refused."""
+    room, card, rest = published["room"], published["card"], published["at_rest"]
+    message_key, room_id = bytes.fromhex(room["message_key"]), bytes.fromhex(room["room_id"])
+    message_id, sealed = bytes.fromhex(card["message_id"]), bytes.fromhex(card["sealed"])
+    failures = []
+    opened = opened_or_none(lambda: open_sealed(message_key, room_id, message_id, sealed))
+    file = card["file"]
+    expected_file = {**file, "id": bytes.fromhex(file["id"])}
+    if opened is None or opened.get("file") != expected_file or opened["text"] != card["text"]:
+        failures.append("the published card does not open to its file")
+    for bit in range(len(sealed) * 8):
+        flipped = bytearray(sealed)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        if not refused(lambda: open_sealed(message_key, room_id, message_id, bytes(flipped))):
+            failures.append(f"the card with bit {bit} flipped opens")
+    as_v1 = bytes([VERSION]) + sealed[1:]
+    if not refused(lambda: open_sealed(message_key, room_id, message_id, as_v1)):
+        failures.append("the card opens as version 1")
+    size, chunks = file["size"], file["chunks"]
+    key = file_key(message_key, bytes.fromhex(file["id"]))
+    aad = chunk_aad(room_id, message_id, chunks)
+    content = file_content(size)
+    sealed_chunks = seal_file(key, aad, content, chunks)
+    if opened_or_none(lambda: open_file(key, aad, sealed_chunks, size, chunks)) != content:
+        failures.append("the sealed chunks do not open to the content")
+    tampered = {
+        "reordered": sealed_chunks[::-1],
+        "dropped": sealed_chunks[:-1],
+        "a chunk repeated": [sealed_chunks[0]] * chunks,
+        "a flipped bit": [sealed_chunks[0][:100] + bytes([sealed_chunks[0][100] ^ 1]) + sealed_chunks[0][101:]]
+        + sealed_chunks[1:],
+    }
+    for what, attempt in tampered.items():
+        if not refused(lambda: open_file(key, aad, attempt, size, chunks)):
+            failures.append(f"chunks {what} open")
+    # Truncated: the first chunks read as a shorter file of their own (its count in the AAD).
+    if chunks > 1:
+        short = chunk_aad(room_id, message_id, chunks - 1)
+        if not refused(lambda: open_file(key, short, sealed_chunks[:-1], size, chunks - 1)):
+            failures.append("chunks truncated open as a shorter file")
+    other = chunk_aad(room_id, bytes(16), chunks)
+    if not refused(lambda: open_file(key, other, sealed_chunks, size, chunks)):
+        failures.append("chunks open under another message's id")
+    other_key = file_key(message_key, bytes(32))
+    if not refused(lambda: open_file(other_key, aad, sealed_chunks, size, chunks)):
+        failures.append("chunks open under another file's key")
+    server_key = bytes.fromhex(rest["server_key"])
+    room_hash = hashlib.sha256(room_id).digest()
+    index = rest["index"]
+    stored = at_rest_seal_chunk(server_key, room_hash, message_id, index, sealed_chunks[index],
+                                bytes.fromhex(rest["nonce"]))
+    if opened_or_none(lambda: at_rest_open(server_key, room_hash, message_id, stored, index)) != sealed_chunks[index]:
+        failures.append("the chunk at rest does not open")
+    if not refused(lambda: at_rest_open(server_key, room_hash, message_id, stored, index + 1)):
+        failures.append("the chunk at rest opens under another index")
+    if not refused(lambda: at_rest_open(server_key, room_hash, message_id, stored)):
+        failures.append("the chunk at rest opens as a message record")
+    return failures
+
+
 def load(path: Path) -> dict:
     """The published file, itself read with repeated keys refused."""
     try:
@@ -274,19 +474,26 @@ def load(path: Path) -> dict:
 def main() -> int:
     published = load(VECTORS)
     computed = compute(published)
-    if sys.argv[1:] == ["--print"]:
-        print(json.dumps(computed, indent=2, ensure_ascii=False))
+    published_file = load(FILE_VECTORS)
+    computed_file = compute_file(published_file, computed["room"])
+    if sys.argv[1:] in (["--print"], ["--print-file"]):
+        print(json.dumps(computed if sys.argv[1] == "--print" else computed_file, indent=2, ensure_ascii=False))
         return 0
     if sys.argv[1:]:
         print(__doc__, file=sys.stderr)
         return 2
     failures = [f"{name}: published and computed differ" for name in differences(published, computed)]
     failures += check_readers(published)
+    failures += [
+        f"{FILE_VECTORS.name} {name}: published and computed differ"
+        for name in differences(published_file, computed_file)
+    ]
+    failures += check_file_readers(published_file)
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)
     if failures:
         return 1
-    print(f"{VECTORS.name}: every vector matches, and the readers refuse what the spec refuses")
+    print(f"{VECTORS.name}, {FILE_VECTORS.name}: every vector matches, and the readers refuse what the spec refuses")
     return 0
 
 

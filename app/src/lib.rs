@@ -39,11 +39,13 @@ use pages::room::RoomPage;
 
 /// The Content-Security-Policy of every page: scripts only from this origin plus the one inline
 /// hydration script carrying this response's nonce; WASM may compile; connections (the
-/// WebSocket, the WASM fetch) only to this origin; no framing, no `<base>`, no plugins.
+/// WebSocket, the WASM fetch) only to this origin; images from this origin and from `blob:`
+/// URLs (a decrypted picture, shown from memory: nothing else); no framing, no `<base>`, no
+/// plugins.
 pub fn content_security_policy(nonce: &str) -> String {
     format!(
         "default-src 'none'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-         connect-src 'self'; img-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+         connect-src 'self'; img-src 'self' blob:; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'"
     )
 }

@@ -25,6 +25,9 @@ pub enum ClientFrame {
     Viewed { message_id: String },
     /// The sender started (`true`) or stopped (`false`) typing.
     Typing { active: bool },
+    /// Begin uploading a file of `chunks` sealed chunks for the file card `message_id` (spec v2):
+    /// its chunks follow as binary frames ([`binary`]), then the card as a `send`.
+    Upload { message_id: String, chunks: u32 },
 }
 
 /// A frame from the server to a client.
@@ -61,6 +64,8 @@ pub enum ServerFrame {
     Presence { participants: u32 },
     /// Someone else in the room started or stopped typing.
     Typing { active: bool },
+    /// `chunks` chunks of this client's upload `message_id` are stored (0: the upload may begin).
+    Uploaded { message_id: String, chunks: u32 },
     /// A frame was refused. The connection stays open unless the code says otherwise.
     /// `message_id` names the message the refused frame was about (`send`, `fetch`, `viewed`),
     /// when it had a well-formed one.
@@ -86,16 +91,22 @@ pub struct RelayLimits {
     /// How long an unread message waits before the relay deletes it, in seconds (its
     /// `MESSAGE_TTL`); 0 when the relay did not say.
     pub message_ttl: u64,
-    /// Optional protocol features this relay offers, by name. None exist yet; a page uses a
+    /// Optional protocol features this relay offers, by name ([`FEATURE_FILES`]); a page uses a
     /// feature only when its relay lists it, and ignores names it does not know.
     pub features: Vec<String>,
+    /// Largest file, in bytes of padded plaintext (chunks × 65536); 0 when the relay takes no
+    /// files (or did not say).
+    pub max_file: u64,
 }
 
 impl Default for RelayLimits {
     fn default() -> Self {
-        Self { max_message: 16_384, message_ttl: 0, features: Vec::new() }
+        Self { max_message: 16_384, message_ttl: 0, features: Vec::new(), max_file: 0 }
     }
 }
+
+/// The feature a relay lists when it takes files: `upload`, binary chunk frames and file cards.
+pub const FEATURE_FILES: &str = "files";
 
 /// Stable error codes. Clients branch on these; the `message` is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +152,24 @@ pub enum ErrorCode {
     TooManyPending,
     /// The server failed; nothing was changed. Safe to retry.
     Internal,
+    /// `upload` of more chunks than `MAX_FILE_SIZE` allows (or files are off): nothing was
+    /// stored.
+    FileTooLarge,
+    /// `upload` with a chunk count that is not a size class of spec v2.
+    BadChunks,
+    /// A chunk other than the next one the upload expects.
+    ChunkOutOfOrder,
+    /// A chunk frame whose sealed chunk is not 65552 bytes.
+    BadChunkSize,
+    /// A chunk for an id this connection is not uploading (another room's, finished, or never
+    /// begun).
+    UnknownUpload,
+    /// `upload` while this connection's previous upload is unfinished.
+    UploadBusy,
+    /// A file card (`send` of version 2) before every chunk of its upload is stored.
+    UploadIncomplete,
+    /// A chunk request past the file's last chunk.
+    BadChunkIndex,
     /// The relay stores as many bytes as it may (`MAX_STORED_BYTES`); nothing was stored. Try
     /// again once messages waiting have been read or have expired.
     StorageFull,
@@ -196,7 +225,91 @@ impl ErrorCode {
             Self::Internal => "internal error, nothing was changed",
             Self::StorageFull => "the relay is full; nothing was stored, try again later",
             Self::QuotaExceeded => "too much sent from this address waits unread; try again once it is read",
+            Self::FileTooLarge => "the file is larger than this relay takes",
+            Self::BadChunks => "a file's chunk count must be a size class of spec v2",
+            Self::ChunkOutOfOrder => "chunks must be sent in order, each once",
+            Self::BadChunkSize => "a sealed chunk must be 65552 bytes",
+            Self::UnknownUpload => "this connection is not uploading that file",
+            Self::UploadBusy => "finish or abandon the upload under way first",
+            Self::UploadIncomplete => "send a file card once every chunk of its upload is stored",
+            Self::BadChunkIndex => "the file has no chunk of that index",
             Self::Unknown => "refused",
+        }
+    }
+}
+
+/// The binary frames of file transfers (spec v2): a kind byte, the message id, the chunk index
+/// (4 bytes, big-endian), then for a chunk its sealed bytes. Everything else in the protocol is
+/// JSON text.
+pub mod binary {
+    use crate::crypto::file::SEALED_CHUNK_LEN;
+    use crate::crypto::MessageId;
+
+    /// Client → relay: a chunk of this client's upload.
+    pub const UPLOAD: u8 = 0x01;
+    /// Client → relay: ask for a chunk of a fetched file card's file.
+    pub const REQUEST: u8 = 0x02;
+    /// Relay → client: a chunk asked for.
+    pub const CHUNK: u8 = 0x03;
+    /// Kind, id and index.
+    pub const HEADER_LEN: usize = 1 + 16 + 4;
+    /// A chunk frame's length.
+    pub const CHUNK_FRAME_LEN: usize = HEADER_LEN + SEALED_CHUNK_LEN;
+
+    /// A binary frame, as read.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Frame<'a> {
+        /// A chunk (`UPLOAD` or `CHUNK`): its sealed bytes, of any length (the receiver checks).
+        Chunk { kind: u8, id: MessageId, index: u32, sealed: &'a [u8] },
+        /// A `REQUEST`.
+        Request { id: MessageId, index: u32 },
+    }
+
+    /// Reads a binary frame; `None` for an unknown kind or a frame too short for its header
+    /// (or, for a request, of any other length).
+    pub fn decode(bytes: &[u8]) -> Option<Frame<'_>> {
+        if bytes.len() < HEADER_LEN {
+            return None;
+        }
+        let id = MessageId(bytes[1..17].try_into().ok()?);
+        let index = u32::from_be_bytes(bytes[17..21].try_into().ok()?);
+        match bytes[0] {
+            kind @ (UPLOAD | CHUNK) => Some(Frame::Chunk { kind, id, index, sealed: &bytes[HEADER_LEN..] }),
+            REQUEST if bytes.len() == HEADER_LEN => Some(Frame::Request { id, index }),
+            _ => None,
+        }
+    }
+
+    /// A chunk frame of `kind` ([`UPLOAD`] or [`CHUNK`]).
+    pub fn chunk(kind: u8, id: &MessageId, index: u32, sealed: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(HEADER_LEN + sealed.len());
+        frame.push(kind);
+        frame.extend_from_slice(&id.0);
+        frame.extend_from_slice(&index.to_be_bytes());
+        frame.extend_from_slice(sealed);
+        frame
+    }
+
+    /// A [`REQUEST`] frame.
+    pub fn request(id: &MessageId, index: u32) -> Vec<u8> {
+        chunk(REQUEST, id, index, &[])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn frames_read_back_and_malformed_ones_are_refused() {
+            let id = MessageId([7; 16]);
+            let frame = chunk(UPLOAD, &id, 258, &[1, 2, 3]);
+            assert_eq!(&frame[..HEADER_LEN], &[&[UPLOAD][..], &[7; 16], &[0, 0, 1, 2]].concat()[..]);
+            assert_eq!(decode(&frame), Some(Frame::Chunk { kind: UPLOAD, id, index: 258, sealed: &[1, 2, 3] }));
+            assert_eq!(decode(&request(&id, 3)), Some(Frame::Request { id, index: 3 }));
+            assert_eq!(decode(&[&request(&id, 3)[..], &[0]].concat()), None, "a request with a body");
+            assert_eq!(decode(&frame[..HEADER_LEN - 1]), None, "short");
+            assert_eq!(decode(&[&[9][..], &frame[1..]].concat()), None, "unknown kind");
+            assert_eq!(CHUNK_FRAME_LEN, 65_573);
         }
     }
 }

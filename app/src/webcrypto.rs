@@ -1,4 +1,5 @@
-//! The slow step of joining, PBKDF2, done by the browser's WebCrypto where the page has it.
+//! The slow steps, PBKDF2 on joining and AES-GCM over a file's chunks, done by the browser's
+//! WebCrypto where the page has it.
 //!
 //! The key schedule is `crypto::keys`; this only computes its first step faster. PBKDF2 is
 //! 600,000 rounds of SHA-256, and WebAssembly has no SHA instructions: the Rust code takes
@@ -52,4 +53,44 @@ async fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Option<
     }
     bits.fill(0, 0, bits.length());
     copied.then_some(out)
+}
+
+/// AES-256-GCM by `crypto.subtle`: seals (`encrypt`) or opens a file's chunk; `None` where the
+/// page has no WebCrypto, or it refuses (for opening: a chunk that fails authentication too).
+/// The same function as `crypto::primitives` (NIST SP 800-38D, 96-bit IV, 128-bit tag), which
+/// stays the reference; a browser test checks both against each other.
+pub async fn aes256gcm(
+    encrypt: bool,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    input: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let crypto = web_sys::window()?.crypto().ok()?;
+    let subtle = js_sys::Reflect::get(&crypto, &JsValue::from_str("subtle")).ok()?;
+    if subtle.is_undefined() || subtle.is_null() {
+        return None;
+    }
+    let subtle: web_sys::SubtleCrypto = subtle.unchecked_into();
+    let raw = Uint8Array::from(&key[..]);
+    let usage = if encrypt { "encrypt" } else { "decrypt" };
+    let imported = subtle.import_key_with_str("raw", &raw, "AES-GCM", false, &Array::of1(&JsValue::from_str(usage)));
+    raw.fill(0, 0, raw.length());
+    let key: web_sys::CryptoKey = JsFuture::from(imported.ok()?).await.ok()?.dyn_into().ok()?;
+    let params = web_sys::AesGcmParams::new("AES-GCM", &Uint8Array::from(&nonce[..]));
+    params.set_additional_data(&Uint8Array::from(aad));
+    params.set_tag_length(128);
+    let data = Uint8Array::from(input);
+    let promise = if encrypt {
+        subtle.encrypt_with_object_and_buffer_source(&params, &key, &data)
+    } else {
+        subtle.decrypt_with_object_and_buffer_source(&params, &key, &data)
+    };
+    let result = JsFuture::from(promise.ok()?).await;
+    data.fill(0, 0, data.length());
+    let out = Uint8Array::new(&result.ok()?);
+    let mut bytes = Zeroizing::new(vec![0u8; out.length() as usize]);
+    out.copy_to(&mut bytes);
+    out.fill(0, 0, out.length());
+    Some(bytes)
 }

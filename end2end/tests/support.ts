@@ -80,6 +80,24 @@ export class Relay {
       'print(c.execute("select count(*) from messages where room_hash = ?", (bytes.fromhex(sys.argv[2]),)).fetchone()[0])';
     return Number(execFileSync('python3', ['-c', script, db, roomHash]).toString().trim());
   }
+
+  /** Rows of file chunks stored, over every room. */
+  chunkRows(): number {
+    return Number(this.sqlite('print(c.execute("select count(*) from chunks").fetchone()[0])').trim());
+  }
+
+  /** Whether any stored row (a message or a chunk) holds `needle` as it is. */
+  storedRowsContain(needle: Buffer): boolean {
+    const script =
+      'n=bytes.fromhex(sys.argv[2]); rows=[r[0] for r in c.execute("select body from messages union all select body from chunks")]; ' +
+      'print(any(n in r for r in rows))';
+    return this.sqlite(script, needle.toString('hex')).trim() === 'True';
+  }
+
+  private sqlite(body: string, ...args: string[]): string {
+    const db = path.join(this.dataDir, 'ephemeral-chat.db');
+    return execFileSync('python3', ['-c', `import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); ${body}`, db, ...args]).toString();
+  }
 }
 
 /** The people in a test: one browser context each (no shared storage), closed afterwards. */
@@ -178,6 +196,18 @@ export async function send(page: Page, text: string) {
 }
 
 export const sealedCards = (page: Page) => page.getByRole('button', { name: /Click to decrypt and view/ });
+
+/** Records every WebSocket frame a page sends and receives as bytes, binary frames included. */
+export function captureBytes(page: Page): Buffer[] {
+  const frames: Buffer[] = [];
+  page.on('websocket', (ws) => {
+    const keep = (f: { payload: string | Buffer }) =>
+      frames.push(typeof f.payload === 'string' ? Buffer.from(f.payload) : Buffer.from(f.payload));
+    ws.on('framesent', keep);
+    ws.on('framereceived', keep);
+  });
+  return frames;
+}
 
 /** Records every WebSocket frame a page sends and receives. */
 export function captureFrames(page: Page): { sent: string[]; received: string[] } {

@@ -162,6 +162,7 @@ impl Driver {
                 },
                 frame = frame => match frame {
                     Some(Ok(Message::Text(text))) => self.model.on_text(text.as_str()),
+                    Some(Ok(Message::Binary(bytes))) => self.model.on_binary(&bytes),
                     Some(Ok(_)) => Vec::new(),
                     Some(Err(_)) | None => {
                         self.ws = None;
@@ -226,6 +227,17 @@ impl Driver {
                 Effect::Event(event) => {
                     let _ = self.events.send(event);
                 }
+                Effect::SendBinary(bytes) => {
+                    let Some(ws) = self.ws.as_mut() else { continue };
+                    if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                        self.ws = None;
+                        queue.extend(self.model.on_closed());
+                    }
+                }
+                Effect::Seal(job) => queue.extend(self.model.chunk_sealed(job.id, job.index, job.seal())),
+                Effect::Open(job) => queue.extend(self.model.chunk_opened(job.id, job.index, job.open())),
+                // Nowhere to save to: the bytes are dropped (and wiped).
+                Effect::Save { .. } => {}
             }
         }
     }
@@ -268,6 +280,8 @@ pub enum Step {
     Frame(ClientFrame),
     /// Something that happened in the room.
     Event(RoomEvent),
+    /// A binary frame (a file's chunk, or a request for one) to write on the socket.
+    Binary(Vec<u8>),
 }
 
 /// Carries out `effects` as a page would, with a clock that jumps: each timer runs as soon as it
@@ -283,7 +297,10 @@ pub fn at_once(model: &mut RoomModel, effects: Vec<Effect>, mut on: impl FnMut(&
             Effect::Send(frame) => on(model, Step::Frame(frame)),
             Effect::Event(event) => on(model, Step::Event(event)),
             Effect::Schedule { timer, .. } => model.on_timer(timer),
-            Effect::Connect { .. } | Effect::Disconnect => Vec::new(),
+            Effect::SendBinary(bytes) => on(model, Step::Binary(bytes)),
+            Effect::Seal(job) => model.chunk_sealed(job.id, job.index, job.seal()),
+            Effect::Open(job) => model.chunk_opened(job.id, job.index, job.open()),
+            Effect::Connect { .. } | Effect::Disconnect | Effect::Save { .. } => Vec::new(),
         };
         queue.extend(more);
     }

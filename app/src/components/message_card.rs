@@ -4,8 +4,8 @@
 use leptos::either::EitherOf7;
 use leptos::prelude::*;
 
-use crate::room::card::{sent_ago, utc_datetime, wall_time};
-use crate::room::{CardState, CardView, RoomClient};
+use crate::room::card::{sent_ago, utc_datetime, wall_time, FileBytes, FileInfo};
+use crate::room::{object_url, CardState, CardView, RoomClient};
 
 /// `now` is this page's clock (milliseconds since the Unix epoch), moved on by the room page so
 /// "sent 3 min ago" stays true.
@@ -14,7 +14,35 @@ pub fn MessageCard(card: CardView, room: RoomClient, #[prop(into)] now: Signal<u
     let countdown = move || {
         card.left.get().map(|left| view! { <span class="countdown">{format!("Disappears in {left} s")}</span> })
     };
-    let body = move || match card.state.get() {
+    let body = move || {
+        if let Some(file) = card.file.get() {
+            return file_body(card, room, &file).into_any();
+        }
+        text_body(card, room).into_any()
+    };
+    // An unsent message was never sent: its sealing time would say otherwise.
+    let sent = move || {
+        let unsent = card.state.with(|state| matches!(state, CardState::Unsent { .. }));
+        card.sent_at.get().filter(|_| !unsent).map(|at| view! { <SentAt at now/> })
+    };
+    let class = move || match (card.state.with(CardState::is_mine), card.file.with(Option::is_some)) {
+        (true, false) => "card mine",
+        (true, true) => "card mine file",
+        (false, false) => "card theirs",
+        (false, true) => "card theirs file",
+    };
+    view! {
+        <li class=class>
+            {body}
+            {sent}
+            {countdown}
+        </li>
+    }
+}
+
+/// A text message's card.
+fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
+    match card.state.get() {
         CardState::Sealed => EitherOf7::A(view! {
             <button class="sealed" on:click=move |_| room.open_card(card.id)>
                 // A drawn padlock: an emoji needs a font the system may not have.
@@ -51,22 +79,100 @@ pub fn MessageCard(card: CardView, room: RoomClient, #[prop(into)] now: Signal<u
             <p class="error">{why}</p>
             <button class="secondary" on:click=move |_| room.resend_card(card.id)>"Send again"</button>
         }),
+        // Only file cards have these (`file_body`).
+        CardState::File(_) | CardState::Saved => EitherOf7::B(view! { <p class="status">{""}</p> }),
+    }
+}
+
+/// A file card: what the file is (its name, size and progress), and once decrypted, the image
+/// shown or the file offered to save.
+fn file_body(card: CardView, room: RoomClient, file: &FileInfo) -> impl IntoView {
+    let label = format!("{} ({})", file.name, size_in_words(file.size));
+    let percent = |file: &FileInfo| (100 * file.done).checked_div(file.chunks).unwrap_or(0);
+    let progress = {
+        let (done, chunks) = (file.done, file.chunks);
+        move || view! { <progress max=chunks.to_string() value=done.to_string()></progress> }
     };
-    // An unsent message was never sent: its sealing time would say otherwise.
-    let sent = move || {
-        let unsent = card.state.with(|state| matches!(state, CardState::Unsent { .. }));
-        card.sent_at.get().filter(|_| !unsent).map(|at| view! { <SentAt at now/> })
-    };
-    let class = move || match card.state.get() {
-        CardState::Mine { .. } | CardState::Burned(_) | CardState::Unsent { .. } => "card mine",
-        _ => "card theirs",
-    };
-    view! {
-        <li class=class>
-            {body}
-            {sent}
-            {countdown}
-        </li>
+    match card.state.get() {
+        CardState::Opening => view! {
+            <p class="status">{format!("Encrypted file ({}). Downloading and decrypting: {} %", size_in_words(file.size), percent(file))}</p>
+            {progress()}
+        }
+        .into_any(),
+        CardState::File(bytes) if file.is_image() => view! { <Picture bytes mime=file.mime.clone() name=file.name.clone()/> }.into_any(),
+        CardState::File(_) => {
+            let id = card.id;
+            view! {
+                <p class="file-name">{label}</p>
+                <button class="primary save" on:click=move |_| room.save_card(id)>"Save file"</button>
+                <p class="status">"Decrypted. Saving it deletes it from the server."</p>
+            }
+            .into_any()
+        }
+        CardState::Saved => view! {
+            <p class="file-name">{label}</p>
+            <p class="status">"Saved: deleted from the server"</p>
+        }
+        .into_any(),
+        CardState::Mine { stored, seen, .. } => {
+            let status = match (stored, seen) {
+                (false, _) if file.done < file.chunks => format!("Uploading: {} %", percent(file)),
+                (false, _) => "Sending…".to_owned(),
+                (true, None) => "Waiting to be opened".to_owned(),
+                (true, Some((viewed, of))) => format!("Opened by {viewed} of {of}"),
+            };
+            let uploading = !stored && file.done < file.chunks;
+            view! {
+                <p class="file-name">{label}</p>
+                {uploading.then(progress)}
+                <p class="status">{status}</p>
+            }
+            .into_any()
+        }
+        CardState::Burned(_) => view! {
+            <p class="file-name">{label}</p>
+            <p class="status">"Deleted from the server"</p>
+        }
+        .into_any(),
+        CardState::Unsent { why, .. } => {
+            let id = card.id;
+            view! {
+                <p class="file-name">{label}</p>
+                <p class="error">{why}</p>
+                <button class="secondary" on:click=move |_| room.resend_card(id)>"Send again"</button>
+            }
+            .into_any()
+        }
+        CardState::Gone(why) => view! { <p class="file-name">{label}</p><p class="status">{why}</p> }.into_any(),
+        CardState::Unreadable => view! { <p class="error">"This file could not be decrypted."</p> }.into_any(),
+        CardState::Misdated(why) => view! { <p class="error">{why}</p> }.into_any(),
+        CardState::Refused(why) => view! { <p class="error">{why}</p> }.into_any(),
+        CardState::Sealed | CardState::Open(_) => view! { <p class="status">{label}</p> }.into_any(),
+    }
+}
+
+/// A decrypted image, shown from a `blob:` URL for as long as its card is on screen; the URL
+/// is revoked when the card leaves, and the bytes are wiped with the card.
+#[component]
+fn Picture(bytes: FileBytes, mime: String, name: String) -> impl IntoView {
+    let url = object_url(&bytes, &mime);
+    let revoke = url.clone();
+    on_cleanup(move || {
+        if let Some(url) = revoke {
+            let _ = web_sys::Url::revoke_object_url(&url);
+        }
+    });
+    view! { <img class="picture" src=url alt=format!("Image: {name}")/> }
+}
+
+/// A size as people read it: "1.2 MB", "340 KB", "12 bytes" (decimal units, as file managers
+/// show them).
+pub fn size_in_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{} KB", b.div_ceil(1_000)),
+        1 => "1 byte".to_owned(),
+        b => format!("{b} bytes"),
     }
 }
 

@@ -7,6 +7,10 @@
 //! k      = HKDF-SHA256(server_key, info = "ephemeral-chat/v1/at-rest" || message_id, 32)
 //! stored = key_id || nonce(12) || AES-256-GCM(k, nonce, sealed, aad = key_id || message_id || room_hash)
 //! ```
+//! A file's chunk (spec v2) is stored the same way under its message's key, its index after the
+//! AAD: `aad = key_id || message_id || room_hash || index (4 bytes, big-endian)`, so a chunk can
+//! be neither read as the message nor moved to another index.
+//!
 //! `room_hash` is `SHA-256(room_id)` ([`RoomId::storage_hash`](super::RoomId::storage_hash)),
 //! the only form of the room id the server keeps.
 //!
@@ -110,6 +114,44 @@ impl ServerKey {
         [&[self.id][..], nonce, &ct].concat()
     }
 
+    /// Seals chunk `index` of a file (a client's sealed chunk) for storage.
+    pub fn seal_chunk(&self, room_hash: &[u8; 32], id: &MessageId, index: u32, chunk: &[u8]) -> Vec<u8> {
+        self.seal_chunk_with_nonce(room_hash, id, index, chunk, &random_bytes())
+    }
+
+    /// Seals a chunk with a given nonce. Only for known-answer tests.
+    pub fn seal_chunk_with_nonce(
+        &self,
+        room_hash: &[u8; 32],
+        id: &MessageId,
+        index: u32,
+        chunk: &[u8],
+        nonce: &[u8; NONCE_LEN],
+    ) -> Vec<u8> {
+        let aad = [self.aad(id, room_hash), index.to_be_bytes().to_vec()].concat();
+        let ct = aes256gcm_seal(&self.message_key(id), nonce, chunk, &aad);
+        [&[self.id][..], nonce, &ct].concat()
+    }
+
+    /// Opens a stored chunk back into the client's sealed chunk.
+    pub fn open_chunk(
+        &self,
+        room_hash: &[u8; 32],
+        id: &MessageId,
+        index: u32,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, AtRestError> {
+        let (&key_id, rest) = stored.split_first().ok_or(AtRestError::Corrupt)?;
+        if key_id != self.id {
+            return Err(AtRestError::UnknownKey);
+        }
+        let (nonce, ct) = rest.split_at_checked(NONCE_LEN).ok_or(AtRestError::Corrupt)?;
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AtRestError::Corrupt)?;
+        let aad = [self.aad(id, room_hash), index.to_be_bytes().to_vec()].concat();
+        // Not secret to the relay (it is the client's ciphertext): no need to wipe it.
+        aes256gcm_open(&self.message_key(id), nonce, ct, &aad).map(|plain| plain.to_vec()).ok_or(AtRestError::Corrupt)
+    }
+
     /// Opens a stored record back into the client's sealed payload.
     pub fn open(&self, room_hash: &[u8; 32], id: &MessageId, stored: &[u8]) -> Result<SealedPayload, AtRestError> {
         let (&key_id, rest) = stored.split_first().ok_or(AtRestError::Corrupt)?;
@@ -152,6 +194,27 @@ impl KeyRing {
         self.current.seal(room_hash, id, sealed)
     }
 
+    /// Seals a file's chunk under the current key.
+    pub fn seal_chunk(&self, room_hash: &[u8; 32], id: &MessageId, index: u32, chunk: &[u8]) -> Vec<u8> {
+        self.current.seal_chunk(room_hash, id, index, chunk)
+    }
+
+    /// Opens a stored chunk with whichever held key it names.
+    pub fn open_chunk(
+        &self,
+        room_hash: &[u8; 32],
+        id: &MessageId,
+        index: u32,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, AtRestError> {
+        match (stored.first(), &self.previous) {
+            (Some(&key_id), Some(previous)) if key_id == previous.id => {
+                previous.open_chunk(room_hash, id, index, stored)
+            }
+            _ => self.current.open_chunk(room_hash, id, index, stored),
+        }
+    }
+
     /// Opens with whichever held key the record names.
     pub fn open(&self, room_hash: &[u8; 32], id: &MessageId, stored: &[u8]) -> Result<SealedPayload, AtRestError> {
         match (stored.first(), &self.previous) {
@@ -183,6 +246,22 @@ mod tests {
         let stored = key.seal(&room, &id, &payload());
         assert_eq!(stored[0], key.id());
         assert_eq!(key.open(&room, &id, &stored), Ok(payload()));
+    }
+
+    #[test]
+    fn a_stored_chunk_opens_only_as_that_chunk_of_that_message() {
+        let key = ServerKey::generate();
+        let (room, id) = ([1u8; 32], MessageId([2; 16]));
+        let chunk = vec![0x33; 1000];
+        let stored = key.seal_chunk(&room, &id, 4, &chunk);
+        assert_eq!(key.open_chunk(&room, &id, 4, &stored), Ok(chunk));
+        assert_eq!(key.open_chunk(&room, &id, 5, &stored), Err(AtRestError::Corrupt));
+        assert_eq!(key.open_chunk(&room, &MessageId([3; 16]), 4, &stored), Err(AtRestError::Corrupt));
+        assert_eq!(key.open_chunk(&[2u8; 32], &id, 4, &stored), Err(AtRestError::Corrupt));
+        assert_eq!(key.open(&room, &id, &stored), Err(AtRestError::Corrupt), "read as the message");
+        let other = ServerKey::generate();
+        let expected = if other.id() == key.id() { AtRestError::Corrupt } else { AtRestError::UnknownKey };
+        assert_eq!(other.open_chunk(&room, &id, 4, &stored), Err(expected));
     }
 
     #[test]

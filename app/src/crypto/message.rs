@@ -14,12 +14,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::file::{chunks_for, FileId};
 use super::keys::{parse_lower_hex, RoomKeys};
 use super::primitives::{aes256gcm_open, aes256gcm_seal, NONCE_LEN, TAG_LEN};
 use super::random_bytes;
 
-/// The format version byte that starts every sealed payload.
+/// The format version byte that starts every sealed text message.
 pub const VERSION: u8 = 0x01;
+/// The version byte of a sealed file card: a message whose body names a file sealed in chunks
+/// stored beside it (spec v2, [`super::file`]). An older reader refuses it rather than show an
+/// empty message and burn a file it cannot open.
+pub const VERSION_FILE: u8 = 0x02;
 /// Domain label of the message AAD.
 pub const MESSAGE_AAD_LABEL: &[u8] = b"ephemeral-chat/v1/message";
 /// Padding block: lengths leak only in steps of this many bytes.
@@ -78,6 +83,36 @@ pub struct Body {
     pub sender: SenderId,
     pub text: String,
     pub sent_at: u64,
+    /// The file a card announces (version 2); `None` for a text message.
+    pub file: Option<FileCard>,
+}
+
+/// What a file card says of its file: all of it inside the ciphertext, none of it seen by the
+/// relay but the chunk count, which it learns from the upload anyway.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileCard {
+    pub id: FileId,
+    /// The name the sender gave it (for the download; never used as a path).
+    pub name: String,
+    /// Its media type as the sender's browser named it, or empty.
+    pub mime: String,
+    /// Its length in bytes, before padding.
+    pub size: u64,
+    /// How many chunks it is sealed in: [`chunks_for`] of `size`.
+    pub chunks: u32,
+}
+
+impl FileCard {
+    /// A card for a file of `size` bytes with a fresh id; `None` if no chunk count can hold it.
+    pub fn new(name: &str, mime: &str, size: u64) -> Option<Self> {
+        Some(Self {
+            id: FileId::generate(),
+            name: name.to_owned(),
+            mime: mime.to_owned(),
+            size,
+            chunks: chunks_for(size)?,
+        })
+    }
 }
 
 impl fmt::Debug for Body {
@@ -93,6 +128,19 @@ struct WireBody {
     sender: String,
     text: String,
     sent_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<WireFile>,
+}
+
+/// The JSON form of [`FileCard`], in the spec's order.
+#[derive(Serialize, Deserialize)]
+struct WireFile {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    mime: String,
+    size: u64,
+    chunks: u32,
 }
 
 /// A sealed payload whose length is one spec v1 allows. The server handles only these bytes.
@@ -117,7 +165,7 @@ impl SealedPayload {
         if !(MIN_SEALED_LEN..=MAX_SEALED_LEN).contains(&len) || !(len - SEAL_OVERHEAD).is_multiple_of(PAD_BLOCK) {
             return Err(PayloadError::Size);
         }
-        if bytes[0] != VERSION {
+        if bytes[0] != VERSION && bytes[0] != VERSION_FILE {
             return Err(PayloadError::Version);
         }
         Ok(Self(bytes))
@@ -142,6 +190,11 @@ impl SealedPayload {
         &self.0
     }
 
+    /// Whether it is a file card (version 2): a message with chunks stored beside it.
+    pub fn is_file_card(&self) -> bool {
+        self.0[0] == VERSION_FILE
+    }
+
     /// Length of the padded plaintext inside: the message's size class.
     pub fn padded_len(&self) -> usize {
         self.0.len() - SEAL_OVERHEAD
@@ -164,9 +217,9 @@ pub struct OpenError;
 #[error("message is too long")]
 pub struct TooLong;
 
-/// The AAD binding a payload to its room and its id.
-fn aad(keys: &RoomKeys, id: &MessageId) -> Vec<u8> {
-    [MESSAGE_AAD_LABEL, &[VERSION], &keys.room_id.0, &id.0].concat()
+/// The AAD binding a payload to its version, its room and its id.
+fn aad(keys: &RoomKeys, id: &MessageId, version: u8) -> Vec<u8> {
+    [MESSAGE_AAD_LABEL, &[version], &keys.room_id.0, &id.0].concat()
 }
 
 /// Padded length for a body of `body_len` bytes.
@@ -186,6 +239,13 @@ pub fn seal_with_nonce(keys: &RoomKeys, body: &Body, nonce: &[u8; NONCE_LEN]) ->
         sender: hex::encode(body.sender.0),
         text: body.text.clone(),
         sent_at: body.sent_at,
+        file: body.file.as_ref().map(|file| WireFile {
+            id: hex::encode(file.id.0),
+            name: file.name.clone(),
+            mime: file.mime.clone(),
+            size: file.size,
+            chunks: file.chunks,
+        }),
     };
     let json = Zeroizing::new(serde_json::to_vec(&wire).expect("invariant: a struct of strings serializes"));
     drop(Zeroizing::new(wire.text)); // wipe this copy of the text
@@ -196,8 +256,9 @@ pub fn seal_with_nonce(keys: &RoomKeys, body: &Body, nonce: &[u8; NONCE_LEN]) ->
     padded.extend_from_slice(&json);
     padded.push(0x80);
     padded.resize(padded_len(json.len()), 0);
-    let ciphertext = aes256gcm_seal(keys.message_key(), nonce, &padded, &aad(keys, &body.id));
-    let sealed = [&[VERSION][..], nonce, &ciphertext].concat();
+    let version = if body.file.is_some() { VERSION_FILE } else { VERSION };
+    let ciphertext = aes256gcm_seal(keys.message_key(), nonce, &padded, &aad(keys, &body.id, version));
+    let sealed = [&[version][..], nonce, &ciphertext].concat();
     Ok(SealedPayload::from_bytes(sealed).expect("invariant: padding yields a valid length"))
 }
 
@@ -205,11 +266,13 @@ pub fn seal_with_nonce(keys: &RoomKeys, body: &Body, nonce: &[u8; NONCE_LEN]) ->
 /// names the same id. Every failure is the same [`OpenError`].
 pub fn open(keys: &RoomKeys, id: &MessageId, sealed: &SealedPayload) -> Result<Body, OpenError> {
     let bytes = sealed.as_bytes();
-    if bytes[0] != VERSION {
+    let version = bytes[0];
+    if version != VERSION && version != VERSION_FILE {
         return Err(OpenError);
     }
     let nonce: &[u8; NONCE_LEN] = bytes[1..1 + NONCE_LEN].try_into().map_err(|_| OpenError)?;
-    let padded = aes256gcm_open(keys.message_key(), nonce, &bytes[1 + NONCE_LEN..], &aad(keys, id)).ok_or(OpenError)?;
+    let padded =
+        aes256gcm_open(keys.message_key(), nonce, &bytes[1 + NONCE_LEN..], &aad(keys, id, version)).ok_or(OpenError)?;
     let end = padded.iter().rposition(|&b| b != 0).ok_or(OpenError)?;
     if padded[end] != 0x80 || padded.len() != padded_len(end) {
         return Err(OpenError);
@@ -224,7 +287,23 @@ pub fn open(keys: &RoomKeys, id: &MessageId, sealed: &SealedPayload) -> Result<B
     if body_id != *id {
         return Err(OpenError);
     }
-    Ok(Body { id: body_id, sender, text: wire.text, sent_at: wire.sent_at })
+    // A version 1 body's `file` is an unknown key, ignored; a version 2 body must name its file.
+    let file = match (version, wire.file) {
+        (VERSION_FILE, Some(file)) => Some(open_file_card(file)?),
+        (VERSION_FILE, None) => return Err(OpenError),
+        _ => None,
+    };
+    Ok(Body { id: body_id, sender, text: wire.text, sent_at: wire.sent_at, file })
+}
+
+/// A card's file as the spec allows it: a 64-hex-character id, and a chunk count that is the
+/// size's class.
+fn open_file_card(file: WireFile) -> Result<FileCard, OpenError> {
+    let id = parse_lower_hex(&file.id).map(FileId).ok_or(OpenError)?;
+    if chunks_for(file.size) != Some(file.chunks) {
+        return Err(OpenError);
+    }
+    Ok(FileCard { id, name: file.name, mime: file.mime, size: file.size, chunks: file.chunks })
 }
 
 #[cfg(test)]
@@ -236,7 +315,13 @@ mod tests {
     }
 
     fn body(text: &str) -> Body {
-        Body { id: MessageId([3; 16]), sender: SenderId([4; 8]), text: text.into(), sent_at: 1_700_000_000_000 }
+        Body {
+            id: MessageId([3; 16]),
+            sender: SenderId([4; 8]),
+            text: text.into(),
+            sent_at: 1_700_000_000_000,
+            file: None,
+        }
     }
 
     #[test]
@@ -261,6 +346,7 @@ mod tests {
             sender: "0".repeat(16),
             text: String::new(),
             sent_at: 1_700_000_000_000,
+            file: None,
         })
         .unwrap()
         .len();
@@ -314,7 +400,7 @@ mod tests {
         padded.resize(PAD_BLOCK, 0);
         let nonce = [0u8; NONCE_LEN];
         let id = MessageId([3; 16]);
-        let ct = aes256gcm_seal(k.message_key(), &nonce, &padded, &aad(&k, &id));
+        let ct = aes256gcm_seal(k.message_key(), &nonce, &padded, &aad(&k, &id, VERSION));
         let sealed = SealedPayload::from_bytes([&[VERSION][..], &nonce, &ct].concat()).unwrap();
         assert_eq!(open(&k, &id, &sealed), Err(OpenError));
         assert!(open(&k, &other, &sealed_for_other).is_ok());
@@ -327,7 +413,7 @@ mod tests {
         let json = br#"{"id":"03030303030303030303030303030303","sender":"0404040404040404","text":"x","sent_at":1}"#;
         let nonce = [0u8; NONCE_LEN];
         let attempt = |padded: Vec<u8>| {
-            let ct = aes256gcm_seal(k.message_key(), &nonce, &padded, &aad(&k, &id));
+            let ct = aes256gcm_seal(k.message_key(), &nonce, &padded, &aad(&k, &id, VERSION));
             let sealed = SealedPayload::from_bytes([&[VERSION][..], &nonce, &ct].concat()).unwrap();
             open(&k, &id, &sealed)
         };
@@ -343,6 +429,67 @@ mod tests {
         too_long.resize(2 * PAD_BLOCK, 0);
         assert_eq!(attempt(too_long), Err(OpenError));
         assert_eq!(attempt(vec![0; PAD_BLOCK]), Err(OpenError));
+    }
+
+    fn card(size: u64) -> Body {
+        let mut b = body("a caption");
+        b.file = Some(FileCard {
+            id: FileId([7; 32]),
+            name: "scan \"ID\".png".into(),
+            mime: "image/png".into(),
+            size,
+            chunks: chunks_for(size).unwrap(),
+        });
+        b
+    }
+
+    /// Seals `json` as a payload of `version` by hand: what a writer of the spec never makes.
+    fn seal_json(json: &str, version: u8) -> SealedPayload {
+        let k = keys();
+        let mut padded = json.as_bytes().to_vec();
+        padded.push(0x80);
+        padded.resize(padded_len(json.len()), 0);
+        let nonce = [0u8; NONCE_LEN];
+        let ct = aes256gcm_seal(k.message_key(), &nonce, &padded, &aad(&k, &MessageId([3; 16]), version));
+        SealedPayload::from_bytes([&[version][..], &nonce, &ct].concat()).unwrap()
+    }
+
+    #[test]
+    fn a_file_card_is_version_2_and_opens_to_its_file() {
+        let b = card(1_234_567);
+        let sealed = seal(&keys(), &b).unwrap();
+        assert_eq!(sealed.as_bytes()[0], VERSION_FILE);
+        assert!(sealed.is_file_card());
+        assert_eq!(open(&keys(), &b.id, &sealed), Ok(b.clone()));
+        // The version is authenticated: the same bytes under version 1 do not open.
+        let mut as_v1 = sealed.as_bytes().to_vec();
+        as_v1[0] = VERSION;
+        assert_eq!(open(&keys(), &b.id, &SealedPayload::from_bytes(as_v1).unwrap()), Err(OpenError));
+        assert!(!seal(&keys(), &body("text")).unwrap().is_file_card());
+    }
+
+    #[test]
+    fn a_card_must_name_a_well_formed_file_and_a_text_message_never_does() {
+        let head = r#"{"id":"03030303030303030303030303030303","sender":"0404040404040404","text":"","sent_at":1"#;
+        let file = |id: &str, size: u64, chunks: u32| {
+            format!(r#","file":{{"id":"{id}","name":"a","type":"","size":{size},"chunks":{chunks}}}}}"#)
+        };
+        let good_id = "07".repeat(32);
+        assert!(
+            open(&keys(), &MessageId([3; 16]), &seal_json(&(head.to_owned() + &file(&good_id, 70_000, 2)), 2)).is_ok()
+        );
+        for (why, json) in [
+            ("no file", format!("{head}}}")),
+            ("a count that is not the size's class", head.to_owned() + &file(&good_id, 70_000, 3)),
+            ("an id of the wrong length", head.to_owned() + &file(&"07".repeat(16), 70_000, 2)),
+            ("an upper-case id", head.to_owned() + &file(&"0A".repeat(32), 70_000, 2)),
+            ("a repeated key", head.to_owned() + &file(&good_id, 70_000, 2).replace(r#""size""#, r#""size":1,"size""#)),
+        ] {
+            assert_eq!(open(&keys(), &MessageId([3; 16]), &seal_json(&json, 2)), Err(OpenError), "{why}");
+        }
+        // In a version 1 body, `file` is an unknown key: ignored, and the message is text.
+        let text = open(&keys(), &MessageId([3; 16]), &seal_json(&(head.to_owned() + &file(&good_id, 70_000, 2)), 1));
+        assert_eq!(text.map(|b| b.file.is_none()), Ok(true));
     }
 
     #[test]

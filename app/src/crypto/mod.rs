@@ -7,10 +7,12 @@
 //! - [`code`]: room codes (Crockford base32 with a check symbol): generate, parse, display.
 //! - [`keys`]: the key schedule: PBKDF2 → room id, message key, fingerprint.
 //! - [`message`]: message ids, bodies, padding and the sealed payload.
+//! - [`file`]: files: their keys, size classes and the chunk stream (spec v2).
 //! - [`at_rest`]: the relay's second layer over a sealed payload, under the server's key.
 
 pub mod at_rest;
 pub mod code;
+pub mod file;
 pub mod keys;
 pub mod message;
 pub mod primitives;
@@ -18,8 +20,9 @@ pub mod primitives;
 mod vectors;
 
 pub use code::{CodeError, RoomCode};
+pub use file::{FileCipher, FileId};
 pub use keys::{Fingerprint, RoomId, RoomKeys};
-pub use message::{Body, MessageId, OpenError, SealedPayload, SenderId};
+pub use message::{Body, FileCard, MessageId, OpenError, SealedPayload, SenderId};
 
 /// Fills `buf` from the operating system's CSPRNG (`crypto.getRandomValues` in the browser).
 ///

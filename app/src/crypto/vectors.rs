@@ -114,6 +114,7 @@ fn published_message() -> (RoomKeys, Body, MessageVectors) {
         sender: SenderId(unhex(&message.sender)),
         text: message.text.clone(),
         sent_at: message.sent_at,
+        file: None,
     };
     (keys, body, message)
 }
@@ -276,4 +277,180 @@ fn a_body_that_is_an_array_fails_to_open() {
     let (keys, body, message) = published_message();
     let array = format!(r#"["{}","{}","hello",{}]"#, message.message_id, message.sender, message.sent_at);
     assert!(open(&keys, &body.id, &seal_json(&keys, &body.id, &array)).is_err(), "{array}");
+}
+
+/// The file vectors (spec v2), published as `docs/vectors-file.json` beside the v1 file, which
+/// stays as it was.
+mod file {
+    use serde::Deserialize;
+
+    use super::super::at_rest::ServerKey;
+    use super::super::file::{chunk_nonce, FileCipher, FileId, SEALED_CHUNK_LEN};
+    use super::super::keys::RoomKeys;
+    use super::super::message::{open, seal_with_nonce, Body, FileCard, MessageId, SealedPayload, SenderId};
+    use super::super::primitives::sha256;
+    use super::{published, unhex, MESSAGE_KEY, ROOM_ID, SERVER_KEY};
+
+    const PUBLISHED: &str = include_str!("../../../docs/vectors-file.json");
+    /// The file as it was published, pinned whole: a change to any byte of it fails.
+    const PUBLISHED_SHA256: &str = "bd87e7de1675c2d75332532bb842f1396f69f9f89ddc1c6f51459a7b5e0d0654";
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Published {
+        #[serde(rename = "about")]
+        _about: String,
+        room: Room,
+        card: Card,
+        chunks: Chunks,
+        at_rest: AtRest,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Room {
+        room_id: String,
+        message_key: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Card {
+        message_id: String,
+        sender: String,
+        text: String,
+        sent_at: u64,
+        nonce: String,
+        file: File,
+        body: String,
+        sealed: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        id: String,
+        name: String,
+        #[serde(rename = "type")]
+        mime: String,
+        size: u64,
+        chunks: u32,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Chunks {
+        #[serde(rename = "content")]
+        _content: String,
+        file_key: String,
+        aad: String,
+        nonces: Vec<String>,
+        sealed_sha256: Vec<String>,
+        tags: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AtRest {
+        server_key: String,
+        nonce: String,
+        index: u32,
+        stored_len: usize,
+        stored_head: String,
+        stored_sha256: String,
+    }
+
+    fn vectors() -> Published {
+        serde_json::from_str(PUBLISHED).expect("docs/vectors-file.json is the JSON this module reads")
+    }
+
+    /// The v1 room, from its published ikm: the file vectors live in it.
+    fn room() -> RoomKeys {
+        RoomKeys::from_ikm(&unhex(&published().room.ikm))
+    }
+
+    /// The content rule of the vectors: byte i is i mod 251.
+    fn content(size: u64) -> Vec<u8> {
+        (0..size).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn card_body(v: &Published) -> Body {
+        Body {
+            id: MessageId(unhex(&v.card.message_id)),
+            sender: SenderId(unhex(&v.card.sender)),
+            text: v.card.text.clone(),
+            sent_at: v.card.sent_at,
+            file: Some(FileCard {
+                id: FileId(unhex(&v.card.file.id)),
+                name: v.card.file.name.clone(),
+                mime: v.card.file.mime.clone(),
+                size: v.card.file.size,
+                chunks: v.card.file.chunks,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_published_file_vectors_are_the_pinned_ones() {
+        assert_eq!(hex::encode(sha256(&[PUBLISHED.as_bytes()])), PUBLISHED_SHA256);
+    }
+
+    #[test]
+    fn the_file_vectors_live_in_the_published_room_under_the_published_server_key() {
+        let v = vectors();
+        assert_eq!((v.room.room_id.as_str(), v.room.message_key.as_str()), (ROOM_ID, MESSAGE_KEY));
+        assert_eq!(v.at_rest.server_key, SERVER_KEY);
+    }
+
+    #[test]
+    fn the_card_seals_to_the_vector_and_opens_to_its_file() {
+        let v = vectors();
+        let keys = room();
+        let body = card_body(&v);
+        let sealed = seal_with_nonce(&keys, &body, &unhex(&v.card.nonce)).unwrap();
+        assert_eq!(hex::encode(sealed.as_bytes()), v.card.sealed);
+        let vector = SealedPayload::from_bytes(hex::decode(&v.card.sealed).unwrap()).unwrap();
+        assert_eq!(open(&keys, &body.id, &vector), Ok(body));
+        // The body sealed is the published JSON, byte for byte (as the v1 vector's is).
+        assert!(v.card.body.contains(r#""file":{"id":"c0c1"#) && v.card.body.ends_with(r#""chunks":2}}"#));
+    }
+
+    #[test]
+    fn the_chunks_seal_to_the_vectors_and_open_to_the_content() {
+        let v = vectors();
+        let keys = room();
+        let id = MessageId(unhex(&v.card.message_id));
+        let cipher = FileCipher::new(&keys, &FileId(unhex(&v.card.file.id)), &id, v.card.file.chunks);
+        assert_eq!(hex::encode(cipher.key()), v.chunks.file_key);
+        assert_eq!(hex::encode(cipher.aad()), v.chunks.aad);
+        let bytes = content(v.card.file.size);
+        let mut opened = Vec::new();
+        for index in 0..v.card.file.chunks {
+            let i = index as usize;
+            assert_eq!(hex::encode(chunk_nonce(index, cipher.chunks())), v.chunks.nonces[i]);
+            let chunk = cipher.seal_chunk(&bytes, index);
+            assert_eq!(chunk.len(), SEALED_CHUNK_LEN);
+            assert_eq!(hex::encode(sha256(&[&chunk])), v.chunks.sealed_sha256[i], "chunk {index}");
+            assert_eq!(hex::encode(&chunk[chunk.len() - 16..]), v.chunks.tags[i], "chunk {index}");
+            opened.extend_from_slice(&cipher.open_chunk(index, &chunk).unwrap());
+        }
+        assert_eq!(&opened[..bytes.len()], &bytes[..]);
+        assert_eq!(v.chunks.nonces.len(), v.card.file.chunks as usize);
+    }
+
+    #[test]
+    fn a_chunk_at_rest_matches_the_vector_and_opens_back() {
+        let v = vectors();
+        let keys = room();
+        let id = MessageId(unhex(&v.card.message_id));
+        let cipher = FileCipher::new(&keys, &FileId(unhex(&v.card.file.id)), &id, v.card.file.chunks);
+        let chunk = cipher.seal_chunk(&content(v.card.file.size), v.at_rest.index);
+        let key = ServerKey::from_hex(&v.at_rest.server_key).unwrap();
+        let room_hash = keys.room_id.storage_hash();
+        let stored = key.seal_chunk_with_nonce(&room_hash, &id, v.at_rest.index, &chunk, &unhex(&v.at_rest.nonce));
+        assert_eq!(stored.len(), v.at_rest.stored_len);
+        assert_eq!(hex::encode(&stored[..13]), v.at_rest.stored_head);
+        assert_eq!(hex::encode(sha256(&[&stored])), v.at_rest.stored_sha256);
+        assert_eq!(key.open_chunk(&room_hash, &id, v.at_rest.index, &stored), Ok(chunk));
+    }
 }

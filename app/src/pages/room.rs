@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::components::hydration::{busy_until_hydrated, label_once_hydrated, use_hydrated, LOADING};
-use crate::components::message_card::MessageCard;
+use crate::components::message_card::{size_in_words, MessageCard};
 use crate::crypto::RoomCode;
 use crate::room::{now_ms, ConnectionState, RoomClient};
 
@@ -172,17 +172,77 @@ fn Composer(room: RoomClient) -> impl IntoView {
             room.typed();
         }
     });
+    // A file picked, dropped or pasted waits here, shown by name and size only (nothing of it
+    // is previewed), until Send.
+    let attached = RwSignal::new_local(None::<web_sys::File>);
+    let attach = move |files: Option<web_sys::FileList>| {
+        if let Some(file) = files.and_then(|files| files.get(0)) {
+            attached.set(Some(file));
+        }
+    };
     let submit = move || {
+        if !untrack(can_send) {
+            return;
+        }
+        if let Some(file) = attached.get_untracked() {
+            attached.set(None);
+            room.send_file(file);
+        }
         let Some(el) = textarea.get_untracked() else { return };
-        if untrack(can_send) && room.send_text(el.value()) {
+        if !el.value().trim().is_empty() && room.send_text(el.value()) {
             el.set_value("");
         }
     };
+    let files_offered = move || room.max_file.get() > 0;
     view! {
-        <form class="composer" aria-label="New message" on:submit=move |ev| {
-            ev.prevent_default();
-            submit();
-        }>
+        <form
+            class="composer"
+            aria-label="New message"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                submit();
+            }
+            on:dragover=move |ev: leptos::ev::DragEvent| {
+                if files_offered() {
+                    ev.prevent_default();
+                }
+            }
+            on:drop=move |ev: leptos::ev::DragEvent| {
+                if files_offered() {
+                    ev.prevent_default();
+                    attach(ev.data_transfer().and_then(|data| data.files()));
+                }
+            }
+        >
+            <Show when=files_offered>
+                <label class="attach secondary" title="Attach a file">
+                    // A drawn paperclip: an emoji needs a font the system may not have.
+                    <svg class="icon" aria-hidden="true" viewBox="0 0 16 16">
+                        <path fill="none" stroke="currentColor" stroke-width="1.5" d="M10.5 4.5 5.6 9.4a1.5 1.5 0 0 0 2.1 2.1l5-5a3 3 0 0 0-4.2-4.2l-5 5a4.5 4.5 0 0 0 6.4 6.4l4.2-4.2"/>
+                    </svg>
+                    <span class="visually-hidden">"Attach a file"</span>
+                    <input
+                        type="file"
+                        id="attach"
+                        class="visually-hidden"
+                        on:change=move |ev| {
+                            let input: web_sys::HtmlInputElement = event_target(&ev);
+                            attach(input.files());
+                            input.set_value("");
+                        }
+                    />
+                </label>
+            </Show>
+            {move || attached.with(|file| file.as_ref().map(|file| {
+                let label = format!("{} ({})", file.name(), size_in_words(file.size() as u64));
+                view! {
+                    <p class="attachment" aria-live="polite">
+                        <span class="file-name">{label}</span>
+                        " "
+                        <button type="button" class="secondary" on:click=move |_| attached.set(None)>"Remove"</button>
+                    </p>
+                }
+            }))}
             <label for="message" class="visually-hidden">"Message"</label>
             <textarea
                 id="message"
@@ -193,6 +253,14 @@ fn Composer(room: RoomClient) -> impl IntoView {
                 autocomplete="off"
                 placeholder="Write a message. It is encrypted before it leaves this page."
                 on:input=move |_| room.typed()
+                on:paste=move |ev: leptos::ev::ClipboardEvent| {
+                    // A pasted image (a screenshot) is attached as a file; text pastes as text.
+                    let files = ev.clipboard_data().and_then(|data| data.files());
+                    if files_offered() && files.as_ref().is_some_and(|files| files.length() > 0) {
+                        ev.prevent_default();
+                        attach(files);
+                    }
+                }
                 on:keydown=move |ev: leptos::ev::KeyboardEvent| {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                         ev.prevent_default();

@@ -8,7 +8,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::crypto::{MessageId, RoomCode};
-use crate::protocol::{RelayLimits, WS_PATH};
+use crate::protocol::{RelayLimits, FEATURE_FILES, WS_PATH};
+use crate::room::card::{FileBytes, FileInfo};
+use crate::room::effect::ChunkJob;
 use crate::room::model::max_chars;
 use crate::room::{CardState, ConnectionState, Effect, RoomEvent, RoomModel};
 
@@ -21,6 +23,8 @@ pub struct CardView {
     pub left: RwSignal<Option<u32>>,
     /// When the message was sent (milliseconds since the Unix epoch), once known.
     pub sent_at: RwSignal<Option<u64>>,
+    /// The file it carries, with its progress, once known.
+    pub file: RwSignal<Option<FileInfo>>,
 }
 
 /// A room as the page shows it. All fields are handles, so it is `Copy` into closures.
@@ -40,10 +44,12 @@ pub struct RoomClient {
     pub sound: RwSignal<bool>,
     /// The most characters the composer takes: what the relay's largest message holds.
     pub max_chars: RwSignal<usize>,
+    /// The largest file the relay takes, in bytes of padded plaintext; 0: it takes none.
+    pub max_file: RwSignal<u64>,
     audio: StoredValue<Option<web_sys::AudioContext>, LocalStorage>,
     /// The room, once the keys are derived; `None` again after leaving.
     model: StoredValue<Option<RoomModel>>,
-    outbox: StoredValue<Option<UnboundedSender<String>>>,
+    outbox: StoredValue<Option<UnboundedSender<Message>>>,
     /// Counts sockets, so the end of one the model already let go of is not reported.
     socket_generation: StoredValue<u64>,
     /// A keystroke while the keys were being derived (its time), handed to the model.
@@ -72,6 +78,7 @@ impl RoomClient {
             sound: RwSignal::new(false),
             // Until a relay says otherwise, what every relay accepts.
             max_chars: RwSignal::new(max_chars(RelayLimits::default().max_message)),
+            max_file: RwSignal::new(0),
             audio: StoredValue::new_local(None),
             model: StoredValue::new(None),
             outbox: StoredValue::new(None),
@@ -136,6 +143,28 @@ impl RoomClient {
         }
     }
 
+    /// Reads a file the person picked, dropped or pasted, and sends it (a notice says why if
+    /// it cannot be).
+    pub fn send_file(self, file: web_sys::File) {
+        spawn_local(async move {
+            let Ok(buffer) = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await else {
+                self.notice.set(Some("That file could not be read.".into()));
+                return;
+            };
+            let array = js_sys::Uint8Array::new(&buffer);
+            let bytes = array.to_vec();
+            array.fill(0, 0, array.length());
+            let (name, mime) = (file.name(), file.type_());
+            let now = now_ms();
+            self.apply(|model| model.send_file(&name, &mime, bytes, now).unwrap_or_default());
+        });
+    }
+
+    /// "Save" on a decrypted file: the browser gets it, and the relay is told it was viewed.
+    pub fn save_card(self, id: MessageId) {
+        self.apply(|model| model.save(id));
+    }
+
     /// "Send again" on our message the relay refused: sent anew (a notice says it if it cannot).
     pub fn resend_card(self, id: MessageId) {
         let now = now_ms();
@@ -179,9 +208,29 @@ impl RoomClient {
             match effect {
                 Effect::Send(frame) => self.outbox.with_value(|outbox| {
                     if let Some(tx) = outbox {
-                        let _ = tx.unbounded_send(serde_json::to_string(&frame).unwrap_or_default());
+                        let _ = tx.unbounded_send(Message::Text(serde_json::to_string(&frame).unwrap_or_default()));
                     }
                 }),
+                Effect::SendBinary(bytes) => self.outbox.with_value(|outbox| {
+                    if let Some(tx) = outbox {
+                        let _ = tx.unbounded_send(Message::Bytes(bytes));
+                    }
+                }),
+                Effect::Seal(job) => spawn_local(async move {
+                    let sealed =
+                        run_chunk(true, &job).await.map(|sealed| sealed.to_vec()).unwrap_or_else(|| job.seal());
+                    self.apply(|model| model.chunk_sealed(job.id, job.index, sealed));
+                }),
+                Effect::Open(job) => spawn_local(async move {
+                    // WebCrypto refuses a chunk that fails authentication as it refuses when it
+                    // is missing: the Rust reference decides which.
+                    let opened = match run_chunk(false, &job).await {
+                        Some(plain) => Ok(plain),
+                        None => job.open(),
+                    };
+                    self.apply(|model| model.chunk_opened(job.id, job.index, opened));
+                }),
+                Effect::Save { name, bytes } => save_to_disk(&name, &bytes),
                 Effect::Connect { after } if after.is_zero() => self.connect(),
                 Effect::Connect { after } => set_timeout(move || self.connect(), after),
                 Effect::Disconnect => {
@@ -208,11 +257,11 @@ impl RoomClient {
             return;
         };
         let (mut write, mut read) = socket.split();
-        let (tx, mut rx) = unbounded::<String>();
+        let (tx, mut rx) = unbounded::<Message>();
         self.outbox.set_value(Some(tx));
         spawn_local(async move {
-            while let Some(text) = rx.next().await {
-                if write.send(Message::Text(text)).await.is_err() {
+            while let Some(message) = rx.next().await {
+                if write.send(message).await.is_err() {
                     break;
                 }
             }
@@ -221,10 +270,12 @@ impl RoomClient {
         let current = move || self.socket_generation.try_get_value() == Some(generation);
         spawn_local(async move {
             while let Some(Ok(message)) = read.next().await {
-                if let Message::Text(text) = message {
-                    if current() {
-                        self.apply(|model| model.on_text(&text));
-                    }
+                if !current() {
+                    continue;
+                }
+                match message {
+                    Message::Text(text) => self.apply(|model| model.on_text(&text)),
+                    Message::Bytes(bytes) => self.apply(|model| model.on_binary(&bytes)),
                 }
             }
             if current() {
@@ -245,6 +296,8 @@ impl RoomClient {
             set_if_changed(self.notice, model.notice().map(str::to_owned));
             set_if_changed(self.announcement, model.announcement().to_owned());
             set_if_changed(self.max_chars, model.max_chars());
+            let files = model.limits().features.iter().any(|f| f == FEATURE_FILES);
+            set_if_changed(self.max_file, if files { model.limits().max_file } else { 0 });
             let views = self.cards.get_untracked();
             let same_cards = views.len() == model.cards().len()
                 && views.iter().zip(model.cards()).all(|(view, card)| view.id == card.id);
@@ -255,6 +308,7 @@ impl RoomClient {
                         set_if_changed(view.state, card.state.clone());
                         set_if_changed(view.left, card.left);
                         set_if_changed(view.sent_at, card.sent_at);
+                        set_if_changed(view.file, card.file.clone());
                         next.push(*view);
                     }
                     None => next.push(CardView {
@@ -262,6 +316,7 @@ impl RoomClient {
                         state: RwSignal::new(card.state.clone()),
                         left: RwSignal::new(card.left),
                         sent_at: RwSignal::new(card.sent_at),
+                        file: RwSignal::new(card.file.clone()),
                     }),
                 }
             }
@@ -296,6 +351,35 @@ impl RoomClient {
             let _ = osc.stop_with_when(now + 0.15);
         });
     }
+}
+
+/// Seals or opens a chunk by WebCrypto; `None` where the page has none (or it refused).
+async fn run_chunk(encrypt: bool, job: &ChunkJob) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    crate::webcrypto::aes256gcm(encrypt, &job.key, &job.nonce, &job.aad, &job.input).await
+}
+
+/// Hands `bytes` to the browser as a download named `name`, typed so that it is never rendered.
+fn save_to_disk(name: &str, bytes: &FileBytes) {
+    let Some(url) = object_url(bytes, "application/octet-stream") else { return };
+    if let Ok(anchor) = document().create_element("a") {
+        let anchor: web_sys::HtmlAnchorElement = wasm_bindgen::JsCast::unchecked_into(anchor);
+        anchor.set_href(&url);
+        anchor.set_download(name);
+        anchor.click();
+    }
+    // The download has its own copy once it started; the page's goes after a moment.
+    set_timeout(move || drop(web_sys::Url::revoke_object_url(&url)), std::time::Duration::from_secs(10));
+}
+
+/// A `blob:` URL of `bytes`, typed `mime`. Revoke it when done.
+pub fn object_url(bytes: &FileBytes, mime: &str) -> Option<String> {
+    let array = js_sys::Uint8Array::from(&bytes.0[..]);
+    let parts = js_sys::Array::of1(&array);
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()?;
+    array.fill(0, 0, array.length());
+    web_sys::Url::create_object_url_with_blob(&blob).ok()
 }
 
 fn set_if_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, value: T) {

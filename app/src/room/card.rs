@@ -1,5 +1,10 @@
 //! A message on screen, as data: what its card shows, how long it stays, and when it was sent.
 
+use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
 use crate::crypto::MessageId;
 
 /// Seconds a read, burned or gone message stays on screen before it leaves.
@@ -32,6 +37,52 @@ pub enum CardState {
     Burned(String),
     /// Gone unread: expired, or read by someone else.
     Gone(&'static str),
+    /// Someone else's file, downloaded and decrypted ([`Card::file`] says what it is): an
+    /// image is shown; another file waits for the person to save it.
+    File(FileBytes),
+    /// Someone else's file, saved by the person: its bytes are the browser's now, and none
+    /// are left here.
+    Saved,
+}
+
+/// What a card knows of its file: from the sender's own choice, or from the opened file card.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FileInfo {
+    /// As the sender named it: for the download's name and the card, never a path.
+    pub name: String,
+    pub mime: String,
+    /// Bytes, before padding.
+    pub size: u64,
+    /// Chunks moved so far (uploaded, or downloaded and decrypted), of `chunks`.
+    pub done: u32,
+    pub chunks: u32,
+}
+
+impl FileInfo {
+    /// Whether the page shows it inline: PNG, JPEG, GIF or WebP only (never SVG, which can
+    /// hold script). Every other file is only offered as a download.
+    pub fn is_image(&self) -> bool {
+        matches!(self.mime.as_str(), "image/png" | "image/jpeg" | "image/gif" | "image/webp")
+    }
+}
+
+/// A decrypted file's bytes, shared by the card and the page without copies; wiped when the
+/// last holder lets go. Equal only to itself, so comparing cards never reads megabytes.
+#[derive(Clone)]
+pub struct FileBytes(pub Arc<Zeroizing<Vec<u8>>>);
+
+impl PartialEq for FileBytes {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for FileBytes {}
+
+impl fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.0.len())
+    }
 }
 
 impl CardState {
@@ -45,6 +96,11 @@ impl CardState {
     pub fn is_unread(&self) -> bool {
         matches!(self, Self::Sealed | Self::Opening | Self::Unreadable | Self::Misdated(_) | Self::Refused(_))
     }
+
+    /// This page's own message (sending, waiting, burned, or refused).
+    pub fn is_mine(&self) -> bool {
+        matches!(self, Self::Mine { .. } | Self::Burned(_) | Self::Unsent { .. })
+    }
 }
 
 /// One message on screen.
@@ -57,11 +113,13 @@ pub struct Card {
     /// When the message was sent (milliseconds since the Unix epoch, the sender's clock): from
     /// the body once opened, or this page's clock for its own. `None` while sealed.
     pub sent_at: Option<u64>,
+    /// The file it carries, once known (sending, or its card opened); `None` for text.
+    pub file: Option<FileInfo>,
 }
 
 impl Card {
     pub(crate) fn new(id: MessageId, state: CardState) -> Self {
-        Self { id, state, left: None, sent_at: None }
+        Self { id, state, left: None, sent_at: None, file: None }
     }
 }
 

@@ -1,9 +1,15 @@
 //! What the room model returns to its driver, and the states it shows.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crypto::MessageId;
+use zeroize::Zeroizing;
+
+use crate::crypto::primitives::{aes256gcm_open, aes256gcm_seal, NONCE_LEN};
+use crate::crypto::{MessageId, OpenError};
 use crate::protocol::{ClientFrame, ErrorCode};
+use crate::room::card::FileBytes;
 
 /// How long "typing…" lasts after the last typing notice.
 pub const TYPING_SHOWN_FOR: Duration = Duration::from_secs(4);
@@ -51,6 +57,49 @@ pub enum Effect {
     Schedule { timer: Timer, after: Duration },
     /// Something happened that the page may mark (a tone, the title) and a test may count.
     Event(RoomEvent),
+    /// Send this binary frame (a file's chunk, or a request for one) on the open socket.
+    SendBinary(Vec<u8>),
+    /// Seal this chunk (by WebCrypto where the page has it, else [`ChunkJob::seal`]) and hand the
+    /// result to [`RoomModel::chunk_sealed`].
+    Seal(ChunkJob),
+    /// Open this chunk likewise and hand the result to [`RoomModel::chunk_opened`].
+    Open(ChunkJob),
+    /// Hand a decrypted file the person asked to save to the browser: named `name`, typed
+    /// `application/octet-stream` so it is never rendered. Its card then says it was saved.
+    Save { name: String, bytes: FileBytes },
+}
+
+/// One chunk to seal or open with AES-256-GCM: the file's key, the chunk's nonce and AAD
+/// (`crypto::file`), and the bytes. The model leaves the work to its driver so that a page can
+/// use WebCrypto, several times faster than AES in WebAssembly; [`ChunkJob::seal`] and
+/// [`ChunkJob::open`] are the Rust reference, which every other driver calls.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChunkJob {
+    pub id: MessageId,
+    pub index: u32,
+    pub key: Arc<Zeroizing<[u8; 32]>>,
+    pub nonce: [u8; NONCE_LEN],
+    pub aad: Arc<Vec<u8>>,
+    /// The plaintext to seal (zeroed on drop), or the sealed chunk to open.
+    pub input: Zeroizing<Vec<u8>>,
+}
+
+impl ChunkJob {
+    /// Seals the chunk in Rust.
+    pub fn seal(&self) -> Vec<u8> {
+        aes256gcm_seal(&self.key, &self.nonce, &self.input, &self.aad)
+    }
+
+    /// Opens the chunk in Rust.
+    pub fn open(&self) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        aes256gcm_open(&self.key, &self.nonce, &self.input, &self.aad).ok_or(OpenError)
+    }
+}
+
+impl fmt::Debug for ChunkJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkJob(chunk {} of <redacted>, {} bytes)", self.index, self.input.len())
+    }
 }
 
 /// The model's timers.
@@ -101,4 +150,10 @@ pub enum NotSent {
     TooLong,
     #[error("this page is not in the room")]
     NotInRoom,
+    #[error("this relay takes no files")]
+    NoFiles,
+    #[error("that file is larger than this relay takes")]
+    FileTooLarge,
+    #[error("a file is still being sent")]
+    Busy,
 }

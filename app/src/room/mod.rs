@@ -16,7 +16,7 @@ pub mod effect;
 pub mod model;
 
 #[cfg(feature = "ui")]
-pub use browser::{now_ms, relay_ws_url, CardView, RoomClient};
-pub use card::{Card, CardState, SHOW_SECONDS};
-pub use effect::{ConnectionState, Effect, NotSent, RoomEvent, Timer};
+pub use browser::{now_ms, object_url, relay_ws_url, CardView, RoomClient};
+pub use card::{Card, CardState, FileBytes, FileInfo, SHOW_SECONDS};
+pub use effect::{ChunkJob, ConnectionState, Effect, NotSent, RoomEvent, Timer};
 pub use model::{Clock, RoomModel};

@@ -7,7 +7,7 @@
 //!
 //! [`RoomClient`]: crate::room::RoomClient
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +18,13 @@ use crate::room::card::{Card, CardState};
 use crate::room::effect::{ConnectionState, Effect, NotSent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
 
 mod dates;
+mod files;
 mod frames;
 mod refusals;
 
 use dates::system_clock;
 pub use dates::{Clock, CLOCK_SKEW, MAX_MESSAGE_AGE};
+pub use files::WINDOW;
 
 /// Most characters a person may type in one message, however large the relay's limit: about
 /// what 16 KiB holds at 4 bytes a character.
@@ -77,6 +79,12 @@ pub struct RoomModel {
     limits: RelayLimits,
     /// Dates what is opened (see [`MAX_MESSAGE_AGE`]).
     clock: Clock,
+    /// The file this page is sending, until its card is sent.
+    upload: Option<files::Upload>,
+    /// Files this page is opening, by their card's id.
+    downloads: HashMap<MessageId, files::Download>,
+    /// Files this page sent that the relay has not yet stored: kept to send them again.
+    sources: HashMap<MessageId, files::Source>,
 }
 
 impl RoomModel {
@@ -111,6 +119,9 @@ impl RoomModel {
             halted: false,
             limits: RelayLimits::default(),
             clock,
+            upload: None,
+            downloads: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -174,6 +185,9 @@ impl RoomModel {
             ServerFrame::Expired { message_id } => with_id(&message_id, |id| self.expired(id, &mut out)),
             ServerFrame::Presence { participants } => self.participants = participants,
             ServerFrame::Typing { active } => self.peer_typed(active, &mut out),
+            ServerFrame::Uploaded { message_id, chunks } => {
+                with_id(&message_id, |id| self.uploaded(id, chunks, &mut out))
+            }
             ServerFrame::Error { code, message, message_id } => {
                 self.refused(code, &message, message_id.as_deref(), &mut out)
             }
@@ -216,7 +230,7 @@ impl RoomModel {
             return Err(NotSent::NotInRoom);
         }
         let id = MessageId::generate();
-        let body = Body { id, sender: self.sender, text: text.to_owned(), sent_at: now_ms };
+        let body = Body { id, sender: self.sender, text: text.to_owned(), sent_at: now_ms, file: None };
         let Some(sealed) = seal(&self.keys, &body).ok().filter(|sealed| sealed.padded_len() <= self.max_message())
         else {
             self.notice = Some(format!(
@@ -276,6 +290,9 @@ impl RoomModel {
         let Some(CardState::Unsent { text, .. }) = self.card(id).map(|card| card.state.clone()) else {
             return Ok(Vec::new());
         };
+        if let Some(sent) = self.resend_file(id, now_ms) {
+            return sent;
+        }
         let effects = self.send(&text, now_ms)?;
         self.cards.retain(|card| card.id != id);
         Ok(effects)
@@ -301,6 +318,9 @@ impl RoomModel {
         self.unacked.clear();
         self.shown.clear();
         self.viewing.clear();
+        self.upload = None;
+        self.downloads.clear();
+        self.sources.clear();
         self.notice = None;
         self.announcement.clear();
         vec![Effect::Disconnect]

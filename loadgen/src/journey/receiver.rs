@@ -66,7 +66,8 @@ pub(super) async fn read_as_receiver(
                 shared.error(format!("{code:?}"));
                 Vec::new()
             }
-            Step::Event(_) => Vec::new(),
+            // Journeys carry text: no files, so no chunks.
+            Step::Event(_) | Step::Binary(_) => Vec::new(),
         });
         for frame in frames {
             if out.send(client::text(&frame)).await.is_err() {

@@ -108,7 +108,7 @@ pub(super) async fn read_as_sender(
                     }
                     Step::Event(RoomEvent::Burned(id)) => burned(&room, &shared, &id),
                     Step::Event(RoomEvent::Refused(code)) => shared.error(format!("{code:?}")),
-                    Step::Event(_) => {}
+                    Step::Event(_) | Step::Binary(_) => {}
                 }
                 Vec::new()
             });

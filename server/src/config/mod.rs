@@ -18,7 +18,8 @@ use crate::telemetry::LogFormat;
 use database::parse_ssl_mode;
 pub use database::{ssl_mode_name, Database, DEFAULT_PG_DATABASE};
 use values::{
-    parse_grace, parse_idle_timeout, parse_ip_net, parse_padded_limit, parse_public_url, parse_short_timeout,
+    parse_file_size, parse_grace, parse_idle_timeout, parse_ip_net, parse_padded_limit, parse_public_url,
+    parse_short_timeout, parse_transfer_rate,
 };
 pub use values::{parse_size, parse_ttl, IpNet, MAX_MESSAGE_TTL};
 
@@ -204,6 +205,17 @@ pub struct Limits {
     /// memory, per instance, never stored or logged). Past it a `send` gets `quota_exceeded`.
     #[arg(long, env = "MAX_STORED_BYTES_PER_ADDRESS", default_value = "32MiB", value_parser = parse_size)]
     pub max_stored_bytes_per_address: u64,
+    /// Largest file, in bytes (with a `KiB`, `MiB` or `GiB` suffix; 0: no files). Files are sealed
+    /// in 64 KiB chunks padded to a size class, and a file whose padded size is past this is
+    /// refused with `file_too_large` before any upload. Counted against the storage quotas.
+    #[arg(long, env = "MAX_FILE_SIZE", default_value = "10MiB", value_parser = parse_file_size)]
+    pub max_file_size: u64,
+    /// Bytes of file chunks a connection may move per second, up and down together (a budget of
+    /// its own, apart from `RATE_LIMIT_PER_SECOND`'s frames): past it, the relay reads the
+    /// connection's next chunk frame only once the budget allows, so transfers slow down and
+    /// nothing is refused. A burst of one second's worth.
+    #[arg(long, env = "TRANSFER_BYTES_PER_SECOND", default_value = "8MiB", value_parser = parse_transfer_rate)]
+    pub transfer_bytes_per_second: u64,
     /// IPv6 clients are counted, for every per-address limit, by this many leading bits of
     /// their address (64: one home line's block); IPv4 clients by their whole address.
     #[arg(long, env = "IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]

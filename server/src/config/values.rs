@@ -37,6 +37,28 @@ pub(super) fn parse_short_timeout(value: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+/// `MAX_FILE_SIZE`: 0 (no files), or a size from 64 KiB (one chunk) to 1 GiB, which a page
+/// holds in memory whole while it opens it.
+pub(super) fn parse_file_size(value: &str) -> Result<u64, String> {
+    if value.trim() == "0" {
+        return Ok(0);
+    }
+    let bytes = parse_size(value)?;
+    if !(64 << 10..=1 << 30).contains(&bytes) {
+        return Err("must be 0 (no files) or from 64KiB to 1GiB".into());
+    }
+    Ok(bytes)
+}
+
+/// `TRANSFER_BYTES_PER_SECOND`: at least one chunk a second.
+pub(super) fn parse_transfer_rate(value: &str) -> Result<u64, String> {
+    let bytes = parse_size(value)?;
+    if bytes < 64 << 10 {
+        return Err("must be at least 64KiB (a chunk a second)".into());
+    }
+    Ok(bytes)
+}
+
 pub(super) fn parse_padded_limit(value: &str) -> Result<usize, String> {
     let bytes: usize = value.trim().parse().map_err(|_| "expected a number of bytes".to_owned())?;
     if !(256..=16_384).contains(&bytes) || !bytes.is_multiple_of(256) {

@@ -74,6 +74,16 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// connected, and after the grace period on top it is dropped.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
+// Files (`relay/connection/files.rs`).
+
+/// How long an upload may take, from its `upload` to its card: past it, its next chunk is refused
+/// and what it stored purged. At the default transfer budget a 10 MiB file takes seconds; this
+/// leaves a slow link (1 Mbit/s: under two minutes) far inside it.
+pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(3600);
+/// Chunks with no message row older than this belong to an upload whose instance died (a live
+/// one ends by [`UPLOAD_DEADLINE`]): the expiry sweep deletes them.
+pub const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(3900);
+
 // The store (`store/mod.rs`).
 
 /// How often an insert that lost a race looks again before it gives up.

@@ -42,6 +42,9 @@ pub struct NewMessage<'a> {
     pub sender: &'a Participant,
     /// Refuse it when this many messages already wait in the room.
     pub max_pending: u32,
+    /// How many chunks of a file wait beside it (a file card), stored before it; 0 for text.
+    /// They go when it goes, whichever way.
+    pub chunks: u32,
 }
 
 /// What an insert found.
@@ -192,7 +195,7 @@ impl Ledger {
     /// Stores a message unless its id already waits in the room or the room already holds
     /// `max_pending` unexpired messages at `now`.
     pub fn insert(&mut self, m: &NewMessage<'_>, now: i64) -> Inserted {
-        let NewMessage { room, id, body, ttl, sender, max_pending } = *m;
+        let NewMessage { room, id, body, ttl, sender, max_pending, .. } = *m;
         let expires_at = expiry(now, ttl);
         if let Some(existing) = self.messages.get(&(*room, *id)) {
             return Inserted::Exists(existing.body.clone());
@@ -293,7 +296,7 @@ mod tests {
     }
 
     fn message<'a>(id: &'a MessageId, body: &'a [u8], sender: &'a Participant, max_pending: u32) -> NewMessage<'a> {
-        NewMessage { room: &ROOM, id, body, ttl: Duration::from_millis(1_000), sender, max_pending }
+        NewMessage { room: &ROOM, id, body, ttl: Duration::from_millis(1_000), sender, max_pending, chunks: 0 }
     }
 
     fn send(ledger: &mut Ledger, n: u8, from: u8) -> MessageId {

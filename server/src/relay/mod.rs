@@ -25,7 +25,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::protocol::RelayLimits;
+use app::crypto::file::CHUNK_LEN;
+use app::protocol::{RelayLimits, FEATURE_FILES};
 
 use crate::at_rest::KeyRing;
 use crate::config::Limits;
@@ -58,7 +59,13 @@ impl Relay {
         RelayLimits {
             max_message: u32::try_from(self.limits.max_padded_message).unwrap_or(u32::MAX),
             message_ttl: self.message_ttl.as_secs(),
-            features: Vec::new(),
+            features: if self.max_file_chunks() > 0 { vec![FEATURE_FILES.to_owned()] } else { Vec::new() },
+            max_file: u64::from(self.max_file_chunks()) * CHUNK_LEN as u64,
         }
+    }
+
+    /// The most chunks a file may have here (`MAX_FILE_SIZE` in whole chunks); 0: no files.
+    pub fn max_file_chunks(&self) -> u32 {
+        u32::try_from(self.limits.max_file_size / CHUNK_LEN as u64).unwrap_or(u32::MAX)
     }
 }

@@ -11,11 +11,12 @@ use super::departure::participant_left;
 use super::hub::Hub;
 use super::presence::Presence;
 use crate::bus::BusEvent;
-use crate::domain::bounds::{GONE_REMEMBERED, HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL};
-use crate::domain::EventKind;
+use crate::domain::bounds::{ABANDONED_UPLOAD_AGE, GONE_REMEMBERED, HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL};
+use crate::domain::{now_ms, EventKind};
 use crate::store::Store;
 
-/// Deletes expired messages now and then, telling their rooms.
+/// Deletes expired messages now and then, telling their rooms (their files' chunks go with
+/// them), and the chunks of uploads abandoned by an instance that died.
 pub async fn sweep_expired(store: Store, hub: Arc<Hub>, message_ttl: Duration) {
     let period = (message_ttl / 4).clamp(Duration::from_secs(1), MAX_SWEEP_INTERVAL);
     let mut tick = tokio::time::interval(period);
@@ -29,7 +30,15 @@ pub async fn sweep_expired(store: Store, hub: Arc<Hub>, message_ttl: Duration) {
             }
             Err(err) => tracing::error!("expiry sweep failed: {err}"),
         }
+        let abandoned_before = now_ms().saturating_sub(millis(ABANDONED_UPLOAD_AGE));
+        if let Err(err) = store.purge_abandoned_uploads(abandoned_before).await {
+            tracing::error!("sweep of abandoned uploads failed: {err}");
+        }
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// After a restart, recipients are named in the store but nobody is connected: those that do

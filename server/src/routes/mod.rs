@@ -8,7 +8,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use app::pages::landing::ROOM_PATH;
-use app::protocol::WS_PATH;
+use app::protocol::{binary, WS_PATH};
 use app::shell;
 use std::net::{IpAddr, SocketAddr};
 
@@ -135,8 +135,10 @@ async fn ws_upgrade(
     let limits = relay.limits;
     // Where the library stops reading: past it the socket is dropped at once, unanswered, so a
     // flood of huge frames costs nothing to answer. Up to it, the session answers oversized
-    // text with `frame_too_large` and a clean close.
-    let hard_limit = 2 * limits.max_frame_size as usize;
+    // text with `frame_too_large` and a clean close. A relay that takes files reads a chunk frame
+    // whole (`ws/session.rs` checks its length).
+    let chunk_frames = if relay.max_file_chunks() > 0 { binary::CHUNK_FRAME_LEN } else { 0 };
+    let hard_limit = (2 * limits.max_frame_size as usize).max(chunk_frames);
     let buffer = limits.socket_buffer_size as usize;
     let stopping = state.stopping.clone();
     let open = state.open_sockets.clone();

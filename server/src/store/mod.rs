@@ -102,7 +102,9 @@ impl InsertFound {
     }
 }
 
+mod chunks;
 mod participants;
+pub use chunks::ChunkRead;
 pub use participants::{Admitted, Reaped};
 
 impl Store {
@@ -285,15 +287,17 @@ impl Store {
         Ok(rows.iter().filter_map(|(id,)| message_id_from_row(id)).collect())
     }
 
-    /// Bytes of every stored record (waiting, or expired and not yet swept), over all rooms and
+    /// Bytes of every stored record (waiting, or expired and not yet swept) and file chunk, over all rooms and
     /// every instance sharing this database: what `MAX_STORED_BYTES` bounds. A scan of the
     /// records' lengths (neither database reads a body to know its length); the relay asks
     /// once per step of its allowance, not per message.
     pub async fn stored_bytes(&self) -> Result<u64, StoreError> {
         let _timer = StoreTimer::start("stored_bytes");
         let sql = self.dialect(
-            "SELECT CAST(COALESCE(SUM(LENGTH(body)), 0) AS INTEGER) FROM messages",
-            "SELECT COALESCE(SUM(OCTET_LENGTH(body)), 0)::BIGINT FROM messages",
+            "SELECT CAST(COALESCE((SELECT SUM(LENGTH(body)) FROM messages), 0) \
+               + COALESCE((SELECT SUM(LENGTH(body)) FROM chunks), 0) AS INTEGER)",
+            "SELECT (COALESCE((SELECT SUM(OCTET_LENGTH(body)) FROM messages), 0) \
+               + COALESCE((SELECT SUM(OCTET_LENGTH(body)) FROM chunks), 0))::BIGINT",
         );
         let (bytes,): (i64,) = self.read_pool().fetch_one(sql, &[]).await?;
         Ok(u64::try_from(bytes).unwrap_or(0))

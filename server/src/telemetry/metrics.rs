@@ -31,6 +31,8 @@ pub const STORED_BYTES: &str = "ephemeral_chat_stored_bytes";
 pub const REFUSALS: &str = "ephemeral_chat_refusals_total";
 /// WebSocket frames, by direction (`in`: from pages, `out`: to pages).
 pub const FRAMES: &str = "ephemeral_chat_frames_total";
+/// Bytes of sealed file chunks, by direction (`in`: uploaded, `out`: downloaded).
+pub const FILE_BYTES: &str = "ephemeral_chat_file_bytes_total";
 /// Time a store operation took, by operation, in seconds.
 pub const STORE_SECONDS: &str = "ephemeral_chat_store_seconds";
 /// Times the PostgreSQL `LISTEN` connection was lost and made again.
@@ -78,6 +80,7 @@ fn describe() {
     describe_gauge!(STORED_BYTES, Unit::Bytes, "Bytes of stored records waiting, every instance together");
     describe_counter!(REFUSALS, "Frames answered with an error, by error code");
     describe_counter!(FRAMES, "WebSocket frames, by direction");
+    describe_counter!(FILE_BYTES, Unit::Bytes, "Bytes of sealed file chunks, by direction");
     describe_histogram!(STORE_SECONDS, Unit::Seconds, "Time a store operation took, by operation");
     describe_counter!(BUS_RECONNECTS, "Times the LISTEN connection for other instances' events was made again");
     describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::domain::ClientBlock;
 
@@ -47,6 +47,43 @@ impl TokenBucket {
             true
         } else {
             false
+        }
+    }
+}
+
+/// A budget of bytes per second (`TRANSFER_BYTES_PER_SECOND`), with a burst of one second's
+/// worth. Unlike the frame bucket it refuses nothing: it says how long to wait before the bytes
+/// asked for may move, so a transfer past it slows to the budget.
+#[derive(Debug)]
+pub struct ByteBudget {
+    /// May go below zero: bytes taken ahead of the refill, which the next wait pays for.
+    tokens: f64,
+    per_second: f64,
+    last: Instant,
+}
+
+impl ByteBudget {
+    pub fn new(per_second: u64) -> Self {
+        #[allow(clippy::cast_precision_loss)] // settings far below 2^52
+        let per_second = per_second as f64;
+        Self { tokens: per_second, per_second, last: Instant::now() }
+    }
+
+    /// Takes `bytes`; returns how long to wait before they may move (zero within the budget).
+    pub fn take(&mut self, bytes: usize) -> Duration {
+        self.take_at(bytes, Instant::now())
+    }
+
+    fn take_at(&mut self, bytes: usize, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        #[allow(clippy::cast_precision_loss)] // a frame's length
+        let bytes = bytes as f64;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second) - bytes;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_second)
         }
     }
 }
@@ -147,7 +184,6 @@ impl Drop for AddressSlot {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
-    use std::time::Duration;
 
     use super::*;
 
@@ -167,6 +203,21 @@ mod tests {
         let later = start + Duration::from_secs(60);
         assert!((0..3).all(|_| bucket.try_take_at(later)));
         assert!(!bucket.try_take_at(later));
+    }
+
+    #[test]
+    fn a_byte_budget_delays_past_its_second_of_burst_and_refuses_nothing() {
+        let start = Instant::now();
+        let mut budget = ByteBudget { tokens: 1000.0, per_second: 1000.0, last: start };
+        assert_eq!(budget.take_at(600, start), Duration::ZERO);
+        assert_eq!(budget.take_at(400, start), Duration::ZERO);
+        // Past the burst: the wait is what the budget needs to refill the debt.
+        assert_eq!(budget.take_at(500, start), Duration::from_millis(500));
+        assert_eq!(budget.take_at(500, start), Duration::from_millis(1000));
+        // Paid back over time; idle time refills to one second's worth, no more.
+        assert_eq!(budget.take_at(0, start + Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(budget.take_at(1000, start + Duration::from_secs(60)), Duration::ZERO);
+        assert!(budget.take_at(1, start + Duration::from_secs(60)) > Duration::ZERO);
     }
 
     #[test]

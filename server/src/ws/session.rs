@@ -5,14 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use app::crypto::file::SEALED_CHUNK_LEN;
+use app::protocol::{binary, ClientFrame, ErrorCode, ServerFrame};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::watch;
 
-use super::limits::TokenBucket;
+use super::limits::{ByteBudget, TokenBucket};
 use crate::domain::bounds::{CLOSE_GRACE, PING_INTERVAL};
 use crate::domain::ClientBlock;
-use crate::relay::connection::{Connection, Ending};
+use crate::relay::connection::{Connection, Ending, Outgoing};
 use crate::relay::Relay;
 use crate::telemetry::metrics;
 
@@ -39,6 +40,9 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
     let mut last_heard = Instant::now();
     let mut bucket = TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst);
+    // File transfers' binary frames spend bytes of their own budget instead of frames.
+    let files = relay_takes_files(&connection);
+    let mut transfer_budget = ByteBudget::new(limits.transfer_bytes_per_second);
     // Frames refused in a row for the rate limit; a burst's worth more means a flood.
     let mut refused_in_a_row = 0u32;
     // A broken or idle socket is a network loss, unless the page or the server closed it.
@@ -49,6 +53,21 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
                 // A read error: a broken socket, or a frame past the hard limit.
                 let Some(Ok(message)) = incoming else { break };
                 last_heard = Instant::now();
+                if let Some(frame) = transfer_frame(files, &message) {
+                    metrics::counter!(metrics::FRAMES, "direction" => "in").increment(1);
+                    let bytes = match frame {
+                        binary::Frame::Chunk { sealed, .. } => sealed.len(),
+                        binary::Frame::Request { .. } => SEALED_CHUNK_LEN,
+                    };
+                    // Past the budget, this connection's next frame is read only once it allows:
+                    // TCP's flow control slows the sender, and nothing is refused.
+                    tokio::time::sleep(transfer_budget.take(bytes)).await;
+                    let replies = Box::pin(connection.transfer(frame)).await;
+                    if send_outgoing(&mut socket, replies, limits.write_timeout).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
                     metrics::counter!(metrics::FRAMES, "direction" => "in").increment(1);
                     if bucket.try_take() {
@@ -112,6 +131,34 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
     }
     Box::pin(connection.end(ending)).await;
     metrics::gauge!(metrics::WEBSOCKETS_OPEN).decrement(1.0);
+}
+
+/// Whether this relay takes files (`MAX_FILE_SIZE` above zero).
+fn relay_takes_files(connection: &Connection) -> bool {
+    connection.relay().max_file_chunks() > 0
+}
+
+/// A binary frame that is a well-formed file transfer frame, on a relay that takes files. Any
+/// other binary frame counts against the frame rate and is refused as `binary_frame`.
+fn transfer_frame(files: bool, message: &Message) -> Option<binary::Frame<'_>> {
+    match message {
+        Message::Binary(bytes) if files => binary::decode(bytes),
+        _ => None,
+    }
+}
+
+/// Writes what a transfer answered: frames as text, a chunk as one binary frame.
+async fn send_outgoing(socket: &mut WebSocket, replies: Vec<Outgoing>, timeout: Duration) -> Result<(), WriteFailed> {
+    for reply in replies {
+        match reply {
+            Outgoing::Frame(frame) => send(socket, &frame, timeout).await?,
+            Outgoing::Chunk(bytes) => {
+                metrics::counter!(metrics::FRAMES, "direction" => "out").increment(1);
+                write(socket, Message::Binary(bytes.into()), timeout).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves once the server is stopping; never if it runs on, or if nobody can tell any more

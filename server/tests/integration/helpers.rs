@@ -203,7 +203,7 @@ impl TestRoom {
     /// Seals `text` as a fresh message of a given sender.
     pub fn seal(&self, text: &str, sender: SenderId) -> (MessageId, SealedPayload) {
         let id = MessageId::generate();
-        let body = Body { id, sender, text: text.into(), sent_at: 1 };
+        let body = Body { id, sender, text: text.into(), sent_at: 1, file: None };
         (id, seal(&self.keys, &body).unwrap())
     }
 
@@ -245,6 +245,11 @@ impl Client {
         self.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
         assert_eq!(self.recv_skipping_presence().await, ServerFrame::Sent { message_id: id.to_hex() });
         (id, sealed)
+    }
+
+    /// The socket itself, for a test that reads binary frames.
+    pub fn ws_mut(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
+        &mut self.ws
     }
 
     pub async fn send(&mut self, frame: &ClientFrame) {

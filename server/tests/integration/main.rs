@@ -20,6 +20,7 @@ macro_rules! on_both_backends {
 
 mod assets;
 mod audit;
+mod files;
 mod flood;
 mod held;
 mod helpers;

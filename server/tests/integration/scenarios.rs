@@ -138,7 +138,8 @@ impl Subject {
             }
             (subject, Step::Send { id: n, from, body, ttl, max }) => {
                 let (id, sender, body) = (id(n), who(from), vec![body; 8]);
-                let message = NewMessage { room: &ROOM, id: &id, body: &body, ttl, sender: &sender, max_pending: max };
+                let message =
+                    NewMessage { room: &ROOM, id: &id, body: &body, ttl, sender: &sender, max_pending: max, chunks: 0 };
                 match subject {
                     Self::Reference(ledger) => inserted(ledger.insert(&message, now)),
                     Self::Held(ledger, held) => {

@@ -40,6 +40,7 @@ impl RoomModel {
         for (id, sealed) in &self.unacked {
             out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.clone() }));
         }
+        self.rejoined_upload(out);
         if let Some(at) = self.typed_before_joining.take() {
             self.last_typing_sent = Some(at);
             out.push(Effect::Send(ClientFrame::Typing { active: true }));
@@ -70,6 +71,7 @@ impl RoomModel {
 
     pub(super) fn stored(&mut self, id: MessageId, out: &mut Vec<Effect>) {
         self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.file_stored(id);
         self.notice = None;
         if let Some(CardState::Mine { stored, .. }) = self.state_mut(id) {
             if !*stored {
@@ -115,6 +117,11 @@ impl RoomModel {
             self.set_state(id, CardState::Misdated(why));
             self.announcement = announcement.to_owned();
             out.push(Effect::Event(RoomEvent::Misdated(id)));
+            return;
+        }
+        // A file card: its chunks come next, and it shows once they are all open.
+        if let Some(file) = body.file {
+            self.opened_file_card(id, file, out);
             return;
         }
         self.shown.insert(id);

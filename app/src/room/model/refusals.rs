@@ -49,6 +49,11 @@ impl RoomModel {
 
     /// A lasting refusal about one message: its card says so.
     fn refused_about(&mut self, id: MessageId, code: ErrorCode, message: &str, out: &mut Vec<Effect>) {
+        // A refused upload or card goes no further, and a refused download stops.
+        if self.upload.as_ref().is_some_and(|upload| upload.id() == id) {
+            self.upload = None;
+        }
+        self.downloads.remove(&id);
         match self.card(id).map(|card| card.state.clone()) {
             // Nothing was stored. Lasting refusals are not sent again by themselves (a full
             // relay stays full for a while, and a resend loop would only add load): the card
@@ -95,6 +100,7 @@ fn not_sent(code: ErrorCode, message: &str) -> String {
         ErrorCode::TooManyPending => {
             "Not sent: too many messages wait unread in this room. Try again once some are read.".to_owned()
         }
+        ErrorCode::FileTooLarge => "Not sent: the file is larger than this relay takes.".to_owned(),
         _ => refused(message),
     }
 }

@@ -14,6 +14,7 @@ use crate::room::effect::{
 };
 
 mod dates;
+mod files;
 mod refusals;
 
 /// The time every model below reads, unless a test moves its own clock.
@@ -51,7 +52,7 @@ fn from_peer(text: &str) -> (MessageId, String) {
 /// A message from someone else in the room, sent at `sent_at`.
 fn from_peer_at(text: &str, sent_at: u64) -> (MessageId, String) {
     let id = MessageId::generate();
-    let body = Body { id, sender: SenderId([9; 8]), text: text.into(), sent_at };
+    let body = Body { id, sender: SenderId([9; 8]), text: text.into(), sent_at, file: None };
     (id, seal(&keys(), &body).unwrap().to_base64())
 }
 
@@ -194,7 +195,7 @@ fn a_payload_that_fails_to_open_is_unreadable_and_may_be_fetched_again() {
 fn our_own_message_reflected_back_is_dropped_unread() {
     let mut model = joined(2);
     let id = MessageId::generate();
-    let body = Body { id, sender: model.sender, text: "mine".into(), sent_at: NOW };
+    let body = Body { id, sender: model.sender, text: "mine".into(), sent_at: NOW, file: None };
     let sealed = seal(&keys(), &body).unwrap().to_base64();
     model.on_frame(message(id));
     model.open(id);
@@ -460,6 +461,14 @@ fn every_code() -> Vec<ErrorCode> {
         Internal,
         StorageFull,
         QuotaExceeded,
+        FileTooLarge,
+        BadChunks,
+        ChunkOutOfOrder,
+        BadChunkSize,
+        UnknownUpload,
+        UploadBusy,
+        UploadIncomplete,
+        BadChunkIndex,
         Unknown,
     ];
     for code in &codes {
@@ -467,7 +476,8 @@ fn every_code() -> Vec<ErrorCode> {
             BadFrame | BinaryFrame | FrameTooLarge | BadRoomId | BadMessageId | BadEncoding | BadSize | BadVersion
             | BadSession | NotRecipient | NotJoined | AlreadyJoined | UnknownMessage | OwnMessage | NotFetched
             | IdConflict | RateLimited | RoomFull | TooManyPending | Internal | StorageFull | QuotaExceeded
-            | Unknown => {}
+            | FileTooLarge | BadChunks | ChunkOutOfOrder | BadChunkSize | UnknownUpload | UploadBusy
+            | UploadIncomplete | BadChunkIndex | Unknown => {}
         }
     }
     codes

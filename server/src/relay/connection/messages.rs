@@ -29,6 +29,8 @@ impl Connection {
         if sealed.padded_len() > self.relay.limits.max_padded_message {
             return Err(ErrorCode::BadSize);
         }
+        // A file card names the chunks its upload stored here; a text message has none.
+        let chunks = self.uploaded_chunks(&room, &id, sealed.is_file_card()).await?;
         let body = self.relay.keys.seal(&room.0, &id, &sealed);
         let (charged, _reservation) = self.reserve_storage(room, id, body.len() as u64).await?;
         let message = NewMessage {
@@ -38,6 +40,7 @@ impl Connection {
             ttl: self.relay.message_ttl,
             sender: &who,
             max_pending: self.relay.limits.max_pending_per_room,
+            chunks,
         };
         // Its place among the messages held here is reserved before the insert commits, so
         // that a deletion heard from another instance right after the commit is not missed.
@@ -57,6 +60,7 @@ impl Connection {
                     self.relay.hub.fill(&room, id, HeldMessage { body, sender: who, recipients, expires_at });
                 }
                 self.sent.insert(id, Instant::now() + self.relay.message_ttl);
+                self.upload_stored(&id);
                 self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
             }
             Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),

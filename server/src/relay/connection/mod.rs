@@ -3,9 +3,11 @@
 //! (`ws/session.rs`) owns the socket and calls these; frames in, frames out.
 //!
 //! - [`messages`]: the operations on a room's messages: send, fetch, viewed, typing.
+//! - [`files`]: a file's upload and its chunks' download (a file is a message with chunks).
 //! - [`events`]: what the room's events, and a resync after missing some, tell this connection.
 
 mod events;
+mod files;
 mod messages;
 
 use std::collections::HashMap;
@@ -24,6 +26,13 @@ use crate::store::StoreError;
 
 /// A refused frame: the code to send back.
 type Refusal = ErrorCode;
+
+/// What a connection sends back: a protocol frame (JSON text), or a file's chunk (binary).
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(ServerFrame),
+    Chunk(Vec<u8>),
+}
 
 /// The room a connection joined, as which participant.
 #[derive(Clone, Copy)]
@@ -70,6 +79,8 @@ pub struct Connection {
     /// and is then not passed on a second time. Kept until that event comes, or for
     /// [`events::TOLD_GONE_KEPT`] if it never does (a later lag skipped it).
     told_gone: HashMap<MessageId, Instant>,
+    /// The file this connection is uploading, until its card is stored or it is abandoned.
+    upload: Option<files::Upload>,
 }
 
 impl Connection {
@@ -84,11 +95,14 @@ impl Connection {
             presence_current: false,
             sent: HashMap::new(),
             told_gone: HashMap::new(),
+            upload: None,
         }
     }
 
     /// The connection ended, as `ending` says.
     pub async fn end(mut self, ending: Ending) {
+        // An upload cut off is never offered: what it stored goes now.
+        self.abandon_upload().await;
         if let Some(member) = self.member {
             self.events = None;
             self.disconnect(member, ending).await;
@@ -103,6 +117,7 @@ impl Connection {
             ClientFrame::Fetch { message_id } => (self.fetch(&message_id).await, Some(message_id)),
             ClientFrame::Viewed { message_id } => (self.viewed(&message_id).await, Some(message_id)),
             ClientFrame::Typing { active } => (self.typing(active).await, None),
+            ClientFrame::Upload { message_id, chunks } => (self.upload(&message_id, chunks).await, Some(message_id)),
         };
         match result {
             Ok(frames) => frames,
@@ -113,6 +128,11 @@ impl Connection {
                 None => vec![ServerFrame::error(code)],
             },
         }
+    }
+
+    /// The relay this connection belongs to.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
     }
 
     fn member(&self) -> Result<Member, Refusal> {

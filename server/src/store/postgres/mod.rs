@@ -48,6 +48,7 @@ pub(super) async fn insert(
         .bind(CHANNEL)
         .bind(notice)
         .bind(&here.0[..])
+        .bind(i64::from(m.chunks))
         .fetch_one(pool)
         .await?;
     let recipients = recipients.map(|rows| rows.iter().map(|who| Participant::from_row(who)).collect());
@@ -157,8 +158,8 @@ pub(super) const INSERT: &str = "WITH existing AS (SELECT body FROM messages WHE
      pending AS (SELECT COUNT(*) FILTER (WHERE expires_at > $6) AS n FROM messages WHERE room_hash = $1), \
      others AS (SELECT participant, instance FROM participants WHERE room_hash = $1 AND participant <> $5 \
          FOR KEY SHARE), \
-     inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender, recipients) \
-         SELECT $1, $2, $3, $4, $5, ARRAY(SELECT participant FROM others ORDER BY participant) \
+     inserted AS (INSERT INTO messages (room_hash, id, body, expires_at, sender, recipients, chunks) \
+         SELECT $1, $2, $3, $4, $5, ARRAY(SELECT participant FROM others ORDER BY participant), $11 \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM pending) < $7 \
          ON CONFLICT (room_hash, id) DO NOTHING RETURNING id, recipients), \
      notified AS (SELECT pg_notify($8, $9) FROM inserted \

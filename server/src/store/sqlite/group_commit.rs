@@ -278,6 +278,7 @@ mod tests {
                 ttl: std::time::Duration::from_secs(60),
                 sender: &sender,
                 max_pending: 3,
+                chunks: 0,
             })
         };
         let results = futures::future::join_all([
@@ -340,6 +341,7 @@ mod tests {
             ttl: std::time::Duration::from_secs(60),
             sender: &sender,
             max_pending: 8,
+            chunks: 0,
         };
         let Inserted::New { mut recipients, .. } = store.insert(message).await.unwrap() else { panic!("not inserted") };
         recipients.sort_by_key(|who| who.0);
@@ -374,7 +376,8 @@ mod tests {
         }
         let id = app::crypto::MessageId([9; 16]);
         let ttl = std::time::Duration::from_secs(60);
-        let message = NewMessage { room: &room, id: &id, body: b"secret", ttl, sender: &sender, max_pending: 8 };
+        let message =
+            NewMessage { room: &room, id: &id, body: b"secret", ttl, sender: &sender, max_pending: 8, chunks: 0 };
         assert!(matches!(store.insert(message).await.unwrap(), Inserted::New { .. }));
         assert_eq!(store.recipient_participants().await.unwrap().len(), 1);
         assert!(store.purge(&room, &id).await.unwrap());

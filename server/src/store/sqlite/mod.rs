@@ -71,6 +71,7 @@ pub(super) async fn insert(queue: &WriteQueue, m: &NewMessage<'_>, expires_at: i
         Bind::Blob(m.sender.0.to_vec()),
         Bind::Int(now_ms()),
         Bind::Int(i64::from(m.max_pending)),
+        Bind::Int(i64::from(m.chunks)),
     ];
     read_insert(&queue.write(&INSERT, binds).await?)
 }
@@ -226,7 +227,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 pub(super) const INSERT: Compound = compound!(
     "SELECT (SELECT body FROM messages WHERE room_hash = $1 AND id = $2), \
        (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6); \
-     INSERT INTO messages (room_hash, id, body, expires_at, sender) SELECT $1, $2, $3, $4, $5 \
+     INSERT INTO messages (room_hash, id, body, expires_at, sender, chunks) SELECT $1, $2, $3, $4, $5, $8 \
        WHERE NOT EXISTS (SELECT 1 FROM messages WHERE room_hash = $1 AND id = $2) \
        AND (SELECT COUNT(*) FROM messages WHERE room_hash = $1 AND expires_at > $6) < $7 \
        ON CONFLICT (room_hash, id) DO NOTHING RETURNING id; \
