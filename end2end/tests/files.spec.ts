@@ -5,7 +5,18 @@
 import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import { test, expect, captureBytes, problemsOf, roomOfTwo, sealedCards } from './support';
+import { test, expect, captureBytes, enterRoom, generateCode, problemsOf, sealedCards, type People } from './support';
+
+/** Two people in a fresh room, every frame of their sockets recorded from the first. */
+async function recordedRoomOfTwo(people: People) {
+  const alice = await people.open();
+  const bob = await people.open();
+  const frames = [captureBytes(alice), captureBytes(bob)];
+  const code = await generateCode(alice);
+  await enterRoom(alice, code);
+  await enterRoom(bob, code);
+  return { alice, bob, code, frames };
+}
 
 /** A real PNG of `width` × `height` random pixels (so the test can tell it was decoded whole). */
 function png(width: number, height: number): Buffer {
@@ -49,8 +60,7 @@ function framesHold(frames: Buffer[], file: Buffer): boolean {
 }
 
 test('a picture and a file pass between two people and burn', async ({ people, relay }) => {
-  const { alice, bob, code } = await roomOfTwo(people);
-  const frames = [...[alice, bob].map(captureBytes)];
+  const { alice, bob, code, frames } = await recordedRoomOfTwo(people);
 
   // A picture: 300 × 200 random pixels, about 180 KB (three chunks).
   const picture = png(300, 200);
@@ -77,16 +87,19 @@ test('a picture and a file pass between two people and burn', async ({ people, r
   const src = await shown.getAttribute('src');
   await expect(bob.locator('.card')).toHaveCount(0, { timeout: 20_000 });
   expect(await bob.locator('img').count()).toBe(0);
-  // Its blob: URL was revoked with the card: loading it again fails.
+  // Its blob: URL was revoked with the card: loading it again fails (and says so in the console,
+  // the one problem this page is allowed).
+  expect(problemsOf(bob)).toEqual([]);
   const reloaded = await bob.evaluate(
     (url) => new Promise((done) => { const img = new Image(); img.onload = () => done('loaded'); img.onerror = () => done('gone'); img.src = url!; }),
     src,
   );
   expect(reloaded).toBe('gone');
+  expect(problemsOf(bob).splice(0)).toEqual(['Failed to load resource: net::ERR_FILE_NOT_FOUND']);
 
   // Any other file: offered once as a download under its name, never shown.
   const data = randomBytes(200_000);
-  await alice.locator('#attach').setInputFiles({ name: 'keys "backup".bin', mimeType: 'application/octet-stream', buffer: data });
+  await alice.locator('#attach').setInputFiles({ name: 'keys backup.bin', mimeType: 'application/octet-stream', buffer: data });
   await alice.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(sealedCards(bob)).toHaveCount(1);
   await sealedCards(bob).click();
@@ -94,7 +107,7 @@ test('a picture and a file pass between two people and burn', async ({ people, r
   await expect(save).toBeVisible();
   expect(relay.messageRows(code)).toBe(1); // decrypted, but not yet viewed: still waiting
   const [download] = await Promise.all([bob.waitForEvent('download'), save.click()]);
-  expect(download.suggestedFilename()).toBe('keys "backup".bin');
+  expect(download.suggestedFilename()).toBe('keys backup.bin');
   expect(fs.readFileSync((await download.path())!).equals(data)).toBe(true);
   await expect(bob.getByText('Saved: deleted from the server')).toBeVisible();
   await expect(bob.getByRole('button', { name: 'Save file' })).toHaveCount(0);
@@ -104,7 +117,9 @@ test('a picture and a file pass between two people and burn', async ({ people, r
 
   // No plaintext byte of either file crossed the wire, and binary frames did carry them.
   const all = frames.flat();
+  // Recorded: chunks went up as binary frames and came down as binary frames.
   expect(all.some((f) => f[0] === 0x01 && f.length === 21 + 65552)).toBe(true);
+  expect(all.some((f) => f[0] === 0x03 && f.length === 21 + 65552)).toBe(true);
   expect(framesHold(all, picture)).toBe(false);
   expect(framesHold(all, data)).toBe(false);
   expect(all.some((f) => f.includes(Buffer.from('holiday.png')) || f.includes(Buffer.from('backup')))).toBe(false);
@@ -115,11 +130,11 @@ test('a picture and a file pass between two people and burn', async ({ people, r
 test('a file too large for the relay is refused before any upload', async ({ people, relay }) => {
   await relay.restart({ MAX_FILE_SIZE: '128KiB' });
   try {
-    const { alice, code } = await roomOfTwo(people);
-    const frames = captureBytes(alice);
+    const { alice, code, frames: [frames] } = await recordedRoomOfTwo(people);
     await alice.locator('#attach').setInputFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: randomBytes(200_000) });
     await alice.getByRole('button', { name: 'Send', exact: true }).click();
     await expect(alice.getByRole('alert').filter({ hasText: 'That file is too large' })).toContainText('128 KiB');
+    expect(frames.some((f) => f.includes(Buffer.from('"type":"join"')))).toBe(true); // recorded
     expect(frames.some((f) => f.includes(Buffer.from('"type":"upload"')))).toBe(false);
     expect(relay.chunkRows()).toBe(0);
     expect(relay.messageRows(code)).toBe(0);

@@ -71,6 +71,26 @@ enum Command {
         #[arg(long, value_parser = positive)]
         rate: Option<f64>,
     },
+    /// File transfers: `pairs` rooms at once, each a sender uploading a file of `size` bytes and
+    /// a receiver downloading, opening and burning it; prints a JSON report with the server's
+    /// peak memory. The transfer budget is lifted unless `--server-env` sets it.
+    Transfer {
+        #[command(flatten)]
+        target: Target,
+        /// Bytes of each file.
+        #[arg(long, default_value_t = 10 << 20)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        pairs: usize,
+        /// Rounds, one after another (the report has each).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// What the transfer framing costs per chunk: binary frames against base64 in JSON text.
+    Framing {
+        #[arg(long, default_value_t = 2_000)]
+        chunks: usize,
+    },
     /// The whole server-side benchmark; writes its results as JSON.
     Bench {
         #[command(flatten)]
@@ -138,6 +158,35 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             drop(servers);
             db.drop_database().await?;
             Ok(if report.is_clean() && rows_left == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Transfer { mut target, size, pairs, rounds } => {
+            if !target.server_env.iter().any(|(name, _)| name == "TRANSFER_BYTES_PER_SECOND") {
+                target.server_env.push(("TRANSFER_BYTES_PER_SECOND".into(), "1024GiB".into()));
+            }
+            let (servers, db) = start(&target).await?;
+            let before_kib = servers[0].rss_kib()?;
+            let mut reports = Vec::new();
+            for _ in 0..rounds {
+                reports.push(loadgen::transfer::run(&servers[0].ws_url(), size, pairs).await?);
+            }
+            let rows_left = db.message_rows().await?;
+            let peak_rss_kib = servers[0].peak_rss_kib()?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "rounds": reports,
+                    "rows_left": rows_left,
+                    "server_rss_before_kib": before_kib,
+                    "server_peak_rss_kib": peak_rss_kib,
+                })
+            );
+            drop(servers);
+            db.drop_database().await?;
+            Ok(if rows_left == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Framing { chunks } => {
+            println!("{}", serde_json::to_string(&loadgen::framing::measure(chunks))?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Idle { target, connections } => {
             let (servers, db) = start(&target).await?;

@@ -9,6 +9,9 @@ pub struct Browser {
     pub chromium: String,
     pub pbkdf2: Pbkdf2,
     pub aes_gcm: AesGcm,
+    /// A file's 64 KiB chunk sealed as the page seals one (absent from runs before files).
+    #[serde(default)]
+    pub file_chunk: Option<FileChunk>,
     /// From opening an invite link to "connected" in the real app, key derivation included.
     pub join_ms: f64,
     /// The same on a page without WebCrypto, where the app derives with its Rust code in WASM.
@@ -36,6 +39,22 @@ pub struct AesGcm {
     pub wasm_open_us: f64,
     pub webcrypto_seal_us: f64,
     pub webcrypto_open_us: f64,
+}
+
+/// The mean seal of one file chunk by the app's WASM and by WebCrypto (its key imported for
+/// each chunk, as the page does).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileChunk {
+    pub bytes: usize,
+    pub wasm_seal_us: f64,
+    pub webcrypto_seal_us: f64,
+}
+
+impl FileChunk {
+    /// MB/s (10^6 bytes a second) at `us` microseconds a chunk.
+    pub fn mb_s(&self, us: f64) -> f64 {
+        self.bytes as f64 / us
+    }
 }
 
 /// One file of a build as served: raw, and as precompressed.

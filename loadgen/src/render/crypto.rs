@@ -28,6 +28,18 @@ pub(super) fn section(out: &mut String, results: &Results, browser: &Browser) {
         a.webcrypto_open_us,
         a.wasm_open_us / a.webcrypto_open_us
     );
+    if let Some(c) = &browser.file_chunk {
+        let _ = writeln!(
+            out,
+            "A file's {} KiB chunk sealed as the page seals it (WebCrypto importing the file's key each time): \
+             {:.0} µs ({:.0} MB/s) in WASM, {:.0} µs ({:.0} MB/s) by WebCrypto, which the page uses where it has it.\n",
+            c.bytes / 1024,
+            c.wasm_seal_us,
+            c.mb_s(c.wasm_seal_us),
+            c.webcrypto_seal_us,
+            c.mb_s(c.webcrypto_seal_us)
+        );
+    }
     let _ = writeln!(
         out,
         "Native PBKDF2 and key schedule on this machine (the load generator): {:.0} ms per room. \

@@ -191,6 +191,7 @@ pub(super) fn browser() -> Browser {
             webcrypto_seal_us: 8.0,
             webcrypto_open_us: 6.0,
         },
+        file_chunk: None,
         join_ms: 450.0,
         join_without_webcrypto_ms: Some(700.0),
         sizes: vec![

@@ -73,6 +73,10 @@ async fn flood_once(port: u16, address: [u8; 4], attack: Attack, round: usize) -
             Message::Text(r#"{"type":"fetch","message_id":"00112233445566778899aabbccddeeff","extra":1}"#.into()),
             Message::Text(r#"{"type":"viewed","message_id":7}"#.into()),
             Message::Binary(vec![1, 2, 3].into()),
+            // Well-formed file frames (a chunk request, a chunk of no upload): the transfer
+            // budget's path, not the frame rate's.
+            Message::Binary([&[2u8][..], &[0; 20]].concat().into()),
+            Message::Binary([&[1u8][..], &[0; 20], &[7; 1000]].concat().into()),
             Message::Text("\u{0}\u{1}".into()),
         ]
         .into_iter()
