@@ -85,6 +85,10 @@ enum Command {
         /// Rounds, one after another (the report has each).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// A relay already running (its WebSocket URL) instead of one started here: for
+        /// transfers beside a `journey --url` run against the same relay.
+        #[arg(long, conflicts_with_all = ["backend", "instances"])]
+        url: Option<String>,
     },
     /// What the transfer framing costs per chunk: binary frames against base64 in JSON text.
     Framing {
@@ -159,7 +163,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             db.drop_database().await?;
             Ok(if report.is_clean() && rows_left == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Transfer { mut target, size, pairs, rounds } => {
+        Command::Transfer { url: Some(url), size, pairs, rounds, .. } => {
+            let mut reports = Vec::new();
+            for _ in 0..rounds {
+                reports.push(loadgen::transfer::run(&url, size, pairs).await?);
+            }
+            println!("{}", serde_json::json!({ "rounds": reports }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Transfer { mut target, size, pairs, rounds, url: None } => {
             if !target.server_env.iter().any(|(name, _)| name == "TRANSFER_BYTES_PER_SECOND") {
                 target.server_env.push(("TRANSFER_BYTES_PER_SECOND".into(), "1024GiB".into()));
             }
