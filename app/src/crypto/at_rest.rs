@@ -97,6 +97,28 @@ impl ServerKey {
         [&[self.id][..], &id.0, room_hash].concat()
     }
 
+    /// A chunk's AAD: the message's, then the chunk's index.
+    fn chunk_aad(&self, id: &MessageId, room_hash: &[u8; 32], index: u32) -> Vec<u8> {
+        [self.aad(id, room_hash), index.to_be_bytes().to_vec()].concat()
+    }
+
+    /// `key_id || nonce || AES-256-GCM(k, nonce, plain, aad)` under message `id`'s key.
+    fn seal_record(&self, id: &MessageId, plain: &[u8], aad: &[u8], nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+        let ct = aes256gcm_seal(&self.message_key(id), nonce, plain, aad);
+        [&[self.id][..], nonce, &ct].concat()
+    }
+
+    /// The inverse of [`Self::seal_record`].
+    fn open_record(&self, id: &MessageId, stored: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, AtRestError> {
+        let (&key_id, rest) = stored.split_first().ok_or(AtRestError::Corrupt)?;
+        if key_id != self.id {
+            return Err(AtRestError::UnknownKey);
+        }
+        let (nonce, ct) = rest.split_at_checked(NONCE_LEN).ok_or(AtRestError::Corrupt)?;
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AtRestError::Corrupt)?;
+        aes256gcm_open(&self.message_key(id), nonce, ct, aad).ok_or(AtRestError::Corrupt)
+    }
+
     /// Seals a client payload for storage.
     pub fn seal(&self, room_hash: &[u8; 32], id: &MessageId, sealed: &SealedPayload) -> Vec<u8> {
         self.seal_with_nonce(room_hash, id, sealed, &random_bytes())
@@ -110,8 +132,7 @@ impl ServerKey {
         sealed: &SealedPayload,
         nonce: &[u8; NONCE_LEN],
     ) -> Vec<u8> {
-        let ct = aes256gcm_seal(&self.message_key(id), nonce, sealed.as_bytes(), &self.aad(id, room_hash));
-        [&[self.id][..], nonce, &ct].concat()
+        self.seal_record(id, sealed.as_bytes(), &self.aad(id, room_hash), nonce)
     }
 
     /// Seals chunk `index` of a file (a client's sealed chunk) for storage.
@@ -128,9 +149,7 @@ impl ServerKey {
         chunk: &[u8],
         nonce: &[u8; NONCE_LEN],
     ) -> Vec<u8> {
-        let aad = [self.aad(id, room_hash), index.to_be_bytes().to_vec()].concat();
-        let ct = aes256gcm_seal(&self.message_key(id), nonce, chunk, &aad);
-        [&[self.id][..], nonce, &ct].concat()
+        self.seal_record(id, chunk, &self.chunk_aad(id, room_hash, index), nonce)
     }
 
     /// Opens a stored chunk back into the client's sealed chunk.
@@ -141,27 +160,13 @@ impl ServerKey {
         index: u32,
         stored: &[u8],
     ) -> Result<Vec<u8>, AtRestError> {
-        let (&key_id, rest) = stored.split_first().ok_or(AtRestError::Corrupt)?;
-        if key_id != self.id {
-            return Err(AtRestError::UnknownKey);
-        }
-        let (nonce, ct) = rest.split_at_checked(NONCE_LEN).ok_or(AtRestError::Corrupt)?;
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AtRestError::Corrupt)?;
-        let aad = [self.aad(id, room_hash), index.to_be_bytes().to_vec()].concat();
-        // Not secret to the relay (it is the client's ciphertext): no need to wipe it.
-        aes256gcm_open(&self.message_key(id), nonce, ct, &aad).map(|plain| plain.to_vec()).ok_or(AtRestError::Corrupt)
+        // Not secret to the relay (it is the client's ciphertext): no need to keep it wiped.
+        self.open_record(id, stored, &self.chunk_aad(id, room_hash, index)).map(|plain| plain.to_vec())
     }
 
     /// Opens a stored record back into the client's sealed payload.
     pub fn open(&self, room_hash: &[u8; 32], id: &MessageId, stored: &[u8]) -> Result<SealedPayload, AtRestError> {
-        let (&key_id, rest) = stored.split_first().ok_or(AtRestError::Corrupt)?;
-        if key_id != self.id {
-            return Err(AtRestError::UnknownKey);
-        }
-        let (nonce, ct) = rest.split_at_checked(NONCE_LEN).ok_or(AtRestError::Corrupt)?;
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AtRestError::Corrupt)?;
-        let plain =
-            aes256gcm_open(&self.message_key(id), nonce, ct, &self.aad(id, room_hash)).ok_or(AtRestError::Corrupt)?;
+        let plain = self.open_record(id, stored, &self.aad(id, room_hash))?;
         SealedPayload::from_bytes(plain.to_vec()).map_err(|_| AtRestError::Corrupt)
     }
 }
@@ -199,6 +204,15 @@ impl KeyRing {
         self.current.seal_chunk(room_hash, id, index, chunk)
     }
 
+    /// The held key a stored record names by its first byte (the current one if none does: it
+    /// then fails to open as sealed under an unknown key).
+    fn key_for(&self, stored: &[u8]) -> &ServerKey {
+        match (stored.first(), &self.previous) {
+            (Some(&key_id), Some(previous)) if key_id == previous.id => previous,
+            _ => &self.current,
+        }
+    }
+
     /// Opens a stored chunk with whichever held key it names.
     pub fn open_chunk(
         &self,
@@ -207,20 +221,12 @@ impl KeyRing {
         index: u32,
         stored: &[u8],
     ) -> Result<Vec<u8>, AtRestError> {
-        match (stored.first(), &self.previous) {
-            (Some(&key_id), Some(previous)) if key_id == previous.id => {
-                previous.open_chunk(room_hash, id, index, stored)
-            }
-            _ => self.current.open_chunk(room_hash, id, index, stored),
-        }
+        self.key_for(stored).open_chunk(room_hash, id, index, stored)
     }
 
     /// Opens with whichever held key the record names.
     pub fn open(&self, room_hash: &[u8; 32], id: &MessageId, stored: &[u8]) -> Result<SealedPayload, AtRestError> {
-        match (stored.first(), &self.previous) {
-            (Some(&key_id), Some(previous)) if key_id == previous.id => previous.open(room_hash, id, stored),
-            _ => self.current.open(room_hash, id, stored),
-        }
+        self.key_for(stored).open(room_hash, id, stored)
     }
 }
 

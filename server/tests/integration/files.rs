@@ -141,35 +141,12 @@ async fn rows(app: &TestApp, table: &str) -> u64 {
 }
 
 async fn count(db: &TestDatabase, table: &str) -> u64 {
-    use sqlx::ConnectOptions as _;
-    let sql = format!("SELECT COUNT(*) FROM {table}");
-    let n: i64 = match db.backend {
-        Backend::Sqlite => {
-            let mut conn = db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
-            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
-        }
-        Backend::Postgres => {
-            let mut conn = db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
-            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
-        }
-    };
-    n as u64
+    db.count(table).await
 }
 
 /// Every stored chunk body, straight from the database.
 async fn chunk_bodies(db: &TestDatabase) -> Vec<Vec<u8>> {
-    use sqlx::ConnectOptions as _;
-    let sql = "SELECT body FROM chunks";
-    match db.backend {
-        Backend::Sqlite => {
-            let mut conn = db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
-            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
-        }
-        Backend::Postgres => {
-            let mut conn = db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
-            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
-        }
-    }
+    db.bodies("chunks").await
 }
 
 /// Waits (bounded) until `table` has `n` rows.

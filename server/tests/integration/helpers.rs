@@ -63,7 +63,28 @@ impl TestDatabase {
 
     /// Every stored body, read with a separate connection straight from the database.
     pub async fn stored_bodies(&self) -> Vec<Vec<u8>> {
-        let sql = "SELECT body FROM messages";
+        self.bodies("messages").await
+    }
+
+    /// Rows of `table`, counted with a separate connection.
+    pub async fn count(&self, table: &str) -> u64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let n: i64 = match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
+                sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = self.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
+                sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+            }
+        };
+        u64::try_from(n).unwrap()
+    }
+
+    /// Every `body` of `table` (messages, or file chunks), read with a separate connection.
+    pub async fn bodies(&self, table: &str) -> Vec<Vec<u8>> {
+        let sql = &format!("SELECT body FROM {table}");
         match self.backend {
             Backend::Sqlite => {
                 let mut conn = self.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();

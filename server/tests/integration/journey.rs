@@ -189,8 +189,9 @@ async fn bad_payloads_are_refused_and_nothing_is_stored(backend: Backend) {
     alice.expect_error(ErrorCode::BadEncoding).await;
     alice.send(&send(sealed.to_base64()[..100].into())).await;
     alice.expect_error(ErrorCode::BadSize).await;
+    // 0x01 is a message and 0x02 a file card: 0x03 is no version.
     let mut wrong_version = sealed.as_bytes().to_vec();
-    wrong_version[0] = 2;
+    wrong_version[0] = 3;
     let encoded = base64_url(&wrong_version);
     alice.send(&send(encoded)).await;
     alice.expect_error(ErrorCode::BadVersion).await;

@@ -373,14 +373,16 @@ pub async fn the_relay_stores_no_more_than_its_total(backend: Backend) {
 }
 
 pub async fn a_relay_states_what_it_accepts_when_a_page_joins(backend: Backend) {
-    let app = spawn_app_with(backend, &["--max-padded-message", "4096", "--message-ttl", "2h"]).await;
+    let app =
+        spawn_app_with(backend, &["--max-padded-message", "4096", "--message-ttl", "2h", "--max-file-size", "1MiB"])
+            .await;
     let mut client = app.client().await;
     let room = TestRoom::new();
     client.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: new_session() }).await;
     match client.recv().await {
         ServerFrame::Joined { limits, .. } => {
             assert_eq!((limits.max_message, limits.message_ttl), (4096, 7200));
-            assert!(limits.features.is_empty());
+            assert_eq!((limits.features, limits.max_file), (vec![app::protocol::FEATURE_FILES.to_owned()], 1 << 20));
         }
         other => panic!("expected joined, got {other:?}"),
     }
