@@ -24,10 +24,9 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use super::ids::{FileId, MessageId};
 use super::keys::RoomKeys;
-use super::message::MessageId;
-use super::primitives::{aes256gcm_open, aes256gcm_seal, hkdf_sha256, NONCE_LEN, TAG_LEN};
-use super::{random_bytes, OpenError};
+use super::primitives::{aes256gcm_open, aes256gcm_seal, hkdf_sha256, OpenError, NONCE_LEN, TAG_LEN};
 
 /// HKDF info prefix of a file's key.
 pub const FILE_KEY_INFO: &[u8] = b"ephemeral-chat/v2/file-key";
@@ -41,23 +40,6 @@ pub const SEALED_CHUNK_LEN: usize = CHUNK_LEN + TAG_LEN;
 /// count always fits the nonce's counter and the sizes below never overflow.
 pub const MAX_CHUNKS: u32 = 1 << 18;
 
-/// A file's 32 random bytes, chosen by its sender and known only to the room.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct FileId(pub [u8; 32]);
-
-impl FileId {
-    /// A fresh id from the CSPRNG.
-    pub fn generate() -> Self {
-        Self(random_bytes())
-    }
-}
-
-impl fmt::Debug for FileId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FileId(<redacted>)")
-    }
-}
-
 /// The size class of a file of `chunks` chunks: the count itself up to 16, else the count
 /// rounded up to its four leading bits (18, 20, …, 32, 36, 40, …, 64, 72, …, 128, 144, 160, …).
 pub fn chunk_class(chunks: u32) -> u32 {
@@ -65,7 +47,8 @@ pub fn chunk_class(chunks: u32) -> u32 {
         return chunks.max(1);
     }
     let shift = (u32::BITS - chunks.leading_zeros()) - 4;
-    chunks.div_ceil(1 << shift) << shift
+    // In 64 bits: the largest counts round up past u32 (then no count has them as its class).
+    u32::try_from(u64::from(chunks.div_ceil(1 << shift)) << shift).unwrap_or(u32::MAX)
 }
 
 /// How many chunks a file of `size` bytes is sealed into (its size class), or `None` past
@@ -191,6 +174,7 @@ mod tests {
         assert_eq!(chunk_class(160), 160, "a 10 MiB file pads to 10 MiB");
         assert_eq!(chunk_class(161), 176);
         assert_eq!(chunk_class(33), 36);
+        assert_eq!(chunk_class(u32::MAX), u32::MAX, "past u32: saturates, never wraps to a small class");
         for chunks in 1..=4096u32 {
             let class = chunk_class(chunks);
             assert!(class >= chunks && u64::from(class - chunks) * 8 < u64::from(chunks), "{chunks} → {class}");

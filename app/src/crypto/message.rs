@@ -14,9 +14,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::file::{chunks_for, FileId};
+use super::file::chunks_for;
+use super::ids::{FileId, MessageId, SenderId};
 use super::keys::{parse_lower_hex, RoomKeys};
-use super::primitives::{aes256gcm_open, aes256gcm_seal, NONCE_LEN, TAG_LEN};
+use super::primitives::{aes256gcm_open, aes256gcm_seal, OpenError, NONCE_LEN, TAG_LEN};
 use super::random_bytes;
 
 /// The format version byte that starts every sealed text message.
@@ -37,44 +38,6 @@ pub const SEAL_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 pub const MIN_SEALED_LEN: usize = SEAL_OVERHEAD + PAD_BLOCK;
 /// Largest valid sealed payload (16 KiB of padded body).
 pub const MAX_SEALED_LEN: usize = SEAL_OVERHEAD + MAX_BODY_LEN + 1;
-
-/// A message's 16 random bytes, chosen by its sender; hex on the wire.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(pub [u8; 16]);
-
-impl MessageId {
-    /// A fresh id from the CSPRNG.
-    pub fn generate() -> Self {
-        Self(random_bytes())
-    }
-
-    /// Parses 32 lower-case hex characters.
-    pub fn parse(hex_str: &str) -> Option<Self> {
-        parse_lower_hex(hex_str).map(Self)
-    }
-
-    /// Lower-case hex, as sent on the wire.
-    pub fn to_hex(self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MessageId(<redacted>)")
-    }
-}
-
-/// A page session's 8 random bytes, inside every body it seals, so it can drop its reflections.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct SenderId(pub [u8; 8]);
-
-impl SenderId {
-    /// A fresh sender id from the CSPRNG.
-    pub fn generate() -> Self {
-        Self(random_bytes())
-    }
-}
 
 /// The plaintext of a message, once opened.
 #[derive(Clone, PartialEq, Eq)]
@@ -206,11 +169,6 @@ impl fmt::Debug for SealedPayload {
         write!(f, "SealedPayload({} bytes)", self.0.len())
     }
 }
-
-/// Every way opening can fail, as one opaque error: no oracle for an attacker to query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("could not be decrypted")]
-pub struct OpenError;
 
 /// Why a message could not be sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -7,12 +7,14 @@
 //! - [`code`]: room codes (Crockford base32 with a check symbol): generate, parse, display.
 //! - [`keys`]: the key schedule: PBKDF2 → room id, message key, fingerprint.
 //! - [`message`]: message ids, bodies, padding and the sealed payload.
+//! - [`ids`]: the random ids senders choose: messages', page sessions', files'.
 //! - [`file`]: files: their keys, size classes and the chunk stream (spec v2).
 //! - [`at_rest`]: the relay's second layer over a sealed payload, under the server's key.
 
 pub mod at_rest;
 pub mod code;
 pub mod file;
+pub mod ids;
 pub mod keys;
 pub mod message;
 pub mod primitives;
@@ -20,9 +22,11 @@ pub mod primitives;
 mod vectors;
 
 pub use code::{CodeError, RoomCode};
-pub use file::{FileCipher, FileId};
+pub use file::FileCipher;
+pub use ids::{FileId, MessageId, SenderId};
 pub use keys::{Fingerprint, RoomId, RoomKeys};
-pub use message::{Body, FileCard, MessageId, OpenError, SealedPayload, SenderId};
+pub use message::{Body, FileCard, SealedPayload};
+pub use primitives::OpenError;
 
 /// Fills `buf` from the operating system's CSPRNG (`crypto.getRandomValues` in the browser).
 ///

@@ -34,6 +34,11 @@ pub fn hkdf_sha256(ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
         .expect("invariant: callers ask HKDF-SHA256 for far less than its 255 × 32-byte limit");
 }
 
+/// Every way opening can fail, as one opaque error: no oracle for an attacker to query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("could not be decrypted")]
+pub struct OpenError;
+
 /// AES-256-GCM encryption (NIST SP 800-38D): returns ciphertext followed by the 16-byte tag.
 pub fn aes256gcm_seal(key: &[u8; 32], nonce: &[u8; NONCE_LEN], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     Aes256Gcm::new(key.into())

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::at_rest::ServerKey;
 use super::code::RoomCode;
+use super::ids::{MessageId, SenderId};
 use super::keys::RoomKeys;
-use super::message::{open, padded_len, seal_with_nonce, Body, MessageId, SealedPayload, SenderId, MESSAGE_AAD_LABEL};
+use super::message::{open, padded_len, seal_with_nonce, Body, SealedPayload, MESSAGE_AAD_LABEL};
 use super::primitives::{aes256gcm_open, aes256gcm_seal, NONCE_LEN};
 
 pub const ENTROPY: &str = "000102030405060708090a0b0c0d0e";
@@ -285,9 +286,10 @@ mod file {
     use serde::Deserialize;
 
     use super::super::at_rest::ServerKey;
-    use super::super::file::{chunk_nonce, FileCipher, FileId, SEALED_CHUNK_LEN};
+    use super::super::file::{chunk_nonce, FileCipher, SEALED_CHUNK_LEN};
+    use super::super::ids::{FileId, MessageId, SenderId};
     use super::super::keys::RoomKeys;
-    use super::super::message::{open, seal_with_nonce, Body, FileCard, MessageId, SealedPayload, SenderId};
+    use super::super::message::{open, seal_with_nonce, Body, FileCard, SealedPayload};
     use super::super::primitives::sha256;
     use super::{published, unhex, MESSAGE_KEY, ROOM_ID, SERVER_KEY};
 
