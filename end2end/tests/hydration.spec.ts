@@ -99,7 +99,8 @@ test('what is typed before the room is joined is kept, signalled once joined, an
   await alice.goto(`/room#${code}`, { waitUntil: 'commit' });
   await wasm.requested;
   const composer = alice.getByLabel('Message', { exact: true });
-  const sendButton = alice.getByRole('form', { name: 'New message' }).getByRole('button');
+  // The form's submit button (its name changes as the page loads; the paperclip is a button too).
+  const sendButton = alice.getByRole('form', { name: 'New message' }).locator('button[type="submit"]');
   let typed: string;
   await expect(visibleLoading(alice).first()).toBeVisible();
   await expect(alice.getByRole('button', { disabled: false })).toHaveCount(0);
