@@ -63,6 +63,24 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
                     // TCP's flow control slows the sender, and nothing is refused.
                     tokio::time::sleep(transfer_budget.take(bytes)).await;
                     let replies = Box::pin(connection.transfer(frame)).await;
+                    // A refused file frame spends the frame rate as any frame does: a flood of
+                    // them (requests for files never fetched, chunks of no upload) is answered
+                    // `rate_limited` and cut off as a flood of bad text frames is.
+                    let refused = replies.iter().any(|reply| matches!(reply, Outgoing::Frame(ServerFrame::Error { .. })));
+                    if refused && !bucket.try_take() {
+                        refused_in_a_row += 1;
+                        if refused_in_a_row > limits.rate_limit_burst {
+                            close_gracefully(&mut socket, CLOSE_POLICY, "rate limit", limits.write_timeout).await;
+                            break;
+                        }
+                        if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited), limits.write_timeout).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    if refused {
+                        refused_in_a_row = 0;
+                    }
                     if send_outgoing(&mut socket, replies, limits.write_timeout).await.is_err() {
                         break;
                     }

@@ -414,6 +414,34 @@ pub async fn a_transfer_is_held_to_its_byte_budget(backend: Backend) {
     alice.assert_quiet_and_alive().await;
 }
 
+pub async fn a_flood_of_refused_file_frames_is_cut_off_as_any_flood(backend: Backend) {
+    let app = spawn_app_with(backend, &["--rate-limit-per-second", "1", "--rate-limit-burst", "5"]).await;
+    let room = TestRoom::new();
+    let (mut flooder, _, _) = app.joined(&room).await; // the join took one token: 4 left
+    let (mut honest, _, _) = app.joined(&TestRoom::new()).await;
+    // Requests for a file never fetched: well-formed, cheap to send, each refused. Sent at once.
+    let stray = MessageId::generate();
+    for _ in 0..20 {
+        flooder.send_raw(Message::Binary(binary::request(&stray, 0).into())).await;
+    }
+    let mut codes = Vec::new();
+    loop {
+        match flooder.closed_or_frame().await {
+            Ok(code) => {
+                assert_eq!(code, Some(1008), "{codes:?}");
+                break;
+            }
+            Err(ServerFrame::Error { code, .. }) => codes.push(code),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    // Refused while the frame budget lasted, then rate-limited, then cut off before the end.
+    assert_eq!(codes.first(), Some(&ErrorCode::NotFetched), "{codes:?}");
+    assert!(codes.contains(&ErrorCode::RateLimited), "{codes:?}");
+    assert!(codes.len() < 20, "{codes:?}");
+    honest.assert_quiet_and_alive().await;
+}
+
 /// A file uploaded through one instance downloads through another (PostgreSQL only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_uploaded_through_one_instance_downloads_through_another() {
@@ -448,4 +476,5 @@ on_both_backends!(
     an_interrupted_download_resumes_from_the_last_whole_chunk,
     a_relay_without_files_says_so_and_refuses_them,
     a_transfer_is_held_to_its_byte_budget,
+    a_flood_of_refused_file_frames_is_cut_off_as_any_flood,
 );
