@@ -39,12 +39,14 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
     metrics::gauge!(metrics::WEBSOCKETS_OPEN).increment(1.0);
     let mut ping = tokio::time::interval(PING_INTERVAL.min(limits.idle_timeout / 2));
     let mut last_heard = Instant::now();
-    let mut bucket = TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst);
+    let mut rate = FrameRate {
+        bucket: TokenBucket::new(limits.rate_limit_per_second, limits.rate_limit_burst),
+        refused_in_a_row: 0,
+        burst: limits.rate_limit_burst,
+    };
     // File transfers' binary frames spend bytes of their own budget instead of frames.
     let files = relay_takes_files(&connection);
     let mut transfer_budget = ByteBudget::new(limits.transfer_bytes_per_second);
-    // Frames refused in a row for the rate limit; a burst's worth more means a flood.
-    let mut refused_in_a_row = 0u32;
     // A broken or idle socket is a network loss, unless the page or the server closed it.
     let mut ending = Ending::Lost;
     loop {
@@ -67,19 +69,18 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
                     // them (requests for files never fetched, chunks of no upload) is answered
                     // `rate_limited` and cut off as a flood of bad text frames is.
                     let refused = replies.iter().any(|reply| matches!(reply, Outgoing::Frame(ServerFrame::Error { .. })));
-                    if refused && !bucket.try_take() {
-                        refused_in_a_row += 1;
-                        if refused_in_a_row > limits.rate_limit_burst {
+                    match if refused { rate.admit() } else { Admit::Pass } {
+                        Admit::Pass => {}
+                        Admit::Limited => {
+                            if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited), limits.write_timeout).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Admit::Flood => {
                             close_gracefully(&mut socket, CLOSE_POLICY, "rate limit", limits.write_timeout).await;
                             break;
                         }
-                        if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited), limits.write_timeout).await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                    if refused {
-                        refused_in_a_row = 0;
                     }
                     if send_outgoing(&mut socket, replies, limits.write_timeout).await.is_err() {
                         break;
@@ -88,18 +89,18 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
                 }
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
                     metrics::counter!(metrics::FRAMES, "direction" => "in").increment(1);
-                    if bucket.try_take() {
-                        refused_in_a_row = 0;
-                    } else {
-                        refused_in_a_row += 1;
-                        if refused_in_a_row > limits.rate_limit_burst {
+                    match rate.admit() {
+                        Admit::Pass => {}
+                        Admit::Limited => {
+                            if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited), limits.write_timeout).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Admit::Flood => {
                             close_gracefully(&mut socket, CLOSE_POLICY, "rate limit", limits.write_timeout).await;
                             break;
                         }
-                        if send(&mut socket, &ServerFrame::error(ErrorCode::RateLimited), limits.write_timeout).await.is_err() {
-                            break;
-                        }
-                        continue;
                     }
                 }
                 if let Message::Text(text) = &message {
@@ -149,6 +150,38 @@ pub async fn run(mut socket: WebSocket, relay: Arc<Relay>, client: ClientBlock, 
     }
     Box::pin(connection.end(ending)).await;
     metrics::gauge!(metrics::WEBSOCKETS_OPEN).decrement(1.0);
+}
+
+/// The frame rate limit of one connection: a token bucket, and the frames refused in a row for
+/// it (a burst's worth more means a flood).
+struct FrameRate {
+    bucket: TokenBucket,
+    refused_in_a_row: u32,
+    burst: u32,
+}
+
+/// What the frame rate says of one more frame.
+enum Admit {
+    Pass,
+    /// Over the limit: refuse it (`rate_limited`).
+    Limited,
+    /// Over the limit for a burst's worth in a row: close the connection.
+    Flood,
+}
+
+impl FrameRate {
+    fn admit(&mut self) -> Admit {
+        if self.bucket.try_take() {
+            self.refused_in_a_row = 0;
+            return Admit::Pass;
+        }
+        self.refused_in_a_row += 1;
+        if self.refused_in_a_row > self.burst {
+            Admit::Flood
+        } else {
+            Admit::Limited
+        }
+    }
 }
 
 /// Whether this relay takes files (`MAX_FILE_SIZE` above zero).
