@@ -4,6 +4,8 @@
 //! travel as strings and are validated by the receiver into [`crate::crypto`] newtypes, so that
 //! each malformed value gets its own error code.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Path of the WebSocket endpoint.
@@ -47,11 +49,21 @@ pub enum ServerFrame {
         pending: Vec<String>,
         #[serde(default)]
         limits: RelayLimits,
+        /// The chunk count of each pending message that is a file card (as `message.chunks`);
+        /// absent when none is.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        files: BTreeMap<String, u32>,
     },
     /// A message this client sent is stored and the room was told.
     Sent { message_id: String },
-    /// A message waits for this client. Carries no payload: fetch it to read it.
-    Message { message_id: String },
+    /// A message waits for this client. Carries no payload: fetch it to read it. `chunks` is
+    /// its file's chunk count when it is a file card (absent for text): the padded size the
+    /// relay stores, so the sealed card can say how large a file waits.
+    Message {
+        message_id: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        chunks: u32,
+    },
     /// The sealed payload of a fetched message, the server's at-rest layer removed.
     Payload { message_id: String, sealed: String },
     /// A message was viewed by everyone who had to, and its row deleted.
@@ -103,6 +115,11 @@ impl Default for RelayLimits {
     fn default() -> Self {
         Self { max_message: 16_384, message_ttl: 0, features: Vec::new(), max_file: 0 }
     }
+}
+
+// serde's `skip_serializing_if` passes a reference.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The feature a relay lists when it takes files: `upload`, binary chunk frames and file cards.

@@ -69,6 +69,8 @@ test('a picture and a file pass between two people and burn', async ({ people, r
   await alice.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(alice.getByText('Waiting to be opened')).toBeVisible();
   await expect(sealedCards(bob)).toHaveCount(1);
+  // Before it is opened, the card says a file waits and its padded size (three chunks).
+  await expect(sealedCards(bob)).toContainText('Encrypted file (up to 197 KB)');
   // Stored as ciphertext only: neither the file nor its name in any row.
   expect(relay.chunkRows()).toBeGreaterThan(0);
   expect(relay.storedRowsContain(picture.subarray(1000, 1032))).toBe(false);
@@ -123,6 +125,45 @@ test('a picture and a file pass between two people and burn', async ({ people, r
   expect(framesHold(all, picture)).toBe(false);
   expect(framesHold(all, data)).toBe(false);
   expect(all.some((f) => f.includes(Buffer.from('holiday.png')) || f.includes(Buffer.from('backup')))).toBe(false);
+  expect(problemsOf(alice)).toEqual([]);
+  expect(problemsOf(bob)).toEqual([]);
+});
+
+test('a file dropped on the composer, or a picture pasted into it, is attached and sent', async ({ people, relay }) => {
+  const { alice, bob, code } = await recordedRoomOfTwo(people);
+  // Dropped: the page's own drop handler, with a DataTransfer as a drag from the desktop has.
+  const data = randomBytes(70_000); // two chunks
+  await alice.locator('.composer').evaluate((form, bytes) => {
+    const files = new DataTransfer();
+    files.items.add(new File([new Uint8Array(bytes)], 'notes.txt', { type: 'text/plain' }));
+    form.dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, cancelable: true }));
+  }, [...data]);
+  await expect(alice.locator('.composer .attachment')).toContainText('notes.txt');
+  await alice.getByRole('button', { name: 'Send', exact: true }).click();
+  await expect(sealedCards(bob)).toContainText('Encrypted file (up to 132 KB)');
+  await sealedCards(bob).click();
+  const [download] = await Promise.all([bob.waitForEvent('download'), bob.getByRole('button', { name: 'Save file' }).click()]);
+  expect(download.suggestedFilename()).toBe('notes.txt');
+  expect(fs.readFileSync((await download.path())!).equals(data)).toBe(true);
+  await expect.poll(() => relay.messageRows(code)).toBe(0);
+
+  // Pasted: a screenshot in the clipboard is attached as a file, and nothing is typed.
+  const shot = png(40, 30);
+  await alice.locator('#message').evaluate((box, bytes) => {
+    const clipboard = new DataTransfer();
+    clipboard.items.add(new File([new Uint8Array(bytes)], 'screenshot.png', { type: 'image/png' }));
+    box.dispatchEvent(new ClipboardEvent('paste', { clipboardData: clipboard, bubbles: true, cancelable: true }));
+  }, [...shot]);
+  await expect(alice.locator('.composer .attachment')).toContainText('screenshot.png');
+  await expect(alice.locator('#message')).toHaveValue('');
+  await alice.getByRole('button', { name: 'Send', exact: true }).click();
+  await expect(sealedCards(bob)).toContainText('Encrypted file (up to 66 KB)');
+  await sealedCards(bob).click();
+  const shown = bob.locator('.card img.picture');
+  await expect(shown).toBeVisible();
+  expect(await shown.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([40, 30]);
+  await expect.poll(() => relay.messageRows(code)).toBe(0);
+  await expect.poll(() => relay.chunkRows()).toBe(0);
   expect(problemsOf(alice)).toEqual([]);
   expect(problemsOf(bob)).toEqual([]);
 });

@@ -49,7 +49,7 @@ fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
                 <svg class="icon" aria-hidden="true" viewBox="0 0 16 16">
                     <path fill="currentColor" d="M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7zm2 0h4V5a2 2 0 0 0-4 0z"/>
                 </svg>
-                " Encrypted message. Click to decrypt and view"
+                {sealed_label(card.announced)}
             </button>
         }),
         CardState::Opening => EitherOf7::B(view! { <p class="status">{"Decrypting…"}</p> }),
@@ -167,6 +167,15 @@ fn Picture(bytes: FileBytes, mime: String, name: String) -> impl IntoView {
 
 /// A size as people read it: "1.2 MB", "340 KB", "12 bytes" (decimal units, as file managers
 /// show them).
+/// What a sealed card says: a file card names the size the relay announced, which is its padded
+/// size and so an upper bound ("up to").
+pub fn sealed_label(announced: Option<u64>) -> String {
+    match announced {
+        Some(size) => format!(" Encrypted file (up to {}). Click to decrypt and view", size_in_words(size)),
+        None => " Encrypted message. Click to decrypt and view".to_owned(),
+    }
+}
+
 pub fn size_in_words(bytes: u64) -> String {
     match bytes {
         b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
@@ -191,5 +200,17 @@ fn SentAt(at: u64, now: Signal<u64>) -> impl IntoView {
             {move || sent_ago(at, now.get())}
             <span class="exact">{format!(", {exact}")}</span>
         </time>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sealed_label;
+
+    #[test]
+    fn a_sealed_card_names_a_files_announced_size_as_an_upper_bound() {
+        assert_eq!(sealed_label(None), " Encrypted message. Click to decrypt and view");
+        assert_eq!(sealed_label(Some(20 * 65_536)), " Encrypted file (up to 1.3 MB). Click to decrypt and view");
+        assert_eq!(sealed_label(Some(65_536)), " Encrypted file (up to 66 KB). Click to decrypt and view");
     }
 }

@@ -25,6 +25,8 @@ pub struct CardView {
     pub sent_at: RwSignal<Option<u64>>,
     /// The file it carries, with its progress, once known.
     pub file: RwSignal<Option<FileInfo>>,
+    /// A sealed file card's size as the relay announced it (fixed when the card arrives).
+    pub announced: Option<u64>,
 }
 
 /// A room as the page shows it. All fields are handles, so it is `Copy` into closures.
@@ -317,6 +319,7 @@ impl RoomClient {
                         left: RwSignal::new(card.left),
                         sent_at: RwSignal::new(card.sent_at),
                         file: RwSignal::new(card.file.clone()),
+                        announced: card.announced,
                     }),
                 }
             }

@@ -115,11 +115,15 @@ pub struct Card {
     pub sent_at: Option<u64>,
     /// The file it carries, once known (sending, or its card opened); `None` for text.
     pub file: Option<FileInfo>,
+    /// Someone else's file card, still sealed: its size as the relay announced it (the padded
+    /// size, chunks × 64 KiB: at most an eighth and a chunk above the file's own), so the card
+    /// can say a file waits and about how large before anyone opens it.
+    pub announced: Option<u64>,
 }
 
 impl Card {
     pub(crate) fn new(id: MessageId, state: CardState) -> Self {
-        Self { id, state, left: None, sent_at: None, file: None }
+        Self { id, state, left: None, sent_at: None, file: None, announced: None }
     }
 }
 

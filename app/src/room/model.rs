@@ -164,13 +164,13 @@ impl RoomModel {
     pub fn on_frame(&mut self, frame: ServerFrame) -> Vec<Effect> {
         let mut out = Vec::new();
         match frame {
-            ServerFrame::Joined { participants, pending, limits } => {
-                self.joined(participants, &pending, limits, &mut out)
+            ServerFrame::Joined { participants, pending, limits, files } => {
+                self.joined(participants, &pending, &files, limits, &mut out)
             }
             ServerFrame::Sent { message_id } => with_id(&message_id, |id| self.stored(id, &mut out)),
-            ServerFrame::Message { message_id } => with_id(&message_id, |id| {
+            ServerFrame::Message { message_id, chunks } => with_id(&message_id, |id| {
                 self.peer_typing = false;
-                self.arrived(id, false, &mut out);
+                self.arrived(id, chunks, false, &mut out);
             }),
             ServerFrame::Payload { message_id, sealed } => {
                 with_id(&message_id, |id| self.payload(id, &sealed, &mut out))

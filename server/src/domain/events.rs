@@ -12,8 +12,10 @@ pub const CHANNEL: &str = "ephemeral_chat_events";
 /// What happened in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// A message was stored and waits to be fetched.
-    Message(MessageId),
+    /// A message was stored and waits to be fetched: a file card names its file's chunk count
+    /// (0 for text), the padded size the relay stores anyway, so a sealed card can say
+    /// "Encrypted file (up to 1.3 MB)" before anyone opens it.
+    Message { id: MessageId, chunks: u32 },
     /// A message was viewed by everyone who had to and deleted.
     Deleted(MessageId),
     /// A message expired unread and was deleted.
@@ -53,7 +55,8 @@ impl Notice {
     pub fn encode(&self) -> String {
         let head = format!("{} {}", hex::encode(self.instance.0), hex::encode(self.room.0));
         match self.kind {
-            EventKind::Message(id) => format!("{head} message {}", id.to_hex()),
+            EventKind::Message { id, chunks: 0 } => format!("{head} message {}", id.to_hex()),
+            EventKind::Message { id, chunks } => format!("{head} message {} {chunks}", id.to_hex()),
             EventKind::Deleted(id) => format!("{head} deleted {}", id.to_hex()),
             EventKind::Expired(id) => format!("{head} expired {}", id.to_hex()),
             EventKind::Receipt { id, viewed, of } => {
@@ -71,7 +74,15 @@ impl Notice {
         let instance = InstanceId(decode_hex(parts.next()?)?);
         let room = RoomHash(decode_hex(parts.next()?)?);
         let kind = match parts.next()? {
-            "message" => EventKind::Message(MessageId::parse(parts.next()?)?),
+            "message" => EventKind::Message {
+                id: MessageId::parse(parts.next()?)?,
+                // A text message's notice has no count: the encoding of instances before files.
+                chunks: match parts.next() {
+                    None => 0,
+                    // One encoding per notice: no "0", no sign, no leading zeros.
+                    Some(count) => count.parse().ok().filter(|&n: &u32| n > 0 && n.to_string() == count)?,
+                },
+            },
             "deleted" => EventKind::Deleted(MessageId::parse(parts.next()?)?),
             "expired" => EventKind::Expired(MessageId::parse(parts.next()?)?),
             "receipt" => EventKind::Receipt {
@@ -109,7 +120,8 @@ mod tests {
         let room = RoomHash([9; 32]);
         let id = MessageId([3; 16]);
         for kind in [
-            EventKind::Message(id),
+            EventKind::Message { id, chunks: 0 },
+            EventKind::Message { id, chunks: 160 },
             EventKind::Deleted(id),
             EventKind::Expired(id),
             EventKind::Receipt { id, viewed: 2, of: 5 },
@@ -143,6 +155,11 @@ mod tests {
             &good.replace(" typing 1", " message zz"),
             &good[2..],
             &good.replace(" typing 1", " resync"),
+            &good.replace(" typing 1", &format!(" message {} 0", "03".repeat(16))),
+            &good.replace(" typing 1", &format!(" message {} +5", "03".repeat(16))),
+            &good.replace(" typing 1", &format!(" message {} 05", "03".repeat(16))),
+            &good.replace(" typing 1", &format!(" message {} 5 5", "03".repeat(16))),
+            &good.replace(" typing 1", &format!(" message {} 4294967296", "03".repeat(16))),
         ] {
             assert_eq!(Notice::decode(bad), None, "{bad:?}");
         }

@@ -79,6 +79,14 @@ pub enum FetchRefusal {
     NotRecipient,
 }
 
+/// A message that waits for a participant, as a join or a resync lists it: its id, and its
+/// file's chunk count when it is a file card (0 for text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub id: MessageId,
+    pub chunks: u32,
+}
+
 /// A waiting message as one participant may see it: what a fetch reads, from the store or
 /// from the messages an instance holds in memory.
 #[derive(Debug)]

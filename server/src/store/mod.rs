@@ -29,8 +29,8 @@ use crate::domain::bounds::INSERT_ATTEMPTS;
 use crate::domain::ids::message_id_from_row;
 use crate::domain::lifecycle::expiry;
 use crate::domain::{
-    now_ms, EventKind, Inserted, InstanceId, MessageId, NewMessage, Notice, Participant, RoomHash, Viewed, Waiting,
-    CHANNEL,
+    now_ms, EventKind, Inserted, InstanceId, MessageId, NewMessage, Notice, Participant, Pending, RoomHash, Viewed,
+    Waiting, CHANNEL,
 };
 use crate::telemetry::metrics::{self, StoreTimer};
 use dialect::Param::{Blob, Int};
@@ -204,7 +204,7 @@ impl Store {
             let found = match &self.pool {
                 Pool::Sqlite { queue, .. } => sqlite::insert(queue, &m, expires_at).await?,
                 Pool::Postgres(pool) => {
-                    let notice = self.notice(m.room, EventKind::Message(*m.id));
+                    let notice = self.notice(m.room, EventKind::Message { id: *m.id, chunks: m.chunks });
                     postgres::insert(pool, &m, expires_at, self.instance, notice).await?
                 }
             };
@@ -303,13 +303,18 @@ impl Store {
         Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
-    /// Ids of the unexpired messages of `room` that `who` may view, oldest expiry first.
-    pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<MessageId>, StoreError> {
+    /// The unexpired messages of `room` that `who` may view, oldest expiry first.
+    pub async fn pending_for(&self, room: &RoomHash, who: &Participant) -> Result<Vec<Pending>, StoreError> {
         let _timer = StoreTimer::start("pending_for");
         let sql = self.dialect(sqlite::PENDING_FOR, postgres::PENDING_FOR);
-        let rows: Vec<(Vec<u8>,)> =
+        let rows: Vec<(Vec<u8>, i64)> =
             self.read_pool().fetch_all(sql, &[Blob(&room.0), Blob(&who.0), Int(now_ms())]).await?;
-        Ok(rows.iter().filter_map(|(id,)| message_id_from_row(id)).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|(id, chunks)| {
+                Some(Pending { id: message_id_from_row(id)?, chunks: u32::try_from(*chunks).unwrap_or(0) })
+            })
+            .collect())
     }
 
     /// A participant with no participant row left for good: it is dropped from the recipients

@@ -175,7 +175,7 @@ pub async fn a_file_uploads_notifies_downloads_and_burns(backend: Backend) {
     let file = TestFile::new(&room, 3 * CHUNK_LEN + 1000);
     assert_eq!(file.count(), 4);
     upload(&mut alice, &file).await;
-    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex() });
+    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex(), chunks: file.count() });
     assert_eq!(rows(&app, "chunks").await, 4);
     // What the relay stores is neither the file nor the client's ciphertext.
     for body in chunk_bodies(&app.db).await {
@@ -275,7 +275,7 @@ pub async fn every_bad_transfer_gets_its_own_code_and_leaves_other_transfers_int
         client.send(&ClientFrame::Send { message_id: f.hex(), sealed: f.card.to_base64() }).await;
         assert_eq!(frame(client).await, ServerFrame::Sent { message_id: f.hex() });
     }
-    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex() });
+    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex(), chunks: file.count() });
     // A second upload of a used id.
     alice.send(&upload_of(&file.id, 2)).await;
     expect_error(&mut alice, ErrorCode::IdConflict).await;
@@ -351,16 +351,24 @@ pub async fn an_interrupted_download_resumes_from_the_last_whole_chunk(backend: 
     let (mut bob, _, _) = app.joined(&room).await;
     let file = TestFile::new(&room, 3 * CHUNK_LEN);
     upload(&mut alice, &file).await;
-    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex() });
+    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex(), chunks: file.count() });
     // Bob's page gets chunk 0, then its connection drops.
     let session = bob.session.clone();
     let (_, first) = download_first(&mut bob, &room, &file).await;
     drop(bob);
-    // It comes back as the same participant and asks for the rest only.
+    // A text message waits beside it meanwhile.
+    let (text, _) = alice.send_message(&room, "and a note").await;
+    // It comes back as the same participant and asks for the rest only. `joined` lists what
+    // waits, and the file card's chunk count (its sealed card shows the size) but no text's.
     let mut bob = app.client().await;
     bob.session = session;
-    let (_, pending) = bob.join(&room).await;
-    assert_eq!(pending, [file.hex()]);
+    bob.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: bob.session.clone() }).await;
+    let ServerFrame::Joined { mut pending, files, .. } = frame(&mut bob).await else { panic!("joined") };
+    pending.sort();
+    let mut expected = vec![file.hex(), text.to_hex()];
+    expected.sort();
+    assert_eq!(pending, expected);
+    assert_eq!(files, [(file.hex(), file.count())].into_iter().collect());
     let (_, rest) = download(&mut bob, &room, &file.id, 1).await;
     assert_eq!([first, rest].concat()[..file.bytes.len()], file.bytes[..]);
     bob.send(&ClientFrame::Viewed { message_id: file.hex() }).await;
@@ -453,7 +461,7 @@ async fn a_file_uploaded_through_one_instance_downloads_through_another() {
     let (mut bob, _, _) = b.joined(&room).await;
     let file = TestFile::new(&room, 2 * CHUNK_LEN + 5);
     upload(&mut alice, &file).await;
-    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex() });
+    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex(), chunks: file.count() });
     let (_, plain) = download(&mut bob, &room, &file.id, 0).await;
     assert_eq!(&plain[..file.bytes.len()], &file.bytes[..]);
     bob.send(&ClientFrame::Viewed { message_id: file.hex() }).await;

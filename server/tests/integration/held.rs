@@ -15,7 +15,7 @@ pub async fn a_recipient_on_the_sending_instance_is_answered_from_memory(backend
     let (mut bob, _, _) = app.joined(&room).await;
     until(&mut alice, |f| *f == ServerFrame::Presence { participants: 2 }).await;
     let (id, _) = alice.send_message(&room, "from memory").await;
-    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
     assert!(app.relay.hub.held_bytes() > 0, "the sending instance holds the message");
     assert_eq!(app.db.execute("DELETE FROM messages").await, 1);
 

@@ -52,7 +52,7 @@ async fn clients_on_two_instances_share_presence_typing_messages_and_receipts() 
 
     // Sent on A: its recipients are the participants on B.
     let (id, _) = alice.send_message(&room, "across instances").await;
-    let notice = ServerFrame::Message { message_id: id.to_hex() };
+    let notice = ServerFrame::Message { message_id: id.to_hex(), chunks: 0 };
     assert_eq!(bob.recv().await, notice);
     assert_eq!(carol.recv().await, notice);
 
@@ -98,7 +98,7 @@ async fn a_killed_instance_s_client_moves_to_the_other_and_its_vanished_peers_ar
     alice.join(&room).await;
     let (first, _) = alice.send_message(&room, "one").await;
     let (second, _) = alice.send_message(&room, "two").await;
-    until(&mut bob, |f| *f == ServerFrame::Message { message_id: second.to_hex() }).await;
+    until(&mut bob, |f| *f == ServerFrame::Message { message_id: second.to_hex(), chunks: 0 }).await;
 
     doomed.kill9();
     // Bob's page reconnects, as the same participant, to the instance that is left.
@@ -158,7 +158,7 @@ async fn a_dropped_listen_connection_loses_no_notice() {
     admin(&a.db, &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
 
     // A listens again and has its connections resync: bob hears of the message after all.
-    let notice = ServerFrame::Message { message_id: id.to_hex() };
+    let notice = ServerFrame::Message { message_id: id.to_hex(), chunks: 0 };
     assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
     assert!(a.relay.bus_reconnects.load(Ordering::Relaxed) >= 1);
     // Once B listens again too (a `deleted` sent while it did not is not replayed: see the

@@ -34,7 +34,7 @@ async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {
     alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     // The notice carries the id and nothing else.
-    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
 
     // At rest: one row, holding neither the plaintext nor the client's sealed payload.
     let bodies = app.stored_bodies().await;
@@ -88,7 +88,7 @@ async fn a_resent_message_is_idempotent_and_a_changed_one_conflicts(backend: Bac
     alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: other.to_base64() }).await;
     alice.expect_error(ErrorCode::IdConflict).await;
     // Bob was notified once, and the stored payload is the first one.
-    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     bob.assert_quiet_and_alive().await;
     bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     let ServerFrame::Payload { message_id, sealed } = bob.recv().await else { panic!("expected payload") };
@@ -223,7 +223,7 @@ async fn unread_messages_expire_and_the_room_is_told(backend: Backend) {
     let (id, sealed) = room.seal("too late", SenderId([1; 8]));
     alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
     let _ = alice.recv().await; // sent
-    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     assert_eq!(bob.recv().await, ServerFrame::Expired { message_id: id.to_hex() });
     assert_eq!(alice.recv().await, ServerFrame::Expired { message_id: id.to_hex() });
     assert_eq!(app.row_count().await, 0);

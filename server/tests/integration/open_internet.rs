@@ -57,7 +57,7 @@ async fn payload(client: &mut Client) {
 /// Waits for the notice of `message_id` (the first message notice that comes must be it).
 async fn noticed(client: &mut Client, message_id: &str) {
     loop {
-        if let ServerFrame::Message { message_id: got } = client.recv_skipping_presence().await {
+        if let ServerFrame::Message { message_id: got, chunks: 0 } = client.recv_skipping_presence().await {
             assert_eq!(got, message_id);
             return;
         }
@@ -327,7 +327,7 @@ async fn an_address_may_leave_only_its_share_waiting() {
     assert!(stored >= 4096);
     // The receiver reads one message: its bytes are free again, and the sender may send one more.
     let id = loop {
-        if let ServerFrame::Message { message_id } = receiver.recv_skipping_presence().await {
+        if let ServerFrame::Message { message_id, .. } = receiver.recv_skipping_presence().await {
             break message_id;
         }
     };

@@ -441,7 +441,7 @@ async fn journey_between(room: &TestRoom, alice: &mut Client, bob: &mut Client) 
     let (id, sealed) = room.seal("for the operator's eyes only", SenderId([3; 8]));
     alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
     assert_eq!(alice.recv_skipping_presence().await, ServerFrame::Sent { message_id: id.to_hex() });
-    assert_eq!(bob.recv_skipping_presence().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(bob.recv_skipping_presence().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     let ServerFrame::Payload { message_id, sealed } = bob.recv().await else { panic!("expected payload") };
     assert_eq!(room.open(&message_id, &sealed).text, "for the operator's eyes only");

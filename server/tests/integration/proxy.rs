@@ -98,7 +98,7 @@ async fn the_example_nginx_config_spreads_one_room_over_two_instances() {
     let (sender, readers) = people.split_first_mut().unwrap();
     let (id, _) = sender.send_message(&room, "through the proxy").await;
     for reader in readers.iter_mut() {
-        until(reader, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+        until(reader, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
         fetch_and_view(reader, &room, &id).await;
     }
     let deleted = ServerFrame::Deleted { message_id: id.to_hex() };

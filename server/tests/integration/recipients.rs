@@ -63,7 +63,7 @@ pub async fn a_message_burns_when_every_recipient_has_viewed_it(backend: Backend
     // A repeated viewed gets the same answer and changes nothing.
     bob.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
     assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Receipt { .. })).await, receipt);
-    until(&mut carol, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+    until(&mut carol, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
     fetch_and_view(&mut carol, &room, &id).await;
     let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
     assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
@@ -233,7 +233,7 @@ pub async fn two_last_readers_viewing_at_once_burn_the_message(backend: Backend)
         alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
         until(&mut alice, |f| *f == ServerFrame::Sent { message_id: id.to_hex() }).await;
         for reader in [&mut bob, &mut carol] {
-            until(reader, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+            until(reader, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
             reader.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
             until(reader, |f| matches!(f, ServerFrame::Payload { .. })).await;
         }
@@ -280,7 +280,7 @@ async fn a_participant_leaving_while_a_message_is_stored_does_not_keep_it_from_b
     until(&mut alice, |f| *f == ServerFrame::Sent { message_id: id.to_hex() }).await;
 
     // Bob is the one recipient left: his view burns it.
-    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
     fetch_and_view(&mut bob, &room, &id).await;
     let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
     assert_eq!(

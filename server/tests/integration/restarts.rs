@@ -161,7 +161,7 @@ pub async fn logs_never_name_an_address_room_message_code_key_or_payload(backend
     alice.send(&ClientFrame::Typing { active: true }).await;
     let (id, sealed) = send(&mut alice, &room, "a secret for the logs test").await;
     assert_eq!(bob.recv().await, ServerFrame::Typing { active: true });
-    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     assert_eq!(read_and_burn(&mut bob, &room, &id).await, "a secret for the logs test");
     // Errors are logged paths too: make some.
     bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
@@ -197,7 +197,7 @@ pub async fn a_burned_message_leaves_no_bytes_behind(backend: Backend) {
     assert_eq!(alice.recv().await, ServerFrame::Presence { participants: 2 });
     let (id, _) = send(&mut alice, &room, "leave no trace").await;
     let stored = app.stored_bodies().await.pop().expect("one stored record");
-    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex() });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     assert_eq!(read_and_burn(&mut bob, &room, &id).await, "leave no trace");
     match backend {
         Backend::Sqlite => {

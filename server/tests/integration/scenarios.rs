@@ -182,7 +182,9 @@ impl Subject {
             (Self::Reference(ledger) | Self::Held(ledger, _), Step::Pending(n)) => {
                 ids(ledger.pending_for(&ROOM, &who(n), now))
             }
-            (Self::Store(store, ..), Step::Pending(n)) => ids(store.pending_for(&ROOM, &who(n)).await.unwrap()),
+            (Self::Store(store, ..), Step::Pending(n)) => {
+                ids(store.pending_for(&ROOM, &who(n)).await.unwrap().into_iter().map(|p| p.id))
+            }
             (Self::Reference(ledger), Step::Expire) => ids(ledger.expire(now).into_iter().map(|(_, id)| id)),
             (Self::Held(ledger, held), Step::Expire) => {
                 let expired: Vec<MessageId> = ledger.expire(now).into_iter().map(|(_, id)| id).collect();

@@ -99,7 +99,7 @@ async fn a_view_that_waits_for_a_leave_to_commit_burns_the_message() {
     let room = TestRoom::new();
     let (mut alice, mut bob, carol) = three(&app, &room).await;
     let (id, _) = alice.send_message(&room, "for bob and carol").await;
-    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex() }).await;
+    until(&mut bob, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
     bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     until(&mut bob, |f| matches!(f, ServerFrame::Payload { .. })).await;
 

@@ -1,8 +1,10 @@
 //! What the room model does with each server frame, and what it owes the relay.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{RoomModel, Socket};
+use crate::crypto::file::CHUNK_LEN;
 use crate::crypto::message::open;
 use crate::crypto::{Body, MessageId, SealedPayload};
 use crate::protocol::{ClientFrame, RelayLimits};
@@ -12,7 +14,14 @@ use crate::room::effect::{
 };
 
 impl RoomModel {
-    pub(super) fn joined(&mut self, participants: u32, pending: &[String], limits: RelayLimits, out: &mut Vec<Effect>) {
+    pub(super) fn joined(
+        &mut self,
+        participants: u32,
+        pending: &[String],
+        files: &BTreeMap<String, u32>,
+        limits: RelayLimits,
+        out: &mut Vec<Effect>,
+    ) {
         self.socket = Socket::Joined;
         self.connection = ConnectionState::Online;
         self.failures = 0;
@@ -21,7 +30,12 @@ impl RoomModel {
         self.participants = participants;
         self.limits = limits;
         out.push(Effect::Event(RoomEvent::Joined));
-        let pending: Vec<MessageId> = pending.iter().filter_map(|id| MessageId::parse(id)).collect();
+        // Each waiting message, with its file's chunk count (0 for text).
+        let waiting: Vec<(MessageId, u32)> = pending
+            .iter()
+            .filter_map(|hex| Some((MessageId::parse(hex)?, files.get(hex).copied().unwrap_or(0))))
+            .collect();
+        let pending: Vec<MessageId> = waiting.iter().map(|&(id, _)| id).collect();
         // What waited and waits no more was burned or expired while this page was away.
         let gone: Vec<MessageId> =
             self.cards.iter().filter(|c| c.state.is_unread() && !pending.contains(&c.id)).map(|c| c.id).collect();
@@ -34,8 +48,8 @@ impl RoomModel {
             self.viewing.remove(&id);
             out.push(Effect::Event(RoomEvent::Burned(id)));
         }
-        for id in pending {
-            self.arrived(id, true, out);
+        for (id, chunks) in waiting {
+            self.arrived(id, chunks, true, out);
         }
         for (id, sealed) in &self.unacked {
             out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.clone() }));
@@ -47,8 +61,9 @@ impl RoomModel {
         }
     }
 
-    /// A message waits for this page: from a notice, or listed on (re)joining.
-    pub(super) fn arrived(&mut self, id: MessageId, rejoining: bool, out: &mut Vec<Effect>) {
+    /// A message waits for this page: from a notice, or listed on (re)joining. `chunks` is its
+    /// file's chunk count as the relay announced it (0 for text).
+    pub(super) fn arrived(&mut self, id: MessageId, chunks: u32, rejoining: bool, out: &mut Vec<Effect>) {
         if self.shown.contains(&id) {
             out.push(Effect::Event(RoomEvent::SeenAgain(id)));
             out.push(Effect::Send(ClientFrame::Fetch { message_id: id.to_hex() }));
@@ -61,9 +76,12 @@ impl RoomModel {
             }
             Some(_) => {}
             None => {
-                self.cards.push(Card::new(id, CardState::Sealed));
+                let mut card = Card::new(id, CardState::Sealed);
+                card.announced = (chunks > 0).then(|| u64::from(chunks) * CHUNK_LEN as u64);
+                self.cards.push(card);
                 let waiting = self.cards.iter().filter(|c| c.state == CardState::Sealed).count();
-                self.announcement = format!("New encrypted message. {waiting} waiting to be opened.");
+                let what = if chunks > 0 { "file" } else { "message" };
+                self.announcement = format!("New encrypted {what}. {waiting} waiting to be opened.");
                 out.push(Effect::Event(RoomEvent::Arrived(id)));
             }
         }

@@ -31,7 +31,7 @@ fn model() -> RoomModel {
 
 /// `joined` of a room of `participants` with nothing waiting, from a relay that states no limits.
 fn joined_frame(participants: u32) -> ServerFrame {
-    ServerFrame::Joined { participants, pending: Vec::new(), limits: RelayLimits::default() }
+    ServerFrame::Joined { participants, pending: Vec::new(), limits: RelayLimits::default(), files: Default::default() }
 }
 
 /// A model that has joined a room of `participants` with nothing waiting.
@@ -77,7 +77,7 @@ fn events(effects: &[Effect]) -> Vec<RoomEvent> {
 }
 
 fn message(id: MessageId) -> ServerFrame {
-    ServerFrame::Message { message_id: id.to_hex() }
+    ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }
 }
 
 fn fetch(id: MessageId) -> ClientFrame {
@@ -128,7 +128,12 @@ fn joined_brings_the_room_online_with_a_sealed_card_per_waiting_message() {
     model.on_connected();
     let (a, b) = (MessageId::generate(), MessageId::generate());
     let pending = vec![a.to_hex(), "nonsense".into(), b.to_hex()];
-    let effects = model.on_frame(ServerFrame::Joined { participants: 3, pending, limits: RelayLimits::default() });
+    let effects = model.on_frame(ServerFrame::Joined {
+        participants: 3,
+        pending,
+        limits: RelayLimits::default(),
+        files: Default::default(),
+    });
     assert_eq!(model.connection(), ConnectionState::Online);
     assert_eq!(model.participants(), 3);
     assert_eq!(events(&effects), vec![RoomEvent::Joined, RoomEvent::Arrived(a), RoomEvent::Arrived(b)]);
@@ -149,7 +154,7 @@ fn a_message_notice_adds_one_sealed_card_and_ends_the_peers_typing() {
     assert!(!model.peer_typing());
     assert!(model.on_frame(message(id)).is_empty(), "a second notice of the same id is dropped");
     assert_eq!(model.cards().len(), 1);
-    assert!(model.on_frame(ServerFrame::Message { message_id: "XYZ".into() }).is_empty());
+    assert!(model.on_frame(ServerFrame::Message { message_id: "XYZ".into(), chunks: 0 }).is_empty());
 }
 
 #[test]
@@ -397,7 +402,12 @@ fn rejoining_refetches_what_was_opening_and_settles_what_left_meanwhile() {
     model.on_closed();
     model.on_connected();
     let pending = vec![opening.to_hex()];
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending, limits: RelayLimits::default() });
+    let effects = model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending,
+        limits: RelayLimits::default(),
+        files: Default::default(),
+    });
     assert_eq!(frames(&effects), vec![fetch(opening)]);
     assert_eq!(
         events(&effects),
@@ -416,7 +426,12 @@ fn opening_without_a_socket_fetches_on_rejoining() {
     assert!(model.open(id).is_empty());
     model.on_connected();
     let pending = vec![id.to_hex()];
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending, limits: RelayLimits::default() });
+    let effects = model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending,
+        limits: RelayLimits::default(),
+        files: Default::default(),
+    });
     assert_eq!(frames(&effects), vec![fetch(id)]);
 }
 
@@ -593,7 +608,7 @@ fn joined_with_limit(max_message: u32) -> RoomModel {
     model.start();
     model.on_connected();
     let limits = RelayLimits { max_message, ..RelayLimits::default() };
-    model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new(), limits });
+    model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new(), limits, files: Default::default() });
     model
 }
 

@@ -7,7 +7,7 @@ use app::protocol::ServerFrame;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{internal, Connection, Member};
-use crate::domain::{EventKind, MessageId};
+use crate::domain::{EventKind, MessageId, Pending};
 use crate::relay::hub::RoomEvent;
 
 /// How long a resync remembers telling a message gone. Its event, if still to come, was queued
@@ -37,7 +37,7 @@ impl Connection {
     fn frame_for(&mut self, event: RoomEvent) -> Option<ServerFrame> {
         let own = event.origin == Some(self.id);
         match event.kind {
-            EventKind::Message(id) if !own => Some(ServerFrame::Message { message_id: id.to_hex() }),
+            EventKind::Message { id, chunks } if !own => Some(ServerFrame::Message { message_id: id.to_hex(), chunks }),
             EventKind::Deleted(id) | EventKind::Expired(id) if self.told_gone.remove(&id).is_some() => None,
             EventKind::Deleted(id) => {
                 self.sent.remove(&id);
@@ -73,7 +73,7 @@ impl Connection {
         let mut frames: Vec<ServerFrame> = match (pending, connected) {
             (Ok(pending), Ok(participants)) => pending
                 .into_iter()
-                .map(|id| ServerFrame::Message { message_id: id.to_hex() })
+                .map(|Pending { id, chunks }| ServerFrame::Message { message_id: id.to_hex(), chunks })
                 .chain(self.presence(participants))
                 .collect(),
             (Err(err), _) | (_, Err(err)) => return vec![ServerFrame::error(internal(&err))],

@@ -61,7 +61,7 @@ impl Connection {
                 }
                 self.sent.insert(id, Instant::now() + self.relay.message_ttl);
                 self.upload_stored(&id);
-                self.relay.hub.publish(&room, Some(self.id), EventKind::Message(id));
+                self.relay.hub.publish(&room, Some(self.id), EventKind::Message { id, chunks });
             }
             Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),
             Inserted::Exists(existing) => {

@@ -174,8 +174,10 @@ impl Connection {
         self.told_presence = Some(admitted.connected);
         self.presence_current = false;
         self.events = Some(rx);
-        let pending = pending.into_iter().map(MessageId::to_hex).collect();
-        Ok(vec![ServerFrame::Joined { participants: admitted.connected, pending, limits: self.relay.stated_limits() }])
+        let files = pending.iter().filter(|p| p.chunks > 0).map(|p| (p.id.to_hex(), p.chunks)).collect();
+        let pending = pending.into_iter().map(|p| p.id.to_hex()).collect();
+        let limits = self.relay.stated_limits();
+        Ok(vec![ServerFrame::Joined { participants: admitted.connected, pending, limits, files }])
     }
 
     /// This connection leaves its room: the participant enters its grace period (unless

@@ -175,7 +175,8 @@ pub(super) const SELECT_WAITING: &str = "SELECT body, sender, cardinality(recipi
      FROM messages WHERE room_hash = $1 AND id = $2 AND expires_at > $4";
 /// Messages `$2` may view: as a recipient that has not viewed them yet, or open (no recipients)
 /// and not its own.
-pub(super) const PENDING_FOR: &str = "SELECT id FROM messages WHERE room_hash = $1 AND expires_at > $3 AND ( \
+pub(super) const PENDING_FOR: &str =
+    "SELECT id, chunks::BIGINT FROM messages WHERE room_hash = $1 AND expires_at > $3 AND ( \
        ($2 = ANY (recipients) AND NOT $2 = ANY (viewed_by)) OR (sender <> $2 AND cardinality(recipients) = 0)) \
      ORDER BY expires_at";
 /// Drops `$2` from the recipients of the messages of room `$1` it has not viewed.

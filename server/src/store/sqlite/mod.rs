@@ -255,7 +255,8 @@ pub(super) const SELECT_WAITING: &str = "SELECT m.body, m.sender, \
             AND r.participant = $3) \
      FROM messages m WHERE m.room_hash = $1 AND m.id = $2 AND m.expires_at > $4";
 /// Messages `$2` may view: as an unviewed recipient, or open (no recipients) and not its own.
-pub(super) const PENDING_FOR: &str = "SELECT m.id FROM messages m WHERE m.room_hash = $1 AND m.expires_at > $3 AND ( \
+pub(super) const PENDING_FOR: &str =
+    "SELECT m.id, m.chunks FROM messages m WHERE m.room_hash = $1 AND m.expires_at > $3 AND ( \
        EXISTS (SELECT 1 FROM recipients r WHERE r.room_hash = m.room_hash AND r.message_id = m.id \
                AND r.participant = $2 AND NOT r.viewed) \
        OR (m.sender <> $2 AND NOT EXISTS (SELECT 1 FROM recipients r \

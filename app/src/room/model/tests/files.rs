@@ -22,7 +22,12 @@ fn joined_with_files() -> RoomModel {
     let mut model = model();
     model.start();
     model.on_connected();
-    model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new(), limits: files_limits() });
+    model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending: Vec::new(),
+        limits: files_limits(),
+        files: Default::default(),
+    });
     model
 }
 
@@ -152,7 +157,12 @@ fn a_relay_without_files_or_a_file_too_large_is_refused_before_anything_moves() 
     model.start();
     model.on_connected();
     let small = RelayLimits { max_file: 2 * CHUNK_LEN as u64, ..files_limits() };
-    model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new(), limits: small });
+    model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending: Vec::new(),
+        limits: small,
+        files: Default::default(),
+    });
     assert_eq!(model.send_file("big", "", pattern(2 * CHUNK_LEN + 1), NOW), Err(NotSent::FileTooLarge));
     assert!(model.notice().unwrap().contains("128 KiB"), "{:?}", model.notice());
     assert!(model.cards().is_empty());
@@ -170,7 +180,12 @@ fn an_upload_cut_off_offers_to_send_the_file_again_whole() {
     step(&mut model, |m| model_uploaded(m, id, 1));
     model.on_closed();
     model.on_connected();
-    let effects = model.on_frame(ServerFrame::Joined { participants: 2, pending: Vec::new(), limits: files_limits() });
+    let effects = model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending: Vec::new(),
+        limits: files_limits(),
+        files: Default::default(),
+    });
     assert!(frames(&effects).is_empty(), "nothing of a purged upload is sent again by itself");
     assert!(matches!(&model.card(id).unwrap().state, CardState::Unsent { why, .. } if why.contains("interrupted")));
     // "Send again": a new upload of the same bytes, with a new id.
@@ -204,7 +219,7 @@ fn peer_file(name: &str, mime: &str, bytes: &[u8]) -> (MessageId, String, Vec<Ve
 
 /// Opens a peer's card: click, payload; returns the chunk requests sent.
 fn open_card(model: &mut RoomModel, id: MessageId, card: &str) -> Vec<u32> {
-    model.on_frame(ServerFrame::Message { message_id: id.to_hex() });
+    model.on_frame(ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     assert_eq!(frames(&model.open(id)), [ClientFrame::Fetch { message_id: id.to_hex() }]);
     requests(&model.on_frame(ServerFrame::Payload { message_id: id.to_hex(), sealed: card.to_owned() }))
 }
@@ -273,8 +288,12 @@ fn a_download_cut_off_resumes_from_the_last_whole_chunk() {
     step(&mut model, |m| m.on_binary(&chunk_frame(id, 1, &chunks)));
     model.on_closed();
     model.on_connected();
-    let effects =
-        model.on_frame(ServerFrame::Joined { participants: 2, pending: vec![id.to_hex()], limits: files_limits() });
+    let effects = model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending: vec![id.to_hex()],
+        limits: files_limits(),
+        files: Default::default(),
+    });
     assert_eq!(frames(&effects), [ClientFrame::Fetch { message_id: id.to_hex() }]);
     // The card again: only what is missing is asked for.
     let effects = model.on_frame(ServerFrame::Payload { message_id: id.to_hex(), sealed: card });
@@ -298,4 +317,24 @@ fn a_chunk_that_fails_to_open_makes_the_file_unreadable_and_nothing_is_confirmed
     // Frames for a file not being opened, or malformed, are ignored.
     assert!(model.on_binary(&chunk_frame(MessageId::generate(), 0, &chunks)).is_empty());
     assert!(model.on_binary(&[3, 1, 2]).is_empty());
+}
+
+#[test]
+fn a_sealed_file_card_says_how_large_a_file_waits_before_anyone_opens_it() {
+    let mut model = joined_with_files();
+    let (file, text) = (MessageId::generate(), MessageId::generate());
+    model.on_frame(ServerFrame::Message { message_id: file.to_hex(), chunks: 20 });
+    let card = model.card(file).unwrap();
+    assert_eq!((&card.state, card.announced), (&CardState::Sealed, Some(20 * CHUNK_LEN as u64)));
+    assert_eq!(model.announcement, "New encrypted file. 1 waiting to be opened.");
+    model.on_frame(ServerFrame::Message { message_id: text.to_hex(), chunks: 0 });
+    assert_eq!(model.card(text).unwrap().announced, None, "a text message announces no size");
+    assert_eq!(model.announcement, "New encrypted message. 2 waiting to be opened.");
+    // A file card first heard of on (re)joining: `joined.files` names its size.
+    let listed = MessageId::generate();
+    let pending = vec![file.to_hex(), text.to_hex(), listed.to_hex()];
+    let files = [(listed.to_hex(), 3)].into_iter().collect();
+    model.on_frame(ServerFrame::Joined { participants: 2, pending, limits: files_limits(), files });
+    assert_eq!(model.card(listed).unwrap().announced, Some(3 * CHUNK_LEN as u64));
+    assert_eq!(model.card(file).unwrap().announced, Some(20 * CHUNK_LEN as u64), "still as first announced");
 }
