@@ -6,6 +6,7 @@
 // STATIC_DIST (the Trunk bundle), BENCH_PKG (the crypto exports: crypto-bench.js and
 // crypto-bench_bg.wasm), OUT (the JSON file to write).
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -179,6 +180,47 @@ async function joinFigure(browser, origin, withoutWebCrypto = false) {
   return { join_ms: times.sort((a, b) => a - b)[1], wasm };
 }
 
+// A 10 MiB file through the real page, between two pages of one room on this relay (SQLite,
+// default settings): from Send to the sender's card saying the upload is stored, and from the
+// click on the sealed card to "Save file" (downloaded and decrypted whole); then saved, which
+// burns it. The median of three, each in a fresh room. Chromium's WebCrypto seals and opens.
+const TRANSFER_BYTES = 10 * 1024 * 1024;
+async function transferFigure(browser, origin) {
+  const runs = [];
+  for (let i = 0; i < 3; i++) {
+    const [alice, bob] = [await browser.newPage(), await browser.newPage()];
+    await alice.goto(`${origin}/`);
+    await alice.locator('body[data-hydrated="true"]').waitFor();
+    await alice.getByRole('button', { name: 'Generate new code' }).click();
+    const code = (await alice.getByLabel('Room code', { exact: true }).textContent()).trim();
+    for (const page of [alice, bob]) {
+      await page.goto(`${origin}/room#${code}`);
+      await page.getByRole('status').filter({ hasText: /\bConnected/ }).waitFor({ timeout: 30_000 });
+    }
+    await alice.locator('#attach').setInputFiles({ name: 'bench.bin', mimeType: 'application/octet-stream', buffer: randomBytes(TRANSFER_BYTES) });
+    let t = performance.now();
+    await alice.getByRole('button', { name: 'Send', exact: true }).click();
+    await alice.getByText('Waiting to be opened').waitFor({ timeout: 120_000 });
+    const upload_ms = performance.now() - t;
+    await bob.locator('.card button.sealed').waitFor();
+    t = performance.now();
+    await bob.locator('.card button.sealed').click();
+    const save = bob.getByRole('button', { name: 'Save file' });
+    await save.waitFor({ timeout: 120_000 });
+    const download_ms = performance.now() - t;
+    const [download] = await Promise.all([bob.waitForEvent('download'), save.click()]);
+    if ((await download.path()) === null) throw new Error('browser.mjs: the file was not saved');
+    await alice.getByText('Deleted from the server').waitFor({ timeout: 30_000 });
+    runs.push({ upload_ms, download_ms });
+    await alice.close();
+    await bob.close();
+  }
+  const median = (xs) => xs.sort((a, b) => a - b)[1];
+  const upload_ms = median(runs.map((r) => r.upload_ms));
+  const download_ms = median(runs.map((r) => r.download_ms));
+  return { bytes: TRANSFER_BYTES, upload_ms, download_ms };
+}
+
 const { child, origin } = await startServer();
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
@@ -188,6 +230,7 @@ try {
   const figures = await cryptoFigures(browser, origin);
   const join = await joinFigure(browser, origin);
   const joinFallback = await joinFigure(browser, origin, true);
+  const transfer = await transferFigure(browser, origin);
   const result = {
     chromium: `Chromium ${browser.version()}`,
     ...figures,
@@ -196,9 +239,10 @@ try {
     sizes: [...sizes('ssr', join_pkg(), assets(join_pkg())), ...sizes('static', staticDist, assets(staticDist))],
     served_wasm_encoding: join.wasm.encoding,
     served_wasm_bytes: join.wasm.bytes,
+    file_transfer: transfer,
   };
   writeFileSync(out, JSON.stringify(result, null, 2));
-  console.log(`browser.mjs: PBKDF2 ${result.pbkdf2.wasm_ms.toFixed(0)} ms (WASM) vs ${result.pbkdf2.webcrypto_ms.toFixed(0)} ms (WebCrypto); join ${result.join_ms.toFixed(0)} ms (${result.join_without_webcrypto_ms.toFixed(0)} ms without WebCrypto)`);
+  console.log(`browser.mjs: PBKDF2 ${result.pbkdf2.wasm_ms.toFixed(0)} ms (WASM) vs ${result.pbkdf2.webcrypto_ms.toFixed(0)} ms (WebCrypto); join ${result.join_ms.toFixed(0)} ms (${result.join_without_webcrypto_ms.toFixed(0)} ms without WebCrypto); 10 MiB file up ${transfer.upload_ms.toFixed(0)} ms, down ${transfer.download_ms.toFixed(0)} ms`);
 } finally {
   await browser.close();
   child.kill('SIGKILL');

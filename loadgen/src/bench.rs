@@ -13,6 +13,7 @@ use crate::cpu::CpuTime;
 use crate::idle;
 use crate::journey::{self, JourneyError, JourneyOptions, JourneyReport};
 use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
+use crate::transfer::{self, TransferReport};
 
 /// A stored message row's body: a sealed 200-byte text is 256 + 29 bytes; the at-rest layer adds
 /// 29 more.
@@ -28,6 +29,8 @@ pub enum BenchError {
     Journey(#[from] JourneyError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("file transfers: {0}")]
+    Transfer(String),
 }
 
 /// How big each part of the run is.
@@ -43,6 +46,14 @@ pub struct Size {
     pub ceiling_connections: Vec<usize>,
     pub ceiling_seconds: f64,
     pub idle_connections: usize,
+    /// Bytes of each file of the transfer runs, and the transfers at once of the busy run.
+    #[serde(default)]
+    pub file_size: usize,
+    #[serde(default)]
+    pub file_pairs: usize,
+    /// Journeys per second of the chat load run alone and then beside the transfers.
+    #[serde(default)]
+    pub beside_rate: f64,
 }
 
 impl Size {
@@ -57,6 +68,9 @@ impl Size {
             ceiling_connections: vec![4, 10, 32],
             ceiling_seconds: 5.0,
             idle_connections: 10_000,
+            file_size: 10 << 20,
+            file_pairs: 20,
+            beside_rate: 100.0,
         }
     }
 
@@ -71,6 +85,9 @@ impl Size {
             ceiling_connections: vec![2],
             ceiling_seconds: 0.5,
             idle_connections: 20,
+            file_size: 200_000,
+            file_pairs: 2,
+            beside_rate: 20.0,
         }
     }
 }
@@ -139,7 +156,27 @@ pub struct Results {
     pub ceilings: Vec<CeilingReport>,
     pub setups: Vec<Setup>,
     pub idle: Idle,
+    /// File transfers, per backend (absent from results older than files).
+    #[serde(default)]
+    pub files: Vec<FilesRun>,
     pub elapsed_s: f64,
+}
+
+/// File transfers on one backend, one server with the default settings but the abuse limits
+/// (so the transfer budget, 8 MiB/s per connection, holds): one transfer alone, then
+/// `file_pairs` at once, then a chat load alone and beside `file_pairs` transfers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilesRun {
+    pub backend: Backend,
+    pub alone: TransferReport,
+    pub at_once: TransferReport,
+    /// The server's resident memory before the first transfer, and its peak over both runs.
+    pub rss_before_kib: u64,
+    pub peak_rss_kib: u64,
+    pub journeys_alone: JourneyReport,
+    pub journeys_beside: JourneyReport,
+    /// Rows left once everything burned (must be 0: messages and chunks).
+    pub rows_left: u64,
 }
 
 impl Results {
@@ -156,6 +193,17 @@ impl Results {
                 if run.rows_left != 0 {
                     problems.push(format!("{name}: {} message rows left behind", run.rows_left));
                 }
+            }
+        }
+        for files in &self.files {
+            let name = format!("{} files", files.backend.name());
+            for (what, report) in [("alone", &files.journeys_alone), ("beside transfers", &files.journeys_beside)] {
+                if !report.is_clean() {
+                    problems.push(format!("{name}: journeys {what}: not every journey completed cleanly: {report:?}"));
+                }
+            }
+            if files.rows_left != 0 {
+                problems.push(format!("{name}: {} rows left behind", files.rows_left));
             }
         }
         problems
@@ -218,6 +266,10 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
         setups.push(run_setup(options, backend, instances, &rooms).await?);
     }
     let idle = run_idle(options).await?;
+    let mut files = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        files.push(run_files(options, backend, &rooms).await?);
+    }
     Ok(Results {
         size: size.clone(),
         machine,
@@ -225,6 +277,7 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
         ceilings,
         setups,
         idle,
+        files,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
 }
@@ -321,6 +374,49 @@ async fn measured_run(
     let report = journey::run(rooms, options).await?;
     let cpu = CpuTime::now(servers).since(&before);
     Ok(JourneyRun { mode: mode.into(), report, rows_left: db.message_rows().await?, cpu })
+}
+
+async fn run_files(options: &BenchOptions, backend: Backend, rooms: &[RoomKeys]) -> Result<FilesRun, BenchError> {
+    let size = &options.size;
+    let (file, pairs) = (size.file_size, size.file_pairs);
+    let db = Database::new(backend, &options.postgres_url)?;
+    let mut spec = ServerSpec::for_load(options.server_bin.clone());
+    spec.env.push(("SESSION_GRACE".into(), "1s".into()));
+    let server = Server::start(&spec, &db, &target::random_key(), 0).await?;
+    let url = server.ws_url();
+    let transfer_error = |err: anyhow::Error| BenchError::Transfer(format!("{err:#}"));
+    let rss_before_kib = server.rss_kib()?;
+    eprintln!("bench: {} one file of {file} bytes", backend.name());
+    let alone = transfer::run(&url, file, 1).await.map_err(transfer_error)?;
+    eprintln!("bench: {} {pairs} files of {file} bytes at once", backend.name());
+    let at_once = transfer::run(&url, file, pairs).await.map_err(transfer_error)?;
+    let peak_rss_kib = server.peak_rss_kib()?;
+    // The chat load: an open loop at a person-like total rate over every room, alone and then
+    // beside `pairs` transfers (which start with it and end before it does).
+    let journeys = |messages: usize| JourneyOptions {
+        urls: vec![url.clone()],
+        clients_per_room: 2,
+        messages,
+        window: 64,
+        payload: size.payload,
+        rate: Some(size.beside_rate),
+        drain_timeout: Duration::from_secs(30),
+    };
+    let messages = ((size.beside_rate * size.half_peak_seconds) / rooms.len() as f64).ceil().max(1.0) as usize;
+    eprintln!("bench: {} journeys at {}/s alone", backend.name(), size.beside_rate);
+    db.wait_until_everyone_left().await?;
+    let journeys_alone = journey::run(rooms, &journeys(messages)).await?;
+    db.wait_until_everyone_left().await?;
+    eprintln!("bench: {} journeys at {}/s beside {pairs} transfers", backend.name(), size.beside_rate);
+    let beside_options = journeys(messages);
+    let (beside, transfers) = tokio::join!(journey::run(rooms, &beside_options), transfer::run(&url, file, pairs));
+    let journeys_beside = beside?;
+    transfers.map_err(transfer_error)?;
+    db.wait_until_everyone_left().await?;
+    let rows_left = u64::try_from(db.message_rows().await? + db.chunk_rows().await?).unwrap_or(u64::MAX);
+    drop(server);
+    db.drop_database().await?;
+    Ok(FilesRun { backend, alone, at_once, rss_before_kib, peak_rss_kib, journeys_alone, journeys_beside, rows_left })
 }
 
 async fn run_idle(options: &BenchOptions) -> Result<Idle, BenchError> {

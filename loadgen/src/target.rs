@@ -69,6 +69,11 @@ impl Database {
         self.count("SELECT COUNT(*) FROM messages").await
     }
 
+    /// Files' chunks still stored: zero once every file card is gone.
+    pub async fn chunk_rows(&self) -> Result<i64, TargetError> {
+        self.count("SELECT COUNT(*) FROM chunks").await
+    }
+
     /// Recipients still recorded: zero once every message is gone. SQLite keeps them as rows of
     /// their own; PostgreSQL in their message's row.
     pub async fn recipient_rows(&self) -> Result<i64, TargetError> {

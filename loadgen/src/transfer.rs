@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use app::crypto::RoomKeys;
 use app::room::{Effect, RoomEvent, RoomModel};
 use futures::{SinkExt as _, StreamExt as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Ws};
 use crate::page;
 
 /// What one round of transfers measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferReport {
     /// Bytes of each file.
     pub size: u64,

@@ -21,6 +21,25 @@ pub struct Browser {
     /// How the server sent the WASM to Chromium: `Content-Encoding` and bytes on the wire.
     pub served_wasm_encoding: String,
     pub served_wasm_bytes: u64,
+    /// A file sent and opened through the real page (absent from runs before files).
+    #[serde(default)]
+    pub file_transfer: Option<FileTransfer>,
+}
+
+/// One file through the real page between two pages of a room: from Send to stored, and from
+/// the click on the sealed card to decrypted whole (medians of three).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileTransfer {
+    pub bytes: u64,
+    pub upload_ms: f64,
+    pub download_ms: f64,
+}
+
+impl FileTransfer {
+    /// The file's bytes up and down over the time both took, in MB/s (10^6 bytes).
+    pub fn mb_s(&self) -> f64 {
+        2.0 * self.bytes as f64 / ((self.upload_ms + self.download_ms) * 1000.0)
+    }
 }
 
 /// One key derivation (PBKDF2-HMAC-SHA256) by the app's WASM and by WebCrypto.

@@ -3,13 +3,14 @@
 //! chosen so that each rendered one can be worked out by hand.
 
 use super::{AesGcm, Browser, FileSize, Pbkdf2};
-use crate::bench::{Idle, JourneyRun, Machine, Results, Setup, Size};
+use crate::bench::{FilesRun, Idle, JourneyRun, Machine, Results, Setup, Size};
 use crate::ceiling::{CeilingReport, PacedReport};
 use crate::cpu::CpuTime;
 use crate::journey::JourneyReport;
 use crate::stages::{StageMeans, Stages};
 use crate::stats::Percentiles;
 use crate::target::Backend;
+use crate::transfer::TransferReport;
 
 /// The lines a section wrote.
 pub(super) fn lines(out: &str) -> Vec<&str> {
@@ -69,6 +70,11 @@ pub(super) fn run(mode: &str, window: usize, rate: Option<f64>, journeys_per_s: 
         rows_left: 0,
         cpu: run_cpu(0.005, 0.0, 0.005),
     }
+}
+
+/// `pairs` transfers of 10 MiB.
+fn transfer(pairs: usize, upload_s: f64, download_s: f64, wall_s: f64, throughput_mb_s: f64) -> TransferReport {
+    TransferReport { size: 10 << 20, pairs, completed: pairs, upload_s, download_s, wall_s, throughput_mb_s }
 }
 
 /// A journey run's processor seconds (servers, PostgreSQL, load generator) over one second in
@@ -144,6 +150,9 @@ pub(super) fn results() -> Results {
             ceiling_connections: vec![4],
             ceiling_seconds: 1.0,
             idle_connections: 100,
+            file_size: 10 << 20,
+            file_pairs: 2,
+            beside_rate: 20.0,
         },
         machine: Machine {
             cpu: "Test CPU".into(),
@@ -167,6 +176,16 @@ pub(super) fn results() -> Results {
         ],
         setups: vec![sqlite, postgres, two],
         idle: Idle { connections: 100, rss_before_kib: 10240, rss_after_kib: 10640, bytes_per_connection: 4096.0 },
+        files: vec![FilesRun {
+            backend: Backend::Sqlite,
+            alone: transfer(1, 1.3, 1.25, 2.56, 8.2),
+            at_once: transfer(2, 2.0, 1.5, 3.0, 14.0),
+            rss_before_kib: 12 * 1024,
+            peak_rss_kib: 26_112,
+            journeys_alone: run("half-peak", 64, Some(20.0), 20.0, 4.0).report,
+            journeys_beside: run("half-peak", 64, Some(20.0), 20.0, 39.0).report,
+            rows_left: 0,
+        }],
         elapsed_s: 123.4,
     }
 }
@@ -201,5 +220,6 @@ pub(super) fn browser() -> Browser {
         ],
         served_wasm_encoding: "br".into(),
         served_wasm_bytes: 150 * 1024,
+        file_transfer: None,
     }
 }

@@ -12,6 +12,7 @@ use crate::bench::Results;
 mod browser;
 mod ceiling;
 mod crypto;
+mod files;
 #[cfg(test)]
 mod fixture;
 mod format;
@@ -21,7 +22,7 @@ mod processor;
 mod sizes;
 mod targets;
 
-pub use browser::{AesGcm, Browser, FileSize, Pbkdf2};
+pub use browser::{AesGcm, Browser, FileSize, FileTransfer, Pbkdf2};
 pub use targets::{MAX_IDLE_BYTES, MAX_JOIN_MS, MAX_P99_MS, MAX_PBKDF2_RATIO, MAX_WASM_BROTLI};
 
 /// How each figure is measured, in Markdown.
@@ -49,6 +50,7 @@ pub fn markdown(results: &Results, browser: &Browser, history: &str) -> String {
     processor::section(&mut out, results);
     ceiling::section(&mut out, results);
     idle::section(&mut out, results);
+    files::section(&mut out, results, browser);
     crypto::section(&mut out, results, browser);
     sizes::section(&mut out, browser);
     out.push_str(METHOD);
@@ -87,6 +89,7 @@ mod tests {
                 "## Processor time",
                 "## Database ceiling (insert+delete pairs)",
                 "## Idle connections",
+                "## Files",
                 "## Client crypto in Chromium",
                 "## Bundle sizes",
                 "## Method",
