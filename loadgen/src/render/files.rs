@@ -15,8 +15,8 @@ pub(super) fn section(out: &mut String, results: &Results, browser: &Browser) {
     let _ = writeln!(
         out,
         "\n## Files\n\n{} files of {:.1} MiB, sealed and opened by native clients (the room model, Rust AES-GCM) on the \
-         same cores as the server, which runs with the default transfer budget (8 MiB/s per connection). \
-         MB/s counts the file's bytes up and down: 2 × size × files / wall time.\n",
+         same cores as the server, which runs with the default transfer budget (8 MiB/s per connection, after a one-second \
+         burst). MB/s counts the file's bytes up and down: 2 × size × files / wall time.\n",
         first.at_once.pairs,
         first.alone.size as f64 / f64::from(1 << 20),
     );
@@ -96,8 +96,8 @@ mod tests {
                 "## Files",
                 "",
                 "2 files of 10.0 MiB, sealed and opened by native clients (the room model, Rust AES-GCM) on the same \
-                 cores as the server, which runs with the default transfer budget (8 MiB/s per connection). MB/s \
-                 counts the file's bytes up and down: 2 × size × files / wall time.",
+                 cores as the server, which runs with the default transfer budget (8 MiB/s per connection, after a \
+                 one-second burst). MB/s counts the file's bytes up and down: 2 × size × files / wall time.",
                 "",
                 "| Backend | One file: upload | download | MB/s | 2 at once: wall | MB/s | Server RSS before → peak |",
                 "|---|---|---|---|---|---|---|",

@@ -106,6 +106,10 @@ pub const WRITE_QUEUE: usize = 1024;
 /// The most writes in one transaction. Larger batches hold SQLite's write lock longer (the
 /// other writers, joins and leaves, wait for it) for little more saving.
 pub const GROUP_COMMIT_MAX_BATCH: usize = 64;
+/// Longest a file chunk's write on SQLite waits for the queued journey writes to go first
+/// (`WriteQueue::behind_journeys`): past it, it goes anyway, so a steady chat cannot starve an
+/// upload.
+pub const CHUNK_YIELD_AT_MOST: Duration = Duration::from_millis(50);
 
 // SQLite checkpoints (`store/sqlite/checkpoint.rs`).
 

@@ -14,15 +14,15 @@
 //! one call, as [`super::writer::write`] ran it before. Callers that stop waiting do not cancel
 //! their write; it still runs whole or not at all.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Sqlite, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedMutexGuard};
 
 use super::writer::{write, Writer};
-use crate::domain::bounds::{GROUP_COMMIT_MAX_BATCH, WRITE_QUEUE};
+use crate::domain::bounds::{CHUNK_YIELD_AT_MOST, GROUP_COMMIT_MAX_BATCH, WRITE_QUEUE};
 
 /// A write's statements, as they run alone and inside a batch.
 #[derive(Debug)]
@@ -55,6 +55,12 @@ pub(in crate::store) enum Bind {
 #[derive(Clone, Debug)]
 pub(in crate::store) struct WriteQueue {
     jobs: mpsc::Sender<Job>,
+    /// Journey writes queued or running, and a wake-up for when there are none: file chunks'
+    /// writes wait for them ([`WriteQueue::behind_journeys`]).
+    journeys: Arc<Journeys>,
+    /// File chunks' writes, one at a time: so at most one is ever ahead of a journey's write
+    /// for the write connection.
+    chunk_lane: Arc<Mutex<()>>,
     /// Writes committed in a batch of more than one, for the tests.
     #[cfg(test)]
     batched: Arc<AtomicU64>,
@@ -68,6 +74,30 @@ pub(in crate::store) struct QueueWatch(mpsc::WeakSender<Job>);
 impl QueueWatch {
     pub(in crate::store) fn is_alive(&self) -> bool {
         self.0.strong_count() > 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Journeys {
+    waiting: AtomicUsize,
+    none: Notify,
+}
+
+/// One journey write counted while its caller waits for it (also when the caller gives up).
+struct Counted<'a>(&'a Journeys);
+
+impl<'a> Counted<'a> {
+    fn new(journeys: &'a Journeys) -> Self {
+        journeys.waiting.fetch_add(1, Ordering::AcqRel);
+        Self(journeys)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none.notify_waiters();
+        }
     }
 }
 
@@ -101,9 +131,33 @@ impl WriteQueue {
         tokio::spawn(run(pool, queue, batched.clone()));
         Self {
             jobs,
+            journeys: Arc::default(),
+            chunk_lane: Arc::default(),
             #[cfg(test)]
             batched,
         }
+    }
+
+    /// The turn of a file chunk's write: once no other chunk write holds it, and no journey
+    /// write waits (or [`CHUNK_YIELD_AT_MOST`] has passed). A journey's insert or `viewed` is a
+    /// few small rows a person waits on; a chunk is 64 KiB of an upload that takes seconds, so
+    /// the chunk goes second. Held until the chunk is written.
+    pub(in crate::store) async fn behind_journeys(&self) -> OwnedMutexGuard<()> {
+        let turn = self.chunk_lane.clone().lock_owned().await;
+        let deadline = tokio::time::Instant::now() + CHUNK_YIELD_AT_MOST;
+        loop {
+            let none = self.journeys.none.notified();
+            tokio::pin!(none);
+            // Registered before the count is read, so a last journey ending in between wakes it.
+            none.as_mut().enable();
+            if self.journeys.waiting.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, none).await.is_err() {
+                break;
+            }
+        }
+        turn
     }
 
     /// Runs `statements` with `binds` ($1, $2, … in order) and returns the rows they returned.
@@ -112,6 +166,7 @@ impl WriteQueue {
         statements: &'static Compound,
         binds: Vec<Bind>,
     ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        let _counted = Counted::new(&self.journeys);
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { statements, binds, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
@@ -248,6 +303,48 @@ mod tests {
         assert_eq!(queue.batched(), 0, "the batch did not commit");
         // Each good write once (the batch kept nothing), the failed one not at all.
         assert_eq!(rows(&pool).await, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_chunks_turn_comes_once_the_journey_writes_before_it_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _pool, _lock) = queue_on_table(&dir).await;
+        let journey = Counted::new(&queue.journeys);
+        let chunk = tokio::spawn({
+            let queue = queue.clone();
+            async move {
+                let _turn = queue.behind_journeys().await;
+                std::time::Instant::now()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!chunk.is_finished(), "a chunk waits while a journey write does");
+        let done = std::time::Instant::now();
+        drop(journey);
+        assert!(chunk.await.unwrap() >= done);
+        // With none waiting, at once.
+        let started = std::time::Instant::now();
+        drop(queue.behind_journeys().await);
+        assert!(started.elapsed() < CHUNK_YIELD_AT_MOST);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_waits_for_journeys_at_most_a_bound_and_chunks_go_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _pool, _lock) = queue_on_table(&dir).await;
+        let _endless = Counted::new(&queue.journeys);
+        let started = std::time::Instant::now();
+        let turn = queue.behind_journeys().await;
+        assert!(started.elapsed() >= CHUNK_YIELD_AT_MOST, "it waited for the journeys");
+        assert!(started.elapsed() < 20 * CHUNK_YIELD_AT_MOST, "but not for ever");
+        let second = tokio::spawn({
+            let queue = queue.clone();
+            async move { drop(queue.behind_journeys().await) }
+        });
+        tokio::time::sleep(3 * CHUNK_YIELD_AT_MOST).await;
+        assert!(!second.is_finished(), "one chunk write at a time");
+        drop(turn);
+        second.await.unwrap();
     }
 
     #[tokio::test]
