@@ -21,7 +21,9 @@ const INSERT_CHUNK: &str = "INSERT INTO chunks (room_hash, message_id, idx, body
 /// of an upload never offered, which the page then sends again (`upload_incomplete`). A file's
 /// 160 chunks no longer wait for 160 flushes, nor make the journeys' commits beside them queue
 /// behind those flushes.
-const INSERT_CHUNK_POSTGRES: &str = "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))      INSERT INTO chunks (room_hash, message_id, idx, body, stored_at) SELECT $1, $2, $3, $4, $5 FROM relaxed      ON CONFLICT (room_hash, message_id, idx) DO NOTHING";
+const INSERT_CHUNK_POSTGRES: &str = "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)) \
+     INSERT INTO chunks (room_hash, message_id, idx, body, stored_at) SELECT $1, $2, $3, $4, $5 FROM relaxed \
+     ON CONFLICT (room_hash, message_id, idx) DO NOTHING";
 const COUNT_CHUNKS: &str = "SELECT COUNT(*) FROM chunks WHERE room_hash = $1 AND message_id = $2";
 /// (the chunk's body, the message's chunk count), each NULL if there is none: the message only
 /// while it waits unexpired.
