@@ -2,13 +2,15 @@
 """An independent implementation of Ephemeral Chat crypto spec v1 and its files (v2)
 (docs/CRYPTO.md), written from the spec with Python's hashlib and the `cryptography` package. It
 computes the known-answer vectors from their inputs and checks them against the published
-docs/vectors.json and docs/vectors-file.json (which the Rust tests read too), then opens the
-published messages, file chunks and at-rest records with its own readers, which must refuse what
-the spec refuses (a repeated JSON key, a flipped bit, chunks reordered, dropped or truncated).
+docs/vectors.json, docs/vectors-file.json and docs/vectors-body.json (which the Rust tests read
+too), then opens the published messages, file chunks and at-rest records with its own readers,
+which must refuse what the spec refuses (a repeated JSON key, a flipped bit, chunks reordered,
+dropped or truncated, a body's `name`, `ttl` or `view` out of its range or not of its type).
 
-Run:  python3 tools/crypto_vectors.py           check both files (exit 1 on any difference)
+Run:  python3 tools/crypto_vectors.py           check the three files (exit 1 on any difference)
       python3 tools/crypto_vectors.py --print   print the vectors it computes, as JSON
       python3 tools/crypto_vectors.py --print-file   the same for the file vectors
+      python3 tools/crypto_vectors.py --print-body   the same for the body key vectors
 Needs: pip install cryptography
 """
 import hashlib
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors.json"
 FILE_VECTORS = VECTORS.with_name("vectors-file.json")
+BODY_VECTORS = VECTORS.with_name("vectors-body.json")
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PBKDF2_SALT = b"ephemeral-chat/v1/pbkdf2"
@@ -40,6 +43,9 @@ CHUNK = 65536
 PAD_BLOCK = 256
 SEAL_OVERHEAD = 1 + 12 + 16
 MIN_SEALED, MAX_SEALED = SEAL_OVERHEAD + PAD_BLOCK, SEAL_OVERHEAD + 16384
+MAX_NAME = 64  # Unicode scalar values
+MAX_TTL = 7 * 24 * 3600  # seconds
+MAX_VIEW = 3600  # seconds; 10 when absent
 
 
 class OpenError(Exception):
@@ -159,7 +165,32 @@ def open_sealed(message_key: bytes, room_id: bytes, message_id: bytes, sealed: b
     opened = {"id": message_id, "sender": sender, "text": text, "sent_at": sent_at}
     if version == VERSION_FILE:
         opened["file"] = open_file_card(body.get("file"))
+    opened.update(open_chosen(body))
     return opened
+
+
+def is_control(c: str) -> bool:
+    """Unicode general category Cc: U+0000 to U+001F and U+007F to U+009F."""
+    return ord(c) <= 0x1F or 0x7F <= ord(c) <= 0x9F
+
+
+def open_chosen(body: dict) -> dict:
+    """The optional `name`, `ttl` and `view` of a body (either version): those present, checked."""
+    chosen = {}
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
+            raise OpenError
+        if any(0xD800 <= ord(c) <= 0xDFFF or is_control(c) for c in name):
+            raise OpenError
+        chosen["name"] = name
+    for key, most in (("ttl", MAX_TTL), ("view", MAX_VIEW)):
+        if key in body:
+            # A JSON integer only: `type` is not `int` for a float (3600.0), a string or a bool.
+            if type(body[key]) is not int or not 1 <= body[key] <= most:
+                raise OpenError
+            chosen[key] = body[key]
+    return chosen
 
 
 def open_file_card(file) -> dict:
@@ -468,6 +499,122 @@ def check_file_readers(published: dict) -> list:
     return failures
 
 
+def write_body(message_id: str, sender: str, text: str, sent_at: int, file=None, name=None, ttl=None,
+               view=None) -> str:
+    """A body as a writer writes it: keys in the spec's order, those without a value left out."""
+    body = {"id": message_id, "sender": sender, "text": text, "sent_at": sent_at}
+    for key, value in (("file", file), ("name", name), ("ttl", ttl), ("view", view)):
+        if value is not None:
+            body[key] = value
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def refused_bodies(body_in: dict) -> list:
+    """Bodies of the inputs' id and sender that a reader must refuse, each wrong in one way."""
+    base = {name: body_in[name] for name in ("message_id", "sender", "text", "sent_at", "name", "ttl", "view")}
+    one_wrong = [
+        ("name empty", {"name": ""}),
+        ("name of 65 code points", {"name": "ú" * 65}),
+        ("name containing U+0007, a control character", {"name": "Ana\u0007Lúcia"}),
+        ("name containing U+0085, a control character", {"name": "Ana\u0085Lúcia"}),
+        ("ttl 0", {"ttl": 0}),
+        ("ttl 604801, past 7 days", {"ttl": MAX_TTL + 1}),
+        ("ttl a float, 3600.0", {"ttl": 3600.0}),
+        ("ttl a string, \"3600\"", {"ttl": "3600"}),
+        ("view 0", {"view": 0}),
+        ("view 3601, past an hour", {"view": MAX_VIEW + 1}),
+        ("view a bool, true", {"view": True}),
+    ]
+    out = []
+    for why, change in one_wrong:
+        body = write_body(**{**base, **change})
+        # U+0085 escaped, as a JSON writer may, so the published text shows it.
+        out.append({"why": why, "body": body.replace("\x85", "\\u0085")})
+    valid = write_body(**base)
+    for key, other in (("name", '"Eve"'), ("ttl", "60"), ("view", "10")):
+        out.append({"why": f"{key} repeated", "body": f'{valid[:-1]},"{key}":{other}}}'})
+    return out
+
+
+def compute_body(inputs: dict, room: dict, file_vectors: dict) -> dict:
+    """The body key vectors from their inputs, the v1 room's keys and the file vectors' card."""
+    body_in, card_in = inputs["inputs"], file_vectors["card"]
+    message_key, room_id = bytes.fromhex(room["message_key"]), bytes.fromhex(room["room_id"])
+    body = write_body(body_in["message_id"], body_in["sender"], body_in["text"], body_in["sent_at"],
+                      name=body_in["name"], ttl=body_in["ttl"], view=body_in["view"])
+    sealed = seal(message_key, room_id, bytes.fromhex(body_in["message_id"]), body.encode(),
+                  bytes.fromhex(body_in["nonce"]))
+    # The card's own nonce (not the file vectors' card's): no two published vectors share a nonce
+    # under one key.
+    card = {**{name: card_in[name] for name in ("message_id", "sender", "text", "sent_at")},
+            "nonce": inputs["card"]["nonce"], "file": card_in["file"], "name": body_in["name"]}
+    card_text = write_body(card["message_id"], card["sender"], card["text"], card["sent_at"], file=card["file"],
+                           name=card["name"])
+    card_sealed = seal(message_key, room_id, bytes.fromhex(card["message_id"]), card_text.encode(),
+                       bytes.fromhex(card["nonce"]), VERSION_FILE)
+    return {
+        "about": inputs["about"],
+        "room": {"room_id": room["room_id"], "message_key": room["message_key"]},
+        "inputs": {name: body_in[name]
+                   for name in ("message_id", "sender", "text", "sent_at", "name", "ttl", "view", "nonce")},
+        "body": body,
+        "sealed": sealed.hex(),
+        "card": {**card, "body": card_text, "sealed": card_sealed.hex()},
+        "refused": refused_bodies(body_in),
+    }
+
+
+def check_body_readers(published: dict) -> list:
+    """The message and the card open to their inputs; flipped bits and the refused bodies do not."""
+    room, body_in, card = published["room"], published["inputs"], published["card"]
+    message_key, room_id = bytes.fromhex(room["message_key"]), bytes.fromhex(room["room_id"])
+    failures = []
+    message_id, nonce = bytes.fromhex(body_in["message_id"]), bytes.fromhex(body_in["nonce"])
+    open_message = lambda sealed: open_sealed(message_key, room_id, message_id, sealed)  # noqa: E731
+    sealed = bytes.fromhex(published["sealed"])
+    expected = {"id": message_id, "sender": bytes.fromhex(body_in["sender"]),
+                **{name: body_in[name] for name in ("text", "sent_at", "name", "ttl", "view")}}
+    if opened_or_none(lambda: open_message(sealed)) != expected:
+        failures.append("the published sealed body does not open to its inputs")
+    if not sealed.startswith(bytes([VERSION]) + nonce):
+        failures.append("the published sealed body is not version 1 under the inputs' nonce")
+    for bit in bits_that_open(sealed, open_message):
+        failures.append(f"the sealed body with bit {bit} flipped opens")
+    card_id = bytes.fromhex(card["message_id"])
+    open_card = lambda sealed: open_sealed(message_key, room_id, card_id, sealed)  # noqa: E731
+    card_sealed = bytes.fromhex(card["sealed"])
+    file = card["file"]
+    expected_card = {"id": card_id, "sender": bytes.fromhex(card["sender"]), "text": card["text"],
+                     "sent_at": card["sent_at"], "file": {**file, "id": bytes.fromhex(file["id"])},
+                     "name": card["name"]}
+    if opened_or_none(lambda: open_card(card_sealed)) != expected_card:
+        failures.append("the published card does not open to its file and name")
+    for bit in bits_that_open(card_sealed, open_card):
+        failures.append(f"the card with bit {bit} flipped opens")
+    reseal = lambda body: seal(message_key, room_id, message_id, body.encode(), nonce)  # noqa: E731
+    for entry in published["refused"]:
+        try:
+            parsed = json.loads(entry["body"])
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or parsed.get("id") != body_in["message_id"]:
+            failures.append(f"refused body ({entry['why']}) is not a JSON object of the inputs' id")
+        if not refused(lambda: open_message(reseal(entry["body"]))):
+            failures.append(f"a body with {entry['why']} opens")
+    # The edges of each range open: a reader must not refuse what a writer may write.
+    base = {name: body_in[name] for name in ("message_id", "sender", "text", "sent_at")}
+    edges = [{"name": "ú" * MAX_NAME}, {"name": "x"}, {"name": "Ana\u00a0Lúcia\u2028"}, {"ttl": 1},
+             {"ttl": MAX_TTL}, {"view": 1}, {"view": MAX_VIEW}, {}]
+    for edge in edges:
+        body = write_body(**base, **edge)
+        opened = opened_or_none(lambda: open_message(reseal(body)))
+        if opened is None or any(opened.get(key) != value for key, value in edge.items()):
+            failures.append(f"a body with {edge or 'none of the keys'} does not open to them")
+        elif set(opened) & {"name", "ttl", "view"} != set(edge):
+            failures.append(f"a body with {edge or 'none of the keys'} opens with others")
+    return failures
+
+
 def load(path: Path) -> dict:
     """The published file, itself read with repeated keys refused."""
     try:
@@ -481,8 +628,11 @@ def main() -> int:
     computed = compute(published)
     published_file = load(FILE_VECTORS)
     computed_file = compute_file(published_file, computed["room"])
-    if sys.argv[1:] in (["--print"], ["--print-file"]):
-        print(json.dumps(computed if sys.argv[1] == "--print" else computed_file, indent=2, ensure_ascii=False))
+    published_body = load(BODY_VECTORS)
+    computed_body = compute_body(published_body, computed["room"], published_file)
+    printed = {"--print": computed, "--print-file": computed_file, "--print-body": computed_body}
+    if len(sys.argv) == 2 and sys.argv[1] in printed:
+        print(json.dumps(printed[sys.argv[1]], indent=2, ensure_ascii=False))
         return 0
     if sys.argv[1:]:
         print(__doc__, file=sys.stderr)
@@ -494,11 +644,17 @@ def main() -> int:
         for name in differences(published_file, computed_file)
     ]
     failures += check_file_readers(published_file)
+    failures += [
+        f"{BODY_VECTORS.name} {name}: published and computed differ"
+        for name in differences(published_body, computed_body)
+    ]
+    failures += check_body_readers(published_body)
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)
     if failures:
         return 1
-    print(f"{VECTORS.name}, {FILE_VECTORS.name}: every vector matches, and the readers refuse what the spec refuses")
+    names = ", ".join(path.name for path in (VECTORS, FILE_VECTORS, BODY_VECTORS))
+    print(f"{names}: every vector matches, and the readers refuse what the spec refuses")
     return 0
 
 

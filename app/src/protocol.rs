@@ -19,8 +19,15 @@ pub enum ClientFrame {
     /// characters the page picked at random and keeps in memory: rejoining with it (within the
     /// server's grace period) is the same participant.
     Join { room_id: String, session: String },
-    /// Store a sealed message and notify the room.
-    Send { message_id: String, sealed: String },
+    /// Store a sealed message and notify the room. `ttl`: how long it may wait unread, in
+    /// seconds, at most the relay's `MESSAGE_TTL` (absent: that TTL). Only to a relay that lists
+    /// [`FEATURE_TTL`]; an older relay refuses the field as `bad_frame`.
+    Send {
+        message_id: String,
+        sealed: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl: Option<u32>,
+    },
     /// Ask for a waiting message's sealed payload. Never destructive.
     Fetch { message_id: String },
     /// Confirm a fetched message was opened and shown: the server deletes it.
@@ -124,6 +131,8 @@ fn is_zero(n: &u32) -> bool {
 
 /// The feature a relay lists when it takes files: `upload`, binary chunk frames and file cards.
 pub const FEATURE_FILES: &str = "files";
+/// The feature a relay lists when a `send` may say how long its message waits (`ttl`).
+pub const FEATURE_TTL: &str = "ttl";
 
 /// Stable error codes. Clients branch on these; the `message` is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +154,8 @@ pub enum ErrorCode {
     BadSize,
     /// The sealed payload's version byte is unknown.
     BadVersion,
+    /// A `send`'s `ttl` is 0 or longer than the relay's `MESSAGE_TTL`.
+    BadTtl,
     /// `session` is not 32 lower-case hex characters.
     BadSession,
     /// `fetch` or `viewed` of a message this participant is not a recipient of.
@@ -228,6 +239,7 @@ impl ErrorCode {
             Self::BadEncoding => "sealed must be base64url without padding",
             Self::BadSize => "sealed payload has an invalid size",
             Self::BadVersion => "sealed payload has an unknown version",
+            Self::BadTtl => "ttl must be from 1 second to the relay's message_ttl",
             Self::BadSession => "session must be 32 lower-case hex characters",
             Self::NotRecipient => "this message is for the participants who were here when it was sent",
             Self::NotJoined => "join a room first",

@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = MessageId::parse(session);
         }
-        ClientFrame::Send { message_id, sealed } => {
+        ClientFrame::Send { message_id, sealed, .. } => {
             let _ = MessageId::parse(message_id);
             if let Ok(payload) = SealedPayload::from_base64(sealed) {
                 let again = SealedPayload::from_base64(&payload.to_base64()).expect("an encoded payload decodes");

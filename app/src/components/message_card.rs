@@ -4,6 +4,7 @@
 use leptos::either::EitherOf7;
 use leptos::prelude::*;
 
+pub use crate::room::card::size_in_words;
 use crate::room::card::{sent_ago, utc_datetime, wall_time, FileBytes, FileInfo};
 use crate::room::{object_url, CardState, CardView, RoomClient};
 
@@ -54,14 +55,14 @@ fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
         }),
         CardState::Opening => EitherOf7::B(view! { <p class="status">{"Decrypting…"}</p> }),
         CardState::Gone(why) => EitherOf7::B(view! { <p class="status">{why}</p> }),
-        CardState::Open(text) => EitherOf7::C(view! { <p class="text">{text}</p> }),
+        CardState::Open(text) => EitherOf7::C(view! { <p class="text"><FromLabel card/>{text}</p> }),
         CardState::Unreadable => {
             EitherOf7::D(view! { <p class="error">{"This message could not be decrypted.".to_owned()}</p> })
         }
         CardState::Misdated(why) => EitherOf7::D(view! { <p class="error">{why.to_owned()}</p> }),
         CardState::Refused(why) => EitherOf7::D(view! { <p class="error">{why}</p> }),
         CardState::Mine { text, stored, seen } => EitherOf7::E(view! {
-            <p class="text">{text}</p>
+            <p class="text"><FromLabel card/>{text}</p>
             <p class="status">
                 {match (stored, seen) {
                     (false, _) => "Sending…".to_owned(),
@@ -84,6 +85,13 @@ fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
     }
 }
 
+/// Who a card's message is from: "Ana: ", "Someone: ", "You: ". A name travels sealed, so only
+/// the room reads it; it is a label, not an identity.
+#[component]
+fn FromLabel(card: CardView) -> impl IntoView {
+    view! { <span class="from">{move || format!("{}: ", card.from.get())}</span> }
+}
+
 /// A file card: what the file is (its name, size and progress), and once decrypted, the image
 /// shown or the file offered to save.
 fn file_body(card: CardView, room: RoomClient, file: &FileInfo) -> impl IntoView {
@@ -99,18 +107,22 @@ fn file_body(card: CardView, room: RoomClient, file: &FileInfo) -> impl IntoView
             {progress()}
         }
         .into_any(),
-        CardState::File(bytes) if file.is_image() => view! { <Picture bytes mime=file.mime.clone() name=file.name.clone()/> }.into_any(),
+        CardState::File(bytes) if file.is_image() => view! {
+            <p class="file-name"><FromLabel card/></p>
+            <Picture bytes mime=file.mime.clone() name=file.name.clone()/>
+        }
+        .into_any(),
         CardState::File(_) => {
             let id = card.id;
             view! {
-                <p class="file-name">{label}</p>
+                <p class="file-name"><FromLabel card/>{label}</p>
                 <button class="primary save" on:click=move |_| room.save_card(id)>"Save file"</button>
                 <p class="status">"Decrypted. Saving it deletes it from the server."</p>
             }
             .into_any()
         }
         CardState::Saved => view! {
-            <p class="file-name">{label}</p>
+            <p class="file-name"><FromLabel card/>{label}</p>
             <p class="status">"Saved: deleted from the server"</p>
         }
         .into_any(),
@@ -165,23 +177,12 @@ fn Picture(bytes: FileBytes, mime: String, name: String) -> impl IntoView {
     view! { <img class="picture" src=url alt=format!("Image: {name}")/> }
 }
 
-/// A size as people read it: "1.2 MB", "340 KB", "12 bytes" (decimal units, as file managers
-/// show them).
 /// What a sealed card says: a file card names the size the relay announced, which is its padded
 /// size and so an upper bound ("up to").
 pub fn sealed_label(announced: Option<u64>) -> String {
     match announced {
         Some(size) => format!(" Encrypted file (up to {}). Click to decrypt and view", size_in_words(size)),
         None => " Encrypted message. Click to decrypt and view".to_owned(),
-    }
-}
-
-pub fn size_in_words(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{} KB", b.div_ceil(1_000)),
-        1 => "1 byte".to_owned(),
-        b => format!("{b} bytes"),
     }
 }
 

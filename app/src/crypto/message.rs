@@ -1,7 +1,8 @@
 //! Messages in spec v1: the body, its padding, and the sealed payload that crosses the wire.
 //!
 //! ```text
-//! body   = {"id": hex(message_id), "sender": hex(sender), "text": …, "sent_at": ms}
+//! body   = {"id": hex(message_id), "sender": hex(sender), "text": …, "sent_at": ms,
+//!           ["name": …], ["ttl": s], ["view": s]}
 //! padded = body || 0x80 || 0x00…   (length 256 × ceil((len(body) + 1) / 256))
 //! aad    = "ephemeral-chat/v1/message" || 0x01 || room_id || message_id
 //! sealed = 0x01 || nonce(12) || AES-256-GCM(message_key, nonce, padded, aad)
@@ -48,6 +49,54 @@ pub struct Body {
     pub sent_at: u64,
     /// The file a card announces (version 2); `None` for a text message.
     pub file: Option<FileCard>,
+    /// What the sender chose for it: a name to show, its lifetimes.
+    pub chosen: Chosen,
+}
+
+/// Longest display name, in Unicode scalar values.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest unread lifetime a body may state, in seconds: 7 days, every relay's ceiling.
+pub const MAX_TTL_SECONDS: u32 = 7 * 24 * 3600;
+/// Longest on-screen time a body may ask for, in seconds.
+pub const MAX_VIEW_SECONDS: u32 = 3600;
+
+/// What the sender of a message chose for it, all of it inside the ciphertext, and every part
+/// optional: an older reader ignores them as unknown keys, and a body without them is today's
+/// message (no name, the relay's lifetime, 10 s on screen).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Chosen {
+    /// The sender's display name: a label anyone in the room could choose, not an identity.
+    pub name: Option<String>,
+    /// How long it may wait unread, in seconds (1 to [`MAX_TTL_SECONDS`]): the relay is told the
+    /// same, and a page does not show it later than that.
+    pub ttl: Option<u32>,
+    /// How long it stays on screen once opened, in seconds (1 to [`MAX_VIEW_SECONDS`]).
+    pub view: Option<u32>,
+}
+
+impl fmt::Debug for Chosen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chosen")
+            .field("name", &self.name.as_ref().map(|_| "<redacted>"))
+            .field("ttl", &self.ttl)
+            .field("view", &self.view)
+            .finish()
+    }
+}
+
+impl Chosen {
+    /// Whether every part is one the spec allows.
+    pub fn is_valid(&self) -> bool {
+        self.name.as_deref().is_none_or(is_valid_name)
+            && self.ttl.is_none_or(|ttl| (1..=MAX_TTL_SECONDS).contains(&ttl))
+            && self.view.is_none_or(|view| (1..=MAX_VIEW_SECONDS).contains(&view))
+    }
+}
+
+/// A display name the spec allows: 1 to [`MAX_NAME_CHARS`] characters, none a control character.
+pub fn is_valid_name(name: &str) -> bool {
+    let count = name.chars().count();
+    (1..=MAX_NAME_CHARS).contains(&count) && !name.chars().any(char::is_control)
 }
 
 /// What a file card says of its file: all of it inside the ciphertext, none of it seen by the
@@ -93,6 +142,12 @@ struct WireBody {
     sent_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<WireFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    view: Option<u32>,
 }
 
 /// The JSON form of [`FileCard`], in the spec's order.
@@ -170,7 +225,9 @@ impl fmt::Debug for SealedPayload {
     }
 }
 
-/// Why a message could not be sealed.
+/// Why a message could not be sealed: its body is longer than the spec allows, or states a
+/// choice the spec does not allow (a name too long, a lifetime out of range), which no reader
+/// would open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("message is too long")]
 pub struct TooLong;
@@ -204,10 +261,13 @@ pub fn seal_with_nonce(keys: &RoomKeys, body: &Body, nonce: &[u8; NONCE_LEN]) ->
             size: file.size,
             chunks: file.chunks,
         }),
+        name: body.chosen.name.clone(),
+        ttl: body.chosen.ttl,
+        view: body.chosen.view,
     };
     let json = Zeroizing::new(serde_json::to_vec(&wire).expect("invariant: a struct of strings serializes"));
     drop(Zeroizing::new(wire.text)); // wipe this copy of the text
-    if json.len() > MAX_BODY_LEN {
+    if json.len() > MAX_BODY_LEN || !body.chosen.is_valid() {
         return Err(TooLong);
     }
     let mut padded = Zeroizing::new(Vec::with_capacity(padded_len(json.len())));
@@ -251,7 +311,11 @@ pub fn open(keys: &RoomKeys, id: &MessageId, sealed: &SealedPayload) -> Result<B
         (VERSION_FILE, None) => return Err(OpenError),
         _ => None,
     };
-    Ok(Body { id: body_id, sender, text: wire.text, sent_at: wire.sent_at, file })
+    let chosen = Chosen { name: wire.name, ttl: wire.ttl, view: wire.view };
+    if !chosen.is_valid() {
+        return Err(OpenError);
+    }
+    Ok(Body { id: body_id, sender, text: wire.text, sent_at: wire.sent_at, file, chosen })
 }
 
 /// A card's file as the spec allows it: a 64-hex-character id, and a chunk count that is the
@@ -279,6 +343,7 @@ mod tests {
             text: text.into(),
             sent_at: 1_700_000_000_000,
             file: None,
+            chosen: Chosen::default(),
         }
     }
 
@@ -287,6 +352,27 @@ mod tests {
         let b = body("hello from A");
         let sealed = seal(&keys(), &b).unwrap();
         assert_eq!(open(&keys(), &b.id, &sealed), Ok(b));
+    }
+
+    #[test]
+    fn the_senders_choices_travel_inside_and_out_of_range_ones_are_not_sealed() {
+        let mut b = body("with a name");
+        b.chosen = Chosen { name: Some("Ana Lúcia".into()), ttl: Some(3600), view: Some(30) };
+        let sealed = seal(&keys(), &b).unwrap();
+        assert_eq!(open(&keys(), &b.id, &sealed), Ok(b.clone()));
+        for chosen in [
+            Chosen { name: Some(String::new()), ..Chosen::default() },
+            Chosen { name: Some("x".repeat(MAX_NAME_CHARS + 1)), ..Chosen::default() },
+            Chosen { name: Some("bell\u{7}".into()), ..Chosen::default() },
+            Chosen { ttl: Some(0), ..Chosen::default() },
+            Chosen { ttl: Some(MAX_TTL_SECONDS + 1), ..Chosen::default() },
+            Chosen { view: Some(0), ..Chosen::default() },
+            Chosen { view: Some(MAX_VIEW_SECONDS + 1), ..Chosen::default() },
+        ] {
+            b.chosen = chosen;
+            assert_eq!(seal(&keys(), &b), Err(TooLong));
+        }
+        assert!(is_valid_name(&"é".repeat(MAX_NAME_CHARS)), "counted in characters, not bytes");
     }
 
     #[test]
@@ -305,6 +391,9 @@ mod tests {
             text: String::new(),
             sent_at: 1_700_000_000_000,
             file: None,
+            name: None,
+            ttl: None,
+            view: None,
         })
         .unwrap()
         .len();

@@ -25,7 +25,7 @@ pub use code::{CodeError, RoomCode};
 pub use file::FileCipher;
 pub use ids::{FileId, MessageId, SenderId};
 pub use keys::{Fingerprint, RoomId, RoomKeys};
-pub use message::{Body, FileCard, SealedPayload};
+pub use message::{Body, Chosen, FileCard, SealedPayload};
 pub use primitives::OpenError;
 
 /// Fills `buf` from the operating system's CSPRNG (`crypto.getRandomValues` in the browser).

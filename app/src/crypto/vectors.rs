@@ -116,6 +116,7 @@ fn published_message() -> (RoomKeys, Body, MessageVectors) {
         text: message.text.clone(),
         sent_at: message.sent_at,
         file: None,
+        chosen: Default::default(),
     };
     (keys, body, message)
 }
@@ -389,6 +390,7 @@ mod file {
                 size: v.card.file.size,
                 chunks: v.card.file.chunks,
             }),
+            chosen: Default::default(),
         }
     }
 
@@ -454,5 +456,172 @@ mod file {
         assert_eq!(hex::encode(&stored[..13]), v.at_rest.stored_head);
         assert_eq!(hex::encode(sha256(&[&stored])), v.at_rest.stored_sha256);
         assert_eq!(key.open_chunk(&room_hash, &id, v.at_rest.index, &stored), Ok(chunk));
+    }
+}
+
+/// The vectors of a body's optional keys (`name`, `ttl`, `view`: docs/vectors-body.json), in the
+/// v1 room: a message carrying all three, a file card carrying a name, and bodies a reader must
+/// refuse.
+mod body_keys {
+    use serde::Deserialize;
+
+    use super::super::ids::{FileId, MessageId, SenderId};
+    use super::super::keys::RoomKeys;
+    use super::super::message::{open, seal_with_nonce, Body, Chosen, FileCard, SealedPayload};
+    use super::super::primitives::{aes256gcm_seal, sha256, NONCE_LEN};
+    use super::super::OpenError;
+    use super::{published, unhex, MESSAGE_AAD_LABEL, MESSAGE_KEY, ROOM_ID};
+    use crate::crypto::message::padded_len;
+
+    const PUBLISHED: &str = include_str!("../../../docs/vectors-body.json");
+    /// The file as it was published, pinned whole: a change to any byte of it fails.
+    const PUBLISHED_SHA256: &str = "8c86093d8e70f8d6a50dcdff7d1e3d6bf9da48efab5983531d804eaee4477938";
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Published {
+        #[allow(dead_code)]
+        about: String,
+        room: Room,
+        inputs: Inputs,
+        body: String,
+        sealed: String,
+        card: Card,
+        refused: Vec<Refused>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Room {
+        room_id: String,
+        message_key: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inputs {
+        message_id: String,
+        sender: String,
+        text: String,
+        sent_at: u64,
+        name: String,
+        ttl: u32,
+        view: u32,
+        nonce: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Card {
+        message_id: String,
+        sender: String,
+        text: String,
+        sent_at: u64,
+        nonce: String,
+        file: File,
+        name: String,
+        body: String,
+        sealed: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        id: String,
+        name: String,
+        #[serde(rename = "type")]
+        mime: String,
+        size: u64,
+        chunks: u32,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Refused {
+        why: String,
+        body: String,
+    }
+
+    fn vectors() -> Published {
+        serde_json::from_str(PUBLISHED).expect("docs/vectors-body.json is the JSON this module reads")
+    }
+
+    fn room() -> RoomKeys {
+        RoomKeys::from_ikm(&unhex(&published().room.ikm))
+    }
+
+    #[test]
+    fn the_published_body_vectors_are_the_pinned_ones_in_the_published_room() {
+        assert_eq!(hex::encode(sha256(&[PUBLISHED.as_bytes()])), PUBLISHED_SHA256);
+        let v = vectors();
+        assert_eq!((v.room.room_id.as_str(), v.room.message_key.as_str()), (ROOM_ID, MESSAGE_KEY));
+    }
+
+    #[test]
+    fn a_message_with_a_name_and_lifetimes_seals_to_the_vector_and_opens_to_them() {
+        let v = vectors();
+        let keys = room();
+        let body = Body {
+            id: MessageId(unhex(&v.inputs.message_id)),
+            sender: SenderId(unhex(&v.inputs.sender)),
+            text: v.inputs.text.clone(),
+            sent_at: v.inputs.sent_at,
+            file: None,
+            chosen: Chosen { name: Some(v.inputs.name.clone()), ttl: Some(v.inputs.ttl), view: Some(v.inputs.view) },
+        };
+        let sealed = seal_with_nonce(&keys, &body, &unhex(&v.inputs.nonce)).unwrap();
+        assert_eq!(hex::encode(sealed.as_bytes()), v.sealed);
+        let padded = super::super::primitives::aes256gcm_open(
+            keys.message_key(),
+            &unhex(&v.inputs.nonce),
+            &sealed.as_bytes()[1 + NONCE_LEN..],
+            &[MESSAGE_AAD_LABEL, &[1], &keys.room_id.0, &body.id.0].concat(),
+        )
+        .unwrap();
+        assert_eq!(&padded[..v.body.len()], v.body.as_bytes(), "the body sealed is the published JSON");
+        let vector = SealedPayload::from_bytes(hex::decode(&v.sealed).unwrap()).unwrap();
+        assert_eq!(open(&keys, &body.id, &vector), Ok(body));
+    }
+
+    #[test]
+    fn a_file_card_with_a_name_seals_to_the_vector() {
+        let v = vectors();
+        let keys = room();
+        let body = Body {
+            id: MessageId(unhex(&v.card.message_id)),
+            sender: SenderId(unhex(&v.card.sender)),
+            text: v.card.text.clone(),
+            sent_at: v.card.sent_at,
+            file: Some(FileCard {
+                id: FileId(unhex(&v.card.file.id)),
+                name: v.card.file.name.clone(),
+                mime: v.card.file.mime.clone(),
+                size: v.card.file.size,
+                chunks: v.card.file.chunks,
+            }),
+            chosen: Chosen { name: Some(v.card.name.clone()), ..Chosen::default() },
+        };
+        let sealed = seal_with_nonce(&keys, &body, &unhex(&v.card.nonce)).unwrap();
+        assert_eq!(hex::encode(sealed.as_bytes()), v.card.sealed);
+        assert!(v.card.body.ends_with(r#""chunks":2},"name":"Ana Lúcia"}"#), "the name comes after the file");
+        assert_eq!(open(&keys, &body.id, &sealed), Ok(body));
+    }
+
+    #[test]
+    fn every_refused_body_fails_to_open() {
+        let v = vectors();
+        let keys = room();
+        let id = MessageId(unhex(&v.inputs.message_id));
+        let nonce: [u8; NONCE_LEN] = unhex(&v.inputs.nonce);
+        assert!(v.refused.len() >= 14);
+        for refused in &v.refused {
+            let mut padded = refused.body.as_bytes().to_vec();
+            padded.push(0x80);
+            padded.resize(padded_len(refused.body.len()), 0);
+            let aad = [MESSAGE_AAD_LABEL, &[1], &keys.room_id.0, &id.0].concat();
+            let ciphertext = aes256gcm_seal(keys.message_key(), &nonce, &padded, &aad);
+            let sealed = SealedPayload::from_bytes([&[1u8][..], &nonce, &ciphertext].concat()).unwrap();
+            assert_eq!(open(&keys, &id, &sealed), Err(OpenError), "{}", refused.why);
+        }
     }
 }

@@ -5,8 +5,9 @@ use leptos::prelude::*;
 
 use crate::components::hydration::{busy_until_hydrated, label_once_hydrated, use_hydrated, LOADING};
 use crate::components::message_card::{size_in_words, MessageCard};
+use crate::crypto::message::MAX_NAME_CHARS;
 use crate::crypto::RoomCode;
-use crate::room::{now_ms, ConnectionState, RoomClient};
+use crate::room::{lifetime_words, now_ms, ConnectionState, RoomClient, SHOW_SECONDS, VIEW_TIMES};
 
 /// How often the cards' "sent … ago" are brought up to date: they count in minutes.
 const SENT_AGO_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
@@ -105,6 +106,21 @@ fn RoomView(room: RoomClient) -> impl IntoView {
                 "Fingerprint: "
                 <strong aria-label="Room fingerprint">{move || room.fingerprint.get().unwrap_or_else(|| "…".into())}</strong>
             </p>
+            <p class="name-note">
+                "A name is a label, not an identity: anyone with the code can type any name. \
+                 Compare the fingerprint to know you share the room."
+            </p>
+            <label class="name">
+                "Your name in this room (optional): "
+                <input
+                    type="text"
+                    id="display-name"
+                    maxlength=MAX_NAME_CHARS.to_string()
+                    autocomplete="off"
+                    placeholder="Someone"
+                    on:input=move |ev| room.name.set(event_target_value(&ev))
+                />
+            </label>
             <p class="connection" role="status" data-state=move || format!("{:?}", room.connection.get()).to_lowercase()>
                 {status} " · " {people}
             </p>
@@ -142,6 +158,58 @@ fn RoomView(room: RoomClient) -> impl IntoView {
         <p class="typing" aria-live="polite">{move || room.peer_typing.get().then_some("typing…")}</p>
         <p class="error" role="alert">{move || room.notice.get()}</p>
         <Composer room/>
+    }
+}
+
+/// How long what is sent waits unread (what the relay offers, up to its TTL; its TTL by
+/// default) and stays on screen once opened (10 s by default). Both travel sealed; the relay is
+/// told the first so it deletes the message then.
+#[component]
+fn Choices(room: RoomClient) -> impl IntoView {
+    let parse = |value: String| value.parse::<u32>().ok();
+    let lifetime = move || {
+        let lifetimes = room.lifetimes.get();
+        (!lifetimes.is_empty()).then(|| {
+            let ttl = room.relay_ttl.get();
+            view! {
+                <label class="choice">
+                    "Waits unread for "
+                    <select id="lifetime" on:change=move |ev| room.lifetime.set(parse(event_target_value(&ev)))>
+                        <option value="" selected=move || room.lifetime.get().is_none()>
+                            {format!("{} (the longest)", lifetime_words(ttl))}
+                        </option>
+                        {lifetimes
+                            .into_iter()
+                            .filter(|&seconds| u64::from(seconds) < ttl)
+                            .map(|seconds| view! {
+                                <option value=seconds.to_string() selected=move || room.lifetime.get() == Some(seconds)>
+                                    {lifetime_words(seconds.into())}
+                                </option>
+                            })
+                            .collect_view()}
+                    </select>
+                </label>
+            }
+        })
+    };
+    view! {
+        <div class="choices">
+            {lifetime}
+            <label class="choice">
+                "Shown for "
+                <select id="view-time" on:change=move |ev| room.view_time.set(parse(event_target_value(&ev)))>
+                    {VIEW_TIMES
+                        .into_iter()
+                        .map(|seconds| {
+                            let value = if seconds == SHOW_SECONDS { String::new() } else { seconds.to_string() };
+                            let chosen = move || room.view_time.get().unwrap_or(SHOW_SECONDS) == seconds;
+                            view! { <option value=value selected=chosen>{format!("{seconds} s")}</option> }
+                        })
+                        .collect_view()}
+                </select>
+                " once opened"
+            </label>
+        </div>
     }
 }
 
@@ -243,6 +311,7 @@ fn Composer(room: RoomClient) -> impl IntoView {
                     </p>
                 }
             }))}
+            <Choices room/>
             <label for="message" class="visually-hidden">"Message"</label>
             <textarea
                 id="message"

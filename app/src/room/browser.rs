@@ -27,6 +27,8 @@ pub struct CardView {
     pub file: RwSignal<Option<FileInfo>>,
     /// A sealed file card's size as the relay announced it (fixed when the card arrives).
     pub announced: Option<u64>,
+    /// Who it is from, as the card says it: "You", the sender's name once opened, or "Someone".
+    pub from: RwSignal<String>,
 }
 
 /// A room as the page shows it. All fields are handles, so it is `Copy` into closures.
@@ -48,6 +50,16 @@ pub struct RoomClient {
     pub max_chars: RwSignal<usize>,
     /// The largest file the relay takes, in bytes of padded plaintext; 0: it takes none.
     pub max_file: RwSignal<u64>,
+    /// The unread lifetimes the relay lets a sender choose (seconds); empty: no choice.
+    pub lifetimes: RwSignal<Vec<u32>>,
+    /// The relay's own TTL in seconds (the default lifetime); 0: not said.
+    pub relay_ttl: RwSignal<u64>,
+    /// The composer's choices: the name shown to the room (empty: none), how long what is sent
+    /// waits unread (`None`: the relay's TTL) and stays on screen (`None`: 10 s). Handed to the
+    /// model before each send.
+    pub name: RwSignal<String>,
+    pub lifetime: RwSignal<Option<u32>>,
+    pub view_time: RwSignal<Option<u32>>,
     audio: StoredValue<Option<web_sys::AudioContext>, LocalStorage>,
     /// The room, once the keys are derived; `None` again after leaving.
     model: StoredValue<Option<RoomModel>>,
@@ -81,6 +93,11 @@ impl RoomClient {
             // Until a relay says otherwise, what every relay accepts.
             max_chars: RwSignal::new(max_chars(RelayLimits::default().max_message)),
             max_file: RwSignal::new(0),
+            lifetimes: RwSignal::new(Vec::new()),
+            relay_ttl: RwSignal::new(0),
+            name: RwSignal::new(String::new()),
+            lifetime: RwSignal::new(None),
+            view_time: RwSignal::new(None),
             audio: StoredValue::new_local(None),
             model: StoredValue::new(None),
             outbox: StoredValue::new(None),
@@ -131,10 +148,24 @@ impl RoomClient {
         self.apply(|model| model.open(id));
     }
 
+    /// Hands the composer's choices to the model; false (the model's notice says why) if the
+    /// name is not one the spec allows.
+    fn choose(self, model: &mut RoomModel) -> bool {
+        model.set_lifetime(self.lifetime.get_untracked());
+        model.set_view_time(self.view_time.get_untracked());
+        self.name.with_untracked(|name| model.set_name(name)).is_ok()
+    }
+
     /// Seals `text` and sends it. Returns false (with a notice where it helps) if it was not.
     pub fn send_text(self, text: String) -> bool {
         let now = now_ms();
-        let sent = self.model.try_update_value(|model| model.as_mut().map(|model| model.send(&text, now))).flatten();
+        let sent = self
+            .model
+            .try_update_value(|model| {
+                let model = model.as_mut()?;
+                self.choose(model).then(|| model.send(&text, now))
+            })
+            .flatten();
         self.render();
         match sent {
             Some(Ok(effects)) => {
@@ -158,7 +189,12 @@ impl RoomClient {
             array.fill(0, 0, array.length());
             let (name, mime) = (file.name(), file.type_());
             let now = now_ms();
-            self.apply(|model| model.send_file(&name, &mime, bytes, now).unwrap_or_default());
+            self.apply(|model| {
+                if !self.choose(model) {
+                    return Vec::new();
+                }
+                model.send_file(&name, &mime, bytes, now).unwrap_or_default()
+            });
         });
     }
 
@@ -300,6 +336,8 @@ impl RoomClient {
             set_if_changed(self.max_chars, model.max_chars());
             let files = model.limits().features.iter().any(|f| f == FEATURE_FILES);
             set_if_changed(self.max_file, if files { model.limits().max_file } else { 0 });
+            set_if_changed(self.lifetimes, model.lifetimes());
+            set_if_changed(self.relay_ttl, model.limits().message_ttl);
             let views = self.cards.get_untracked();
             let same_cards = views.len() == model.cards().len()
                 && views.iter().zip(model.cards()).all(|(view, card)| view.id == card.id);
@@ -311,6 +349,7 @@ impl RoomClient {
                         set_if_changed(view.left, card.left);
                         set_if_changed(view.sent_at, card.sent_at);
                         set_if_changed(view.file, card.file.clone());
+                        set_if_changed(view.from, card.from_label().to_owned());
                         next.push(*view);
                     }
                     None => next.push(CardView {
@@ -320,6 +359,7 @@ impl RoomClient {
                         sent_at: RwSignal::new(card.sent_at),
                         file: RwSignal::new(card.file.clone()),
                         announced: card.announced,
+                        from: RwSignal::new(card.from_label().to_owned()),
                     }),
                 }
             }

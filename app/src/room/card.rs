@@ -119,11 +119,29 @@ pub struct Card {
     /// size, chunks × 64 KiB: at most an eighth and a chunk above the file's own), so the card
     /// can say a file waits and about how large before anyone opens it.
     pub announced: Option<u64>,
+    /// Someone else's message, opened: the name its sender gave (inside the ciphertext, so
+    /// only the room reads it); `None` when they gave none ([`Card::from_label`]).
+    pub from: Option<String>,
+    /// Seconds it stays on screen once opened, as its sender chose; `None`: [`SHOW_SECONDS`].
+    pub view: Option<u32>,
 }
+
+/// What a card says of a sender who gave no name.
+pub const NO_NAME: &str = "Someone";
 
 impl Card {
     pub(crate) fn new(id: MessageId, state: CardState) -> Self {
-        Self { id, state, left: None, sent_at: None, file: None, announced: None }
+        Self { id, state, left: None, sent_at: None, file: None, announced: None, from: None, view: None }
+    }
+
+    /// Who the card says sent it: "You" for this page's own, the sender's name once opened,
+    /// else "Someone". A label anyone in the room could choose, not an identity.
+    pub fn from_label(&self) -> &str {
+        if self.state.is_mine() {
+            "You"
+        } else {
+            self.from.as_deref().unwrap_or(NO_NAME)
+        }
     }
 }
 
@@ -174,6 +192,29 @@ fn civil(at: u64) -> (String, String) {
     (format!("{year:04}-{month:02}-{day:02}"), format!("{hour:02}:{minute:02}:{second:02}"))
 }
 
+/// A size as people read it: "1.2 MB", "340 KB", "12 bytes" (decimal units, as file managers
+/// show them).
+pub fn size_in_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{} KB", b.div_ceil(1_000)),
+        1 => "1 byte".to_owned(),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// A lifetime a sender may choose, as a composer offers it: "5 minutes", "1 hour", "7 days",
+/// "90 seconds" (the largest unit that divides it).
+pub fn lifetime_words(seconds: u64) -> String {
+    let (count, unit) = match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+}
+
 /// A duration of at least a minute in the largest unit that fits, rounded down.
 fn span(ms: u64) -> String {
     let minutes = ms / 60_000;
@@ -187,7 +228,18 @@ fn span(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{sent_ago, utc_datetime, wall_time};
+    use super::{lifetime_words, sent_ago, utc_datetime, wall_time};
+
+    #[test]
+    fn a_lifetime_reads_in_the_largest_unit_that_divides_it() {
+        assert_eq!(lifetime_words(300), "5 minutes");
+        assert_eq!(lifetime_words(3_600), "1 hour");
+        assert_eq!(lifetime_words(86_400), "1 day");
+        assert_eq!(lifetime_words(604_800), "7 days");
+        assert_eq!(lifetime_words(90), "90 seconds");
+        assert_eq!(lifetime_words(1), "1 second");
+        assert_eq!(lifetime_words(5_400), "90 minutes");
+    }
 
     const NOW: u64 = 1_750_000_000_000;
     const MIN: u64 = 60_000;

@@ -135,6 +135,9 @@ pub enum RoomEvent {
     /// Deleted from the relay: this page's message read by everyone, or a message this page
     /// viewed (its burn confirmed by `deleted`, or by its absence when the page rejoined).
     Burned(MessageId),
+    /// The relay counted this page's view of a message that still waits for other recipients
+    /// (a `receipt`): it burns once they have viewed it too.
+    Counted(MessageId),
     /// A message expired unread.
     Expired(MessageId),
     /// The relay refused a frame.

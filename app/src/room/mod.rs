@@ -17,6 +17,6 @@ pub mod model;
 
 #[cfg(feature = "ui")]
 pub use browser::{now_ms, object_url, relay_ws_url, CardView, RoomClient};
-pub use card::{Card, CardState, FileBytes, FileInfo, SHOW_SECONDS};
+pub use card::{lifetime_words, Card, CardState, FileBytes, FileInfo, NO_NAME, SHOW_SECONDS};
 pub use effect::{ChunkJob, ConnectionState, Effect, NotSent, RoomEvent, Timer};
-pub use model::{Clock, RoomModel};
+pub use model::{BadName, Clock, RoomModel, LIFETIMES, VIEW_TIMES};

@@ -11,11 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crypto::message::{seal, MAX_BODY_LEN};
-use crate::crypto::{Body, MessageId, RoomKeys, SenderId};
-use crate::protocol::{ClientFrame, RelayLimits, ServerFrame};
-use crate::room::card::{Card, CardState};
-use crate::room::effect::{ConnectionState, Effect, NotSent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
+use crate::crypto::message::{is_valid_name, seal, MAX_BODY_LEN};
+use crate::crypto::{Body, Chosen, MessageId, RoomKeys, SenderId};
+use crate::protocol::{ClientFrame, RelayLimits, ServerFrame, FEATURE_TTL};
+use crate::room::card::{Card, CardState, SHOW_SECONDS};
+use crate::room::effect::{ConnectionState, Effect, NotSent, RoomEvent, Timer, FIRST_BACKOFF, TYPING_RESEND_MS};
 
 mod dates;
 mod files;
@@ -32,6 +32,22 @@ pub const MAX_CHARS: usize = 4000;
 /// Bytes of padded plaintext a body takes besides its text: the JSON of `id`, `sender` and a
 /// 20-digit `sent_at`, and the padding's first byte.
 const BODY_OVERHEAD: usize = 111;
+
+/// A message sent and not yet confirmed stored: what its `send` frame says.
+pub(crate) struct Unacked {
+    pub(crate) id: MessageId,
+    /// The sealed payload, base64url.
+    sealed: String,
+    /// How long it waits unread, as its sender chose (seconds).
+    ttl: Option<u32>,
+}
+
+impl Unacked {
+    /// Its `send` frame.
+    pub(crate) fn frame(&self) -> ClientFrame {
+        ClientFrame::Send { message_id: self.id.to_hex(), sealed: self.sealed.clone(), ttl: self.ttl }
+    }
+}
 
 /// Where the socket is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,7 +76,7 @@ pub struct RoomModel {
     announcement: String,
     /// Messages sent but not confirmed stored, in the order they were sent: sent again on
     /// rejoining and on a retry (same id: idempotent).
-    unacked: Vec<(MessageId, String)>,
+    unacked: Vec<Unacked>,
     /// Ids already shown: a message is never shown twice.
     shown: HashSet<MessageId>,
     /// Ids confirmed `viewed` whose burn the relay has not yet confirmed.
@@ -85,7 +101,26 @@ pub struct RoomModel {
     downloads: HashMap<MessageId, files::Download>,
     /// Files this page sent that the relay has not yet stored: kept to send them again.
     sources: HashMap<MessageId, files::Source>,
+    /// The name this page shows the room, inside what it seals: `None`, "Someone".
+    name: Option<String>,
+    /// How long what this page sends waits unread (seconds): one of [`RoomModel::lifetimes`], or
+    /// `None` for the relay's TTL.
+    lifetime: Option<u32>,
+    /// How long what this page sends stays on screen once opened (seconds): one of
+    /// [`VIEW_TIMES`], or `None` for [`SHOW_SECONDS`].
+    view_time: Option<u32>,
 }
+
+/// The unread lifetimes a composer offers, in seconds (5 minutes, an hour, a day, 7 days): those
+/// up to the relay's `message_ttl` ([`RoomModel::lifetimes`]).
+pub const LIFETIMES: [u32; 4] = [300, 3_600, 86_400, 604_800];
+/// The on-screen times a composer offers, in seconds; [`SHOW_SECONDS`] (10) is the default.
+pub const VIEW_TIMES: [u32; 4] = [5, 10, 30, 60];
+
+/// Why a display name was not taken.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("a name is 1 to 64 characters, with no control characters")]
+pub struct BadName;
 
 impl RoomModel {
     /// A page in the room of `keys`, with a fresh sender id and session token, not yet
@@ -122,6 +157,9 @@ impl RoomModel {
             upload: None,
             downloads: HashMap::new(),
             sources: HashMap::new(),
+            name: None,
+            lifetime: None,
+            view_time: None,
         }
     }
 
@@ -177,7 +215,9 @@ impl RoomModel {
             }
             ServerFrame::Deleted { message_id } => with_id(&message_id, |id| self.deleted(id, &mut out)),
             ServerFrame::Receipt { message_id, viewed, of } => with_id(&message_id, |id| {
-                self.viewing.remove(&id);
+                if self.viewing.remove(&id) {
+                    out.push(Effect::Event(RoomEvent::Counted(id)));
+                }
                 if let Some(CardState::Mine { seen, .. }) = self.state_mut(id) {
                     *seen = Some((viewed, of));
                 }
@@ -230,7 +270,8 @@ impl RoomModel {
             return Err(NotSent::NotInRoom);
         }
         let id = MessageId::generate();
-        let body = Body { id, sender: self.sender, text: text.to_owned(), sent_at: now_ms, file: None };
+        let body =
+            Body { id, sender: self.sender, text: text.to_owned(), sent_at: now_ms, file: None, chosen: self.chosen() };
         let Some(sealed) = seal(&self.keys, &body).ok().filter(|sealed| sealed.padded_len() <= self.max_message())
         else {
             self.notice = Some(format!(
@@ -243,11 +284,13 @@ impl RoomModel {
         let mut card = Card::new(id, CardState::Mine { text: body.text, stored: false, seen: None });
         card.sent_at = Some(now_ms);
         self.cards.push(card);
-        self.unacked.push((id, sealed.clone()));
+        let unacked = Unacked { id, sealed, ttl: self.lifetime };
+        let frame = unacked.frame();
+        self.unacked.push(unacked);
         self.typed_before_joining = None;
         let mut out = Vec::new();
         if self.socket == Socket::Joined {
-            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed }));
+            out.push(Effect::Send(frame));
             // The room was told this page is typing: it has stopped.
             if self.last_typing_sent.take().is_some() {
                 out.push(Effect::Send(ClientFrame::Typing { active: false }));
@@ -371,6 +414,63 @@ impl RoomModel {
     /// What the relay accepts, as its last `joined` said (the protocol-1 defaults before).
     pub fn limits(&self) -> &RelayLimits {
         &self.limits
+    }
+
+    /// Sets the name this page shows the room from now on (trimmed; empty: none, "Someone").
+    /// It travels only inside what the page seals.
+    pub fn set_name(&mut self, name: &str) -> Result<(), BadName> {
+        let name = name.trim();
+        if name.is_empty() {
+            self.name = None;
+            return Ok(());
+        }
+        if !is_valid_name(name) {
+            self.notice = Some(format!("That name cannot be used: {BadName}."));
+            return Err(BadName);
+        }
+        self.name = Some(name.to_owned());
+        Ok(())
+    }
+
+    /// The name this page shows the room, if it gave one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The unread lifetimes this relay lets a sender choose, in seconds: [`LIFETIMES`] up to
+    /// its `message_ttl`, and none if it does not take a `ttl` (an older relay) or did not say
+    /// its TTL. The default (`None`) is the relay's TTL.
+    pub fn lifetimes(&self) -> Vec<u32> {
+        let ttl = self.limits.message_ttl;
+        if ttl == 0 || !self.limits.features.iter().any(|f| f == FEATURE_TTL) {
+            return Vec::new();
+        }
+        LIFETIMES.into_iter().filter(|&lifetime| u64::from(lifetime) <= ttl).collect()
+    }
+
+    /// How long what this page sends from now on waits unread: one of [`Self::lifetimes`], or
+    /// `None` for the relay's TTL. Anything else is `None`.
+    pub fn set_lifetime(&mut self, seconds: Option<u32>) {
+        self.lifetime = seconds.filter(|s| self.lifetimes().contains(s));
+    }
+
+    pub fn lifetime(&self) -> Option<u32> {
+        self.lifetime
+    }
+
+    /// How long what this page sends from now on stays on screen once opened: one of
+    /// [`VIEW_TIMES`], or `None` for the default ([`SHOW_SECONDS`]). Anything else is `None`.
+    pub fn set_view_time(&mut self, seconds: Option<u32>) {
+        self.view_time = seconds.filter(|s| VIEW_TIMES.contains(s) && *s != SHOW_SECONDS);
+    }
+
+    pub fn view_time(&self) -> Option<u32> {
+        self.view_time
+    }
+
+    /// What this page seals into each body it sends: its name and the lifetimes chosen.
+    fn chosen(&self) -> Chosen {
+        Chosen { name: self.name.clone(), ttl: self.lifetime, view: self.view_time }
     }
 
     /// The most characters the composer takes: see [`max_chars`].

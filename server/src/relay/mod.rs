@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::crypto::file::CHUNK_LEN;
-use app::protocol::{RelayLimits, FEATURE_FILES};
+use app::protocol::{RelayLimits, FEATURE_FILES, FEATURE_TTL};
 
 use crate::at_rest::KeyRing;
 use crate::config::Limits;
@@ -59,7 +59,11 @@ impl Relay {
         RelayLimits {
             max_message: u32::try_from(self.limits.max_padded_message).unwrap_or(u32::MAX),
             message_ttl: self.message_ttl.as_secs(),
-            features: if self.max_file_chunks() > 0 { vec![FEATURE_FILES.to_owned()] } else { Vec::new() },
+            features: [(FEATURE_FILES, self.max_file_chunks() > 0), (FEATURE_TTL, true)]
+                .into_iter()
+                .filter(|&(_, offered)| offered)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
             max_file: u64::from(self.max_file_chunks()) * CHUNK_LEN as u64,
         }
     }

@@ -34,7 +34,14 @@ impl TestFile {
         let file = FileCard::new("report \"final\".pdf", "application/pdf", size as u64).unwrap();
         let cipher = FileCipher::new(&room.keys, &file.id, &id, file.chunks);
         let chunks = (0..file.chunks).map(|i| cipher.seal_chunk(&bytes, i)).collect();
-        let body = Body { id, sender: SenderId([7; 8]), text: String::new(), sent_at: 1, file: Some(file) };
+        let body = Body {
+            id,
+            sender: SenderId([7; 8]),
+            text: String::new(),
+            sent_at: 1,
+            file: Some(file),
+            chosen: Default::default(),
+        };
         Self { bytes, id, card: seal(&room.keys, &body).unwrap(), chunks }
     }
 
@@ -98,7 +105,7 @@ async fn upload(client: &mut Client, file: &TestFile) {
         send_binary(client, binary::chunk(binary::UPLOAD, &file.id, index as u32, chunk)).await;
         assert_eq!(frame(client).await, ServerFrame::Uploaded { message_id: file.hex(), chunks: index as u32 + 1 });
     }
-    client.send(&ClientFrame::Send { message_id: file.hex(), sealed: file.card.to_base64() }).await;
+    client.send(&ClientFrame::Send { message_id: file.hex(), sealed: file.card.to_base64(), ttl: None }).await;
     assert_eq!(frame(client).await, ServerFrame::Sent { message_id: file.hex() });
 }
 
@@ -260,19 +267,19 @@ pub async fn every_bad_transfer_gets_its_own_code_and_leaves_other_transfers_int
     send_binary(&mut alice, binary::chunk(binary::UPLOAD, &carols.id, 1, &carols.chunks[1])).await;
     expect_error(&mut alice, ErrorCode::UnknownUpload).await;
     // A card before its last chunk; a malformed binary frame.
-    alice.send(&ClientFrame::Send { message_id: file.hex(), sealed: file.card.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: file.hex(), sealed: file.card.to_base64(), ttl: None }).await;
     expect_error(&mut alice, ErrorCode::UploadIncomplete).await;
     send_binary(&mut alice, vec![9; 30]).await;
     expect_error(&mut alice, ErrorCode::BinaryFrame).await;
     // A card with no upload at all.
     let stray = TestFile::new(&room, 10);
-    bob.send(&ClientFrame::Send { message_id: stray.hex(), sealed: stray.card.to_base64() }).await;
+    bob.send(&ClientFrame::Send { message_id: stray.hex(), sealed: stray.card.to_base64(), ttl: None }).await;
     expect_error(&mut bob, ErrorCode::UploadIncomplete).await;
     // Both uploads finish as if nothing had happened.
     for (client, f) in [(&mut alice, &file), (&mut carol, &carols)] {
         send_binary(client, binary::chunk(binary::UPLOAD, &f.id, 1, &f.chunks[1])).await;
         assert_eq!(frame(client).await, ServerFrame::Uploaded { message_id: f.hex(), chunks: 2 });
-        client.send(&ClientFrame::Send { message_id: f.hex(), sealed: f.card.to_base64() }).await;
+        client.send(&ClientFrame::Send { message_id: f.hex(), sealed: f.card.to_base64(), ttl: None }).await;
         assert_eq!(frame(client).await, ServerFrame::Sent { message_id: f.hex() });
     }
     assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex(), chunks: file.count() });

@@ -224,7 +224,7 @@ impl TestRoom {
     /// Seals `text` as a fresh message of a given sender.
     pub fn seal(&self, text: &str, sender: SenderId) -> (MessageId, SealedPayload) {
         let id = MessageId::generate();
-        let body = Body { id, sender, text: text.into(), sent_at: 1, file: None };
+        let body = Body { id, sender, text: text.into(), sent_at: 1, file: None, chosen: Default::default() };
         (id, seal(&self.keys, &body).unwrap())
     }
 
@@ -263,7 +263,7 @@ impl Client {
     /// count on its way pass).
     pub async fn send_message(&mut self, room: &TestRoom, text: &str) -> (MessageId, SealedPayload) {
         let (id, sealed) = room.seal(text, SenderId([7; 8]));
-        self.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+        self.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
         assert_eq!(self.recv_skipping_presence().await, ServerFrame::Sent { message_id: id.to_hex() });
         (id, sealed)
     }

@@ -17,6 +17,7 @@ on_both_backends!(
     bad_payloads_are_refused_and_nothing_is_stored,
     an_oversized_frame_closes_only_that_connection,
     unread_messages_expire_and_the_room_is_told,
+    a_sender_chosen_lifetime_is_enforced_and_a_bad_one_refused,
     presence_and_typing_reach_the_others_only,
 );
 
@@ -31,7 +32,7 @@ async fn a_message_is_delivered_read_once_and_deleted(backend: Backend) {
     assert_eq!(alice.recv().await, ServerFrame::Presence { participants: 2 });
 
     let (id, sealed) = room.seal("hello from A", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     // The notice carries the id and nothing else.
     assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
@@ -63,7 +64,7 @@ async fn a_joining_client_is_told_what_waits(backend: Backend) {
     let room = TestRoom::new();
     let (mut alice, _, _) = app.joined(&room).await;
     let (id, sealed) = room.seal("left for later", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     let (mut bob, participants, pending) = app.joined(&room).await;
     assert_eq!((participants, pending), (2, vec![id.to_hex()]));
@@ -79,13 +80,13 @@ async fn a_resent_message_is_idempotent_and_a_changed_one_conflicts(backend: Bac
     let (mut bob, _, _) = app.joined(&room).await;
     let _ = alice.recv().await; // presence
     let (id, sealed) = room.seal("once", SenderId([1; 8]));
-    let send = ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() };
+    let send = ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None };
     alice.send(&send).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     alice.send(&send).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     let (_, other) = room.seal("twice", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: other.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: other.to_base64(), ttl: None }).await;
     alice.expect_error(ErrorCode::IdConflict).await;
     // Bob was notified once, and the stored payload is the first one.
     assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
@@ -141,7 +142,7 @@ async fn ids_from_elsewhere_are_unknown(backend: Backend) {
     let (mut alice, _, _) = app.joined(&room).await;
     let (mut mallory, _, _) = app.joined(&other_room).await;
     let (id, sealed) = room.seal("not for mallory", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     mallory.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;
     mallory.expect_error(ErrorCode::UnknownMessage).await;
@@ -162,7 +163,7 @@ async fn viewed_needs_a_fetch_and_is_idempotent(backend: Backend) {
     let (mut bob, _, _) = app.joined(&room).await;
     let _ = alice.recv().await; // presence
     let (id, sealed) = room.seal("burn me", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     let _ = alice.recv().await; // sent
     let _ = bob.recv().await; // notice
     bob.send(&ClientFrame::Viewed { message_id: id.to_hex() }).await;
@@ -184,7 +185,7 @@ async fn bad_payloads_are_refused_and_nothing_is_stored(backend: Backend) {
     let room = TestRoom::new();
     let (mut alice, _, _) = app.joined(&room).await;
     let (id, sealed) = room.seal("x", SenderId([1; 8]));
-    let send = |sealed: String| ClientFrame::Send { message_id: id.to_hex(), sealed };
+    let send = |sealed: String| ClientFrame::Send { message_id: id.to_hex(), sealed, ttl: None };
     alice.send(&send("!!!not base64!!!".into())).await;
     alice.expect_error(ErrorCode::BadEncoding).await;
     alice.send(&send(sealed.to_base64()[..100].into())).await;
@@ -195,7 +196,7 @@ async fn bad_payloads_are_refused_and_nothing_is_stored(backend: Backend) {
     let encoded = base64_url(&wrong_version);
     alice.send(&send(encoded)).await;
     alice.expect_error(ErrorCode::BadVersion).await;
-    alice.send(&ClientFrame::Send { message_id: "00".into(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: "00".into(), sealed: sealed.to_base64(), ttl: None }).await;
     alice.expect_error(ErrorCode::BadMessageId).await;
     assert_eq!(app.row_count().await, 0);
     alice.assert_quiet_and_alive().await;
@@ -221,11 +222,50 @@ async fn unread_messages_expire_and_the_room_is_told(backend: Backend) {
     let (mut bob, _, _) = app.joined(&room).await;
     let _ = alice.recv().await; // presence
     let (id, sealed) = room.seal("too late", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     let _ = alice.recv().await; // sent
     assert_eq!(bob.recv().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     assert_eq!(bob.recv().await, ServerFrame::Expired { message_id: id.to_hex() });
     assert_eq!(alice.recv().await, ServerFrame::Expired { message_id: id.to_hex() });
+    assert_eq!(app.row_count().await, 0);
+}
+
+/// A `send` may say how long its message waits unread (`ttl`, up to the relay's TTL): the relay
+/// stores that as its expiry. A `ttl` of 0 or past the relay's TTL is `bad_ttl`, stores nothing,
+/// and the connection goes on.
+async fn a_sender_chosen_lifetime_is_enforced_and_a_bad_one_refused(backend: Backend) {
+    let app = spawn_app_with(backend, &["--message-ttl", "4s"]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let mut bob = app.client().await;
+    bob.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: helpers::new_session() }).await;
+    let ServerFrame::Joined { limits, .. } = bob.recv().await else { panic!("expected joined") };
+    assert!(limits.features.iter().any(|f| f == "ttl"), "{limits:?}");
+    assert_eq!(limits.message_ttl, 4);
+    let _ = alice.recv().await; // presence
+    for (ttl, what) in [(0, "zero"), (5, "past the relay's TTL")] {
+        let (id, sealed) = room.seal("refused", SenderId([1; 8]));
+        alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: Some(ttl) }).await;
+        let ServerFrame::Error { code, message_id, .. } = alice.recv().await else {
+            panic!("{what}: expected an error")
+        };
+        assert_eq!((code, message_id), (ErrorCode::BadTtl, Some(id.to_hex())), "{what}");
+    }
+    assert_eq!(app.row_count().await, 0, "nothing stored");
+    let (short, sealed) = room.seal("one second", SenderId([1; 8]));
+    alice.send(&ClientFrame::Send { message_id: short.to_hex(), sealed: sealed.to_base64(), ttl: Some(1) }).await;
+    assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: short.to_hex() });
+    let (long, sealed) = room.seal("the relay's four", SenderId([1; 8]));
+    alice.send(&ClientFrame::Send { message_id: long.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
+    assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: long.to_hex() });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: short.to_hex(), chunks: 0 });
+    assert_eq!(bob.recv().await, ServerFrame::Message { message_id: long.to_hex(), chunks: 0 });
+    // The sweep runs every second at this TTL: the one-second message goes first, alone.
+    assert_eq!(bob.recv().await, ServerFrame::Expired { message_id: short.to_hex() });
+    bob.send(&ClientFrame::Fetch { message_id: long.to_hex() }).await;
+    assert!(matches!(bob.recv().await, ServerFrame::Payload { message_id, .. } if message_id == long.to_hex()));
+    assert_eq!(app.row_count().await, 1, "the other still waits");
+    assert_eq!(bob.recv().await, ServerFrame::Expired { message_id: long.to_hex() });
     assert_eq!(app.row_count().await, 0);
 }
 

@@ -61,18 +61,18 @@ pub async fn a_room_holds_a_bounded_number_of_waiting_messages(backend: Backend)
     let (mut alice, _, _) = app.joined(&room).await;
     for text in ["one", "two"] {
         let (id, sealed) = room.seal(text, SenderId([1; 8]));
-        alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+        alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
         assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
     }
     let (id, sealed) = room.seal("three", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     alice.expect_error(ErrorCode::TooManyPending).await;
     assert_eq!(app.row_count().await, 2);
     // Another room is not affected.
     let other = TestRoom::new();
     let (mut bob, _, _) = app.joined(&other).await;
     let (id, sealed) = other.seal("elsewhere", SenderId([2; 8]));
-    bob.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    bob.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(bob.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
 }
 
@@ -189,11 +189,11 @@ pub async fn a_lower_message_size_limit_refuses_larger_payloads(backend: Backend
     let room = TestRoom::new();
     let (mut alice, _, _) = app.joined(&room).await;
     let (id, sealed) = room.seal(&"x".repeat(300), SenderId([1; 8])); // two 256-byte blocks
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     alice.expect_error(ErrorCode::BadSize).await;
     assert_eq!(app.row_count().await, 0);
     let (id, sealed) = room.seal("short", SenderId([1; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: id.to_hex() });
 }
 

@@ -32,7 +32,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Durati
 async fn send_ok(client: &mut Client, room: &TestRoom, text: &str) -> String {
     let (id, sealed) = room.seal(text, app::crypto::SenderId([5; 8]));
     let message_id = id.to_hex();
-    client.send(&ClientFrame::Send { message_id: message_id.clone(), sealed: sealed.to_base64() }).await;
+    client.send(&ClientFrame::Send { message_id: message_id.clone(), sealed: sealed.to_base64(), ttl: None }).await;
     loop {
         match client.recv().await {
             ServerFrame::Sent { message_id: sent } if sent == message_id => return message_id,
@@ -266,7 +266,7 @@ async fn fill(client: &mut Client, room: &TestRoom, size: usize) -> (usize, Serv
     let mut stored = 0;
     loop {
         let (id, sealed) = room.seal(&"y".repeat(size), app::crypto::SenderId([3; 8]));
-        client.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+        client.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
         match client.recv_skipping_presence().await {
             ServerFrame::Sent { .. } => stored += sealed.as_bytes().len(),
             refusal => return (stored, refusal),
@@ -362,7 +362,7 @@ pub async fn the_relay_stores_no_more_than_its_total(backend: Backend) {
     let rows = app.row_count().await;
     let (mut carol, _, _) = app.joined(&room).await;
     let (id, sealed) = room.seal(&"w".repeat(4000), app::crypto::SenderId([4; 8]));
-    carol.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    carol.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     match carol.recv_skipping_presence().await {
         ServerFrame::Error { code: ErrorCode::StorageFull, message_id, .. } => {
             assert_eq!(message_id, Some(id.to_hex()))

@@ -439,7 +439,7 @@ async fn journey(mut alice: Client, mut bob: Client) {
 /// Returns the message's id.
 async fn journey_between(room: &TestRoom, alice: &mut Client, bob: &mut Client) -> String {
     let (id, sealed) = room.seal("for the operator's eyes only", SenderId([3; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv_skipping_presence().await, ServerFrame::Sent { message_id: id.to_hex() });
     assert_eq!(bob.recv_skipping_presence().await, ServerFrame::Message { message_id: id.to_hex(), chunks: 0 });
     bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;

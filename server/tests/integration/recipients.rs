@@ -230,7 +230,7 @@ pub async fn two_last_readers_viewing_at_once_burn_the_message(backend: Backend)
     for round in 0..5 {
         // Not `send`: a receipt from the round before may still be on its way to alice.
         let (id, sealed) = room.seal(&format!("round {round}"), app::crypto::SenderId([7; 8]));
-        alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+        alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
         until(&mut alice, |f| *f == ServerFrame::Sent { message_id: id.to_hex() }).await;
         for reader in [&mut bob, &mut carol] {
             until(reader, |f| *f == ServerFrame::Message { message_id: id.to_hex(), chunks: 0 }).await;
@@ -267,7 +267,7 @@ async fn a_participant_leaving_while_a_message_is_stored_does_not_keep_it_from_b
         .unwrap();
 
     let (id, sealed) = room.seal("carol is on her way out", app::crypto::SenderId([7; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     // The store either waits for the leave or has stored the message without waiting.
     let sql = "SELECT (SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
                    AND wait_event_type = 'Lock') + (SELECT COUNT(*) FROM messages)";
@@ -316,7 +316,7 @@ pub async fn a_resync_does_not_repeat_a_deleted_notice(backend: Backend) {
     assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
     // The next frame is the answer to this send, not the same `deleted` again.
     let (next, sealed) = room.seal("and then", app::crypto::SenderId([7; 8]));
-    alice.send(&ClientFrame::Send { message_id: next.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: next.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv().await, ServerFrame::Sent { message_id: next.to_hex() });
 }
 

@@ -108,7 +108,7 @@ pub async fn a_stopped_server_closes_every_socket_and_burns_nothing(backend: Bac
         client.join(&room).await;
     }
     let (id, sealed) = room.seal("waits across a restart", SenderId([7; 8]));
-    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64() }).await;
+    alice.send(&ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.to_base64(), ttl: None }).await;
     assert_eq!(alice.recv_skipping_presence().await, ServerFrame::Sent { message_id: id.to_hex() });
     // Bob reads it; it waits for Carol.
     bob.send(&ClientFrame::Fetch { message_id: id.to_hex() }).await;

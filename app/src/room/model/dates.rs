@@ -22,20 +22,27 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// What a card says of a body dated before any genuine message could still wait.
 pub(super) const TOO_OLD: &str = "Too old to be genuine: not shown.";
+/// What a card says of a body opened later than the lifetime its sender gave it.
+pub(super) const PAST_ITS_LIFETIME: &str = "Kept past the lifetime its sender gave it: not shown.";
 /// What a card says of a body dated ahead of this page's clock by more than the skew allowed.
 pub(super) const FROM_THE_FUTURE: &str = "Dated in the future: not shown.";
 
 impl RoomModel {
     /// Why a body sent at `sent_at` cannot be genuine now, if it cannot: what its card says,
     /// and what is announced.
-    pub(super) fn misdated(&self, sent_at: u64) -> Option<(&'static str, &'static str)> {
+    /// A body whose sender gave it a lifetime (`ttl`, seconds) is not genuine past it either: the
+    /// relay was told to delete it then.
+    pub(super) fn misdated(&self, sent_at: u64, ttl: Option<u32>) -> Option<(&'static str, &'static str)> {
         let now = (self.clock)();
         let skew = CLOCK_SKEW.as_millis() as u64;
         let oldest = (MAX_MESSAGE_AGE + CLOCK_SKEW).as_millis() as u64;
+        let lifetime = ttl.map(|ttl| u64::from(ttl) * 1_000 + skew);
         if sent_at > now.saturating_add(skew) {
             Some((FROM_THE_FUTURE, "A message dated in the future was not shown."))
         } else if now.saturating_sub(sent_at) > oldest {
             Some((TOO_OLD, "A message too old to be genuine was not shown."))
+        } else if lifetime.is_some_and(|lifetime| now.saturating_sub(sent_at) > lifetime) {
+            Some((PAST_ITS_LIFETIME, "A message kept past the lifetime its sender gave it was not shown."))
         } else {
             None
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::{RoomModel, Socket};
+use super::{RoomModel, Socket, Unacked};
 use crate::crypto::file::{chunk_nonce, chunk_plaintext, FileCipher, CHUNK_LEN};
 use crate::crypto::message::seal;
 use crate::crypto::{Body, FileCard, MessageId, OpenError};
@@ -32,6 +32,8 @@ pub(super) struct Upload {
     bytes: Arc<Zeroizing<Vec<u8>>>,
     /// The sealed card (base64), sent once every chunk is stored.
     card: String,
+    /// How long the card waits unread, as the sender chose (seconds).
+    ttl: Option<u32>,
     chunks: u32,
     /// Whether the relay accepted the `upload` (its first `uploaded`).
     begun: bool,
@@ -105,7 +107,14 @@ impl RoomModel {
             return Err(NotSent::FileTooLarge);
         };
         let id = MessageId::generate();
-        let body = Body { id, sender: self.sender, text: String::new(), sent_at: now_ms, file: Some(file.clone()) };
+        let body = Body {
+            id,
+            sender: self.sender,
+            text: String::new(),
+            sent_at: now_ms,
+            file: Some(file.clone()),
+            chosen: self.chosen(),
+        };
         let Ok(card) = seal(&self.keys, &body) else {
             self.notice = Some("That file's name is too long to send.".into());
             return Err(NotSent::TooLong);
@@ -127,6 +136,7 @@ impl RoomModel {
             cipher,
             bytes,
             card: card.to_base64(),
+            ttl: self.lifetime,
             chunks: file.chunks,
             begun: false,
             sealing: 0,
@@ -160,7 +170,7 @@ impl RoomModel {
         if self.upload.as_ref().is_some_and(|u| u.id == id) {
             self.upload = None;
         }
-        self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.unacked.retain(|unacked| unacked.id != id);
         self.announcement = format!("Your file was not sent. {why}");
         self.set_state(id, CardState::Unsent { text: String::new(), why });
     }
@@ -178,8 +188,9 @@ impl RoomModel {
             // Every chunk is stored: the card goes as a message (kept until `sent`, and sent
             // again after a reconnect: a resend of a stored card is idempotent).
             let upload = self.upload.take().expect("invariant: matched above");
-            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: upload.card.clone() }));
-            self.unacked.push((id, upload.card));
+            let card = Unacked { id, sealed: upload.card, ttl: upload.ttl };
+            out.push(Effect::Send(card.frame()));
+            self.unacked.push(card);
             return;
         }
         self.pump_upload(out);

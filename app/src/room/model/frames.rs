@@ -51,9 +51,7 @@ impl RoomModel {
         for (id, chunks) in waiting {
             self.arrived(id, chunks, true, out);
         }
-        for (id, sealed) in &self.unacked {
-            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.clone() }));
-        }
+        out.extend(self.unacked.iter().map(|unacked| Effect::Send(unacked.frame())));
         self.rejoined_upload(out);
         if let Some(at) = self.typed_before_joining.take() {
             self.last_typing_sent = Some(at);
@@ -88,7 +86,7 @@ impl RoomModel {
     }
 
     pub(super) fn stored(&mut self, id: MessageId, out: &mut Vec<Effect>) {
-        self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.unacked.retain(|unacked| unacked.id != id);
         self.file_stored(id);
         self.notice = None;
         if let Some(CardState::Mine { stored, .. }) = self.state_mut(id) {
@@ -130,8 +128,10 @@ impl RoomModel {
     fn opened(&mut self, id: MessageId, body: Body, out: &mut Vec<Effect>) {
         if let Some(card) = self.card_mut(id) {
             card.sent_at = Some(body.sent_at);
+            card.from = body.chosen.name.clone();
+            card.view = body.chosen.view;
         }
-        if let Some((why, announcement)) = self.misdated(body.sent_at) {
+        if let Some((why, announcement)) = self.misdated(body.sent_at, body.chosen.ttl) {
             self.set_state(id, CardState::Misdated(why));
             self.announcement = announcement.to_owned();
             out.push(Effect::Event(RoomEvent::Misdated(id)));
@@ -156,7 +156,7 @@ impl RoomModel {
 
     pub(super) fn deleted(&mut self, id: MessageId, out: &mut Vec<Effect>) {
         // A `deleted` of our own message also says it was stored.
-        self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.unacked.retain(|unacked| unacked.id != id);
         if self.viewing.remove(&id) {
             out.push(Effect::Event(RoomEvent::Burned(id)));
         }
@@ -173,7 +173,7 @@ impl RoomModel {
     }
 
     pub(super) fn expired(&mut self, id: MessageId, out: &mut Vec<Effect>) {
-        self.unacked.retain(|(unacked, _)| *unacked != id);
+        self.unacked.retain(|unacked| unacked.id != id);
         self.viewing.remove(&id);
         if self.card(id).is_some() {
             self.set_gone(id, "Expired unread", out);
@@ -192,9 +192,7 @@ impl RoomModel {
 
     /// Sends again what the relay has not confirmed: sends, fetches and views.
     pub(super) fn resend_unconfirmed(&mut self, out: &mut Vec<Effect>) {
-        for (id, sealed) in &self.unacked {
-            out.push(Effect::Send(ClientFrame::Send { message_id: id.to_hex(), sealed: sealed.clone() }));
-        }
+        out.extend(self.unacked.iter().map(|unacked| Effect::Send(unacked.frame())));
         for card in self.cards.iter().filter(|card| card.state == CardState::Opening) {
             out.push(Effect::Send(ClientFrame::Fetch { message_id: card.id.to_hex() }));
         }
@@ -225,7 +223,11 @@ impl RoomModel {
     /// Starts a card's countdown, once.
     pub(super) fn count_down(&mut self, id: MessageId, out: &mut Vec<Effect>) {
         if let Some(card) = self.card_mut(id).filter(|card| card.left.is_none()) {
-            card.left = Some(SHOW_SECONDS);
+            card.left = Some(match card.state {
+                // An opened message or file stays as long as its sender chose.
+                CardState::Open(_) | CardState::File(_) | CardState::Saved => card.view.unwrap_or(SHOW_SECONDS),
+                _ => SHOW_SECONDS,
+            });
             out.push(Effect::Schedule { timer: Timer::Countdown(id), after: Duration::from_secs(1) });
         }
     }

@@ -59,7 +59,7 @@ impl RoomModel {
             // relay stays full for a while, and a resend loop would only add load): the card
             // keeps the text, and the person sends it again.
             Some(CardState::Mine { text, stored: false, .. }) => {
-                self.unacked.retain(|(unacked, _)| *unacked != id);
+                self.unacked.retain(|unacked| unacked.id != id);
                 let why = not_sent(code, message);
                 self.announcement = format!("Your message was not sent. {why}");
                 self.set_state(id, CardState::Unsent { text, why });

@@ -13,6 +13,7 @@ use crate::room::effect::{
     ConnectionState, Effect, NotSent, RoomEvent, Timer, FIRST_BACKOFF, MAX_BACKOFF, RETRY_AFTER,
 };
 
+mod choices;
 mod dates;
 mod files;
 mod refusals;
@@ -52,7 +53,8 @@ fn from_peer(text: &str) -> (MessageId, String) {
 /// A message from someone else in the room, sent at `sent_at`.
 fn from_peer_at(text: &str, sent_at: u64) -> (MessageId, String) {
     let id = MessageId::generate();
-    let body = Body { id, sender: SenderId([9; 8]), text: text.into(), sent_at, file: None };
+    let body =
+        Body { id, sender: SenderId([9; 8]), text: text.into(), sent_at, file: None, chosen: Default::default() };
     (id, seal(&keys(), &body).unwrap().to_base64())
 }
 
@@ -102,7 +104,7 @@ fn showing(text: &str) -> (RoomModel, MessageId) {
 fn send(model: &mut RoomModel, text: &str) -> (MessageId, String) {
     let effects = model.send(text, 1_000).unwrap();
     match frames(&effects).first() {
-        Some(ClientFrame::Send { message_id, sealed }) => (MessageId::parse(message_id).unwrap(), sealed.clone()),
+        Some(ClientFrame::Send { message_id, sealed, .. }) => (MessageId::parse(message_id).unwrap(), sealed.clone()),
         other => panic!("expected a send frame, got {other:?}"),
     }
 }
@@ -200,7 +202,8 @@ fn a_payload_that_fails_to_open_is_unreadable_and_may_be_fetched_again() {
 fn our_own_message_reflected_back_is_dropped_unread() {
     let mut model = joined(2);
     let id = MessageId::generate();
-    let body = Body { id, sender: model.sender, text: "mine".into(), sent_at: NOW, file: None };
+    let body =
+        Body { id, sender: model.sender, text: "mine".into(), sent_at: NOW, file: None, chosen: Default::default() };
     let sealed = seal(&keys(), &body).unwrap().to_base64();
     model.on_frame(message(id));
     model.open(id);
@@ -227,7 +230,7 @@ fn sending_seals_and_queues_until_stored() {
     let mut model = joined(2);
     let effects = model.send("secret", 5).unwrap();
     let sent = frames(&effects);
-    let [ClientFrame::Send { message_id, sealed }] = &sent[..] else { panic!("expected one send, got {sent:?}") };
+    let [ClientFrame::Send { message_id, sealed, .. }] = &sent[..] else { panic!("expected one send, got {sent:?}") };
     assert!(!sealed.contains("secret"));
     let id = MessageId::parse(message_id).unwrap();
     assert_eq!(model.card(id).unwrap().state, CardState::Mine { text: "secret".into(), stored: false, seen: None });
@@ -484,6 +487,7 @@ fn every_code() -> Vec<ErrorCode> {
         UploadBusy,
         UploadIncomplete,
         BadChunkIndex,
+        BadTtl,
         Unknown,
     ];
     for code in &codes {
@@ -492,7 +496,7 @@ fn every_code() -> Vec<ErrorCode> {
             | BadSession | NotRecipient | NotJoined | AlreadyJoined | UnknownMessage | OwnMessage | NotFetched
             | IdConflict | RateLimited | RoomFull | TooManyPending | Internal | StorageFull | QuotaExceeded
             | FileTooLarge | BadChunks | ChunkOutOfOrder | BadChunkSize | UnknownUpload | UploadBusy
-            | UploadIncomplete | BadChunkIndex | Unknown => {}
+            | UploadIncomplete | BadChunkIndex | BadTtl | Unknown => {}
         }
     }
     codes

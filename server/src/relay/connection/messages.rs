@@ -2,7 +2,7 @@
 //! stored, announced), fetch (opened from rest for a recipient), viewed (a receipt, or the
 //! burn), and typing.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use app::crypto::message::PayloadError;
 use app::crypto::SealedPayload;
@@ -18,7 +18,13 @@ use crate::relay::quota::Reservation;
 
 impl Connection {
     /// Seals a client payload at rest, stores it for the room's other participants and tells them.
-    pub(super) async fn send(&mut self, message_id: &str, sealed: &str) -> Result<Vec<ServerFrame>, Refusal> {
+    /// It waits unread for `ttl` seconds if its sender said so, at most the relay's TTL.
+    pub(super) async fn send(
+        &mut self,
+        message_id: &str,
+        sealed: &str,
+        ttl: Option<u32>,
+    ) -> Result<Vec<ServerFrame>, Refusal> {
         let Member { room, who } = self.member()?;
         let id = parse_id(message_id)?;
         let sealed = SealedPayload::from_base64(sealed).map_err(|err| match err {
@@ -29,15 +35,20 @@ impl Connection {
         if sealed.padded_len() > self.relay.limits.max_padded_message {
             return Err(ErrorCode::BadSize);
         }
+        let ttl = match ttl.map(|seconds| Duration::from_secs(seconds.into())) {
+            None => self.relay.message_ttl,
+            Some(ttl) if !ttl.is_zero() && ttl <= self.relay.message_ttl => ttl,
+            Some(_) => return Err(ErrorCode::BadTtl),
+        };
         // A file card names the chunks its upload stored here; a text message has none.
         let chunks = self.uploaded_chunks(&room, &id, sealed.is_file_card()).await?;
         let body = self.relay.keys.seal(&room.0, &id, &sealed);
-        let (charged, _reservation) = self.reserve_storage(room, id, body.len() as u64).await?;
+        let (charged, _reservation) = self.reserve_storage(room, id, body.len() as u64, ttl).await?;
         let message = NewMessage {
             room: &room,
             id: &id,
             body: &body,
-            ttl: self.relay.message_ttl,
+            ttl,
             sender: &who,
             max_pending: self.relay.limits.max_pending_per_room,
             chunks,
@@ -59,7 +70,7 @@ impl Connection {
                 if reserved {
                     self.relay.hub.fill(&room, id, HeldMessage { body, sender: who, recipients, expires_at });
                 }
-                self.sent.insert(id, Instant::now() + self.relay.message_ttl);
+                self.sent.insert(id, Instant::now() + ttl);
                 self.upload_stored(&id);
                 self.relay.hub.publish(&room, Some(self.id), EventKind::Message { id, chunks });
             }
@@ -87,8 +98,9 @@ impl Connection {
         room: RoomHash,
         id: MessageId,
         bytes: u64,
+        ttl: Duration,
     ) -> Result<(bool, Option<Reservation>), Refusal> {
-        let expires = Instant::now() + self.relay.message_ttl;
+        let expires = Instant::now() + ttl;
         let charged = match self.relay.hub.charges.charge(self.client, room, id, bytes, expires) {
             Ok(charged) => charged,
             Err(_) if self.already_stored(room, id).await? => return Ok((false, None)),

@@ -113,7 +113,9 @@ impl Connection {
     pub async fn handle(&mut self, frame: ClientFrame) -> Vec<ServerFrame> {
         let (result, about) = match frame {
             ClientFrame::Join { room_id, session } => (self.join(&room_id, &session).await, None),
-            ClientFrame::Send { message_id, sealed } => (self.send(&message_id, &sealed).await, Some(message_id)),
+            ClientFrame::Send { message_id, sealed, ttl } => {
+                (self.send(&message_id, &sealed, ttl).await, Some(message_id))
+            }
             ClientFrame::Fetch { message_id } => (self.fetch(&message_id).await, Some(message_id)),
             ClientFrame::Viewed { message_id } => (self.viewed(&message_id).await, Some(message_id)),
             ClientFrame::Typing { active } => (self.typing(active).await, None),

@@ -92,7 +92,7 @@ fn a_file_uploads_in_order_within_its_window_then_sends_its_card() {
         assert_eq!(model.card(id).unwrap().file.as_ref().unwrap().done, stored);
         all.extend(binaries(&effects));
         if stored == 18 {
-            let [ClientFrame::Send { message_id, sealed }] = &frames(&effects)[..] else { panic!("{effects:?}") };
+            let [ClientFrame::Send { message_id, sealed, .. }] = &frames(&effects)[..] else { panic!("{effects:?}") };
             assert_eq!(message_id, &id.to_hex());
             let card = open(&keys(), &id, &SealedPayload::from_base64(sealed).unwrap()).unwrap();
             let file = card.file.unwrap();
@@ -213,7 +213,14 @@ fn peer_file(name: &str, mime: &str, bytes: &[u8]) -> (MessageId, String, Vec<Ve
     let file = FileCard::new(name, mime, bytes.len() as u64).unwrap();
     let cipher = FileCipher::new(&keys(), &file.id, &id, file.chunks);
     let chunks = (0..file.chunks).map(|i| cipher.seal_chunk(bytes, i)).collect();
-    let body = Body { id, sender: SenderId([9; 8]), text: String::new(), sent_at: NOW - 1_000, file: Some(file) };
+    let body = Body {
+        id,
+        sender: SenderId([9; 8]),
+        text: String::new(),
+        sent_at: NOW - 1_000,
+        file: Some(file),
+        chosen: Default::default(),
+    };
     (id, seal(&keys(), &body).unwrap().to_base64(), chunks)
 }
 

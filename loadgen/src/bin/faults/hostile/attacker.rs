@@ -103,7 +103,7 @@ impl Attacker {
     /// Sends the largest sealed payload under a fresh id without waiting for the answer.
     pub async fn send_big_unanswered(&mut self) -> Result<MessageId, HostileError> {
         let id = MessageId::generate();
-        self.write(&ClientFrame::Send { message_id: id.to_hex(), sealed: big_payload().to_owned() }).await?;
+        self.write(&ClientFrame::Send { message_id: id.to_hex(), sealed: big_payload().to_owned(), ttl: None }).await?;
         Ok(id)
     }
 
