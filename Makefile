@@ -14,7 +14,7 @@ ENV := source scripts/env.sh &&
 E2E_DIST := $(TARGET_DIR)/static-e2e
 E2E_RELAY_ORIGIN := http://127.0.0.1:3110
 
-.PHONY: run setup setup-build setup-static build watch dist dist-check static static-e2e test vectors check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke test-hostile hostile-smoke soak screenshots clean
+.PHONY: run setup setup-build setup-static build install-cli watch dist dist-check static static-e2e test vectors check-format lint deny unit-and-integration e2e bench bench-smoke fuzz fuzz-smoke test-faults faults-smoke test-hostile hostile-smoke soak screenshots clean
 
 ## Build the release app and serve it on http://127.0.0.1:3000 with SQLite under ./data.
 run: build
@@ -38,16 +38,23 @@ build: setup-build
 	scripts/build_release.sh $(SITE_ROOT)
 	scripts/precompress.sh $(SITE_ROOT)/pkg
 
+## The terminal client, `ephemeral-chat` (cli/), into cargo's bin directory (~/.cargo/bin).
+install-cli: setup-build
+	$(ENV) cargo install --path cli --locked
+
 ## The dev loop: cargo-leptos (installed on first use) rebuilds and reloads on every change.
 watch:
 	@EC_SETUP_LEPTOS=1 EC_SETUP_E2E=0 EC_SETUP_TRUNK=0 EC_SETUP_TEST=0 scripts/setup.sh
 	$(ENV) cargo leptos watch
 
 ## The release tarball for operators (target/dist/ephemeral-chat-VERSION-ARCH-linux.tar.gz): the
-## server, the site, the sandboxed systemd unit, env.sample, OPERATING.md and SHA256SUMS.
+## server, the terminal client, the site, the sandboxed systemd unit, env.sample, OPERATING.md and
+## SHA256SUMS.
 DIST_DIR := $(TARGET_DIR)/dist
+CLI_BIN := $(TARGET_DIR)/release/ephemeral-chat
 dist: build
-	scripts/dist.sh $(SERVER_BIN) $(SITE_ROOT) $(DIST_DIR)
+	$(ENV) cargo build -q --release -p cli
+	scripts/dist.sh $(SERVER_BIN) $(SITE_ROOT) $(DIST_DIR) $(CLI_BIN)
 
 ## The tarball as an operator uses it: unpacked into an empty directory, its checksums and
 ## systemd unit verified, the relay started from it alone to carry message journeys.
@@ -85,7 +92,7 @@ check-format:
 	$(ENV) cargo fmt --all --check
 
 lint:
-	$(ENV) cargo clippy -p app -p server -p loadgen --all-targets -- -D warnings
+	$(ENV) cargo clippy -p app -p server -p loadgen -p cli --all-targets -- -D warnings
 	$(ENV) cargo clippy -p app --no-default-features --all-targets -- -D warnings
 	$(ENV) cargo clippy -p frontend --features hydrate,bench --target wasm32-unknown-unknown -- -D warnings
 	$(ENV) cargo clippy -p frontend --features csr --target wasm32-unknown-unknown -- -D warnings
@@ -95,7 +102,8 @@ lint:
 deny:
 	scripts/deny.sh
 
-## Unit tests (app, server) and the integration tests (server/tests), both backends.
+## Unit tests (app, server, loadgen, cli) and the integration tests (server/tests, and the
+## terminal client's in cli/tests, as a process against the relay), both backends.
 ## PostgreSQL: TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres.
 ## The flood tests run last and alone: their bounds are on an honest room's journeys during a
 ## flood, which the other tests running beside them on two cores would measure instead. (The
@@ -104,10 +112,13 @@ unit-and-integration:
 	$(ENV) cargo test -p app -p server --lib --test integration -- --skip flood::
 	$(ENV) cargo test -p app -p server --lib --test integration flood:: -- --test-threads=1
 	$(ENV) cargo test -p loadgen --lib --bins
+	$(ENV) cargo test -p cli
 
-## Playwright in Chromium, every test on the server-rendered build and on the static bundle.
+## Playwright in Chromium, every test on the server-rendered build and on the static bundle (and
+## the terminal client beside them: end2end/tests/cli.spec.ts).
 e2e:
-	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) \
+	$(ENV) cargo build -q --release -p cli
+	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) CLI_BIN=$(CLI_BIN) \
 		npx playwright test --project=ssr --project=static
 
 ## The load generator's whole run at tiny sizes, against the release server (part of `make test`):

@@ -23,7 +23,7 @@ import urllib.request
 # The highest `systemd-analyze security` exposure the unit may have (0 best, 10 worst; below 2
 # is what systemd calls "OK").
 MAX_EXPOSURE = 2.0
-EXPECTED = ["bin/ephemeral-chat-relay", "site", "ephemeral-chat.service", "env.sample", "OPERATING.md", "SHA256SUMS"]
+EXPECTED = ["bin/ephemeral-chat-relay", "bin/ephemeral-chat", "site", "ephemeral-chat.service", "env.sample", "OPERATING.md", "SHA256SUMS"]
 
 
 def fail(message):
@@ -124,6 +124,7 @@ def check(tarball, loadgen, work):
             fail(f"the message journey failed: {journey.stdout}{journey.stderr}")
         report = json.loads(journey.stdout)["report"]
         print(f"check_dist: journeys through the unpacked relay: {report['completed']} messages sent, read and burned")
+        check_cli(os.path.join(root, "bin", "ephemeral-chat"), base, run)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -139,6 +140,29 @@ def check(tarball, loadgen, work):
     if rows != 0:
         fail(f"{rows} message rows left behind")
     print("check_dist: the relay stopped cleanly and left no message row")
+
+
+def check_cli(cli, base, run):
+    """The tarball's terminal client: a fresh code, a message sent through the unpacked relay
+    from standard input and received on standard output, and a usage error's exit code."""
+    env = {"PATH": "/usr/bin:/bin"}
+    new = subprocess.run([cli, "new", "--relay", base], capture_output=True, text=True, env=env, cwd=run, timeout=60)
+    code = next((line.split()[1] for line in new.stdout.splitlines() if line.startswith("Code:")), None)
+    if new.returncode != 0 or not code or f"{base}/room#{code}" not in new.stdout:
+        fail(f"ephemeral-chat new: {new.stdout}{new.stderr}")
+    secret = "token from the tarball"
+    sent = subprocess.run([cli, "send", f"{base}/room#{code}", "--name", "ops"], input=secret + "\n",
+                          capture_output=True, text=True, env=env, cwd=run, timeout=60)
+    if sent.returncode != 0:
+        fail(f"ephemeral-chat send exited {sent.returncode}: {sent.stderr}")
+    got = subprocess.run([cli, "receive", code, "--relay", base, "--timeout", "30s"],
+                         capture_output=True, text=True, env=env, cwd=run, timeout=60)
+    if got.returncode != 0 or got.stdout != secret + "\n" or "From ops" not in got.stderr:
+        fail(f"ephemeral-chat receive exited {got.returncode}: {got.stdout!r} {got.stderr}")
+    usage = subprocess.run([cli, "send", code, "hi"], capture_output=True, text=True, env=env, cwd=run, timeout=60)
+    if usage.returncode != 2:
+        fail(f"a bare code without --relay exited {usage.returncode}, not 2")
+    print("check_dist: the terminal client sent and received through the unpacked relay")
 
 
 def check_unit(root, work):

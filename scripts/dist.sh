@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the release tarball from a finished `make build`: everything a relay needs to run, and
-# nothing else (no checkout, no cargo). Usage: scripts/dist.sh SERVER_BIN SITE_ROOT OUT_DIR
+# nothing else (no checkout, no cargo), and the terminal client.
+# Usage: scripts/dist.sh SERVER_BIN SITE_ROOT OUT_DIR CLI_BIN
 #
 #   ephemeral-chat-VERSION-ARCH-linux/
 #     bin/ephemeral-chat-relay       the server (migrations are compiled in)
+#     bin/ephemeral-chat             the terminal client (README, "From a terminal")
 #     site/                          the pages' JS, WASM, CSS and icons, precompressed
 #     ephemeral-chat.service         the sandboxed systemd unit
 #     env.sample                     every setting, with its default (.env.sample)
@@ -15,7 +17,7 @@
 # at the commit, so the same build gives the same bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-server_bin=$1 site_root=$2 out=$3
+server_bin=$1 site_root=$2 out=$3 cli_bin=$4
 
 version=$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)
 arch=$(uname -m)
@@ -26,6 +28,7 @@ rm -rf "$out"
 mkdir -p "$stage/bin" "$stage/site"
 
 install -m 0755 "$server_bin" "$stage/bin/ephemeral-chat-relay"
+install -m 0755 "$cli_bin" "$stage/bin/ephemeral-chat"
 cp -R "$site_root/." "$stage/site/"
 install -m 0644 docs/ephemeral-chat.service "$stage/ephemeral-chat.service"
 install -m 0644 .env.sample "$stage/env.sample"
