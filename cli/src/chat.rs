@@ -2,8 +2,10 @@
 //! person presses Enter on an empty line (their act of viewing); what they type is sealed and
 //! sent on Enter. Receipts, presence and typing show as lines in brackets.
 //!
-//! Typing is told to the room when part of a line has been read but not its end: as it is typed
-//! where the terminal passes keystrokes on, and always for a program writing to this one's input.
+//! Typing is told to the room when part of a line has been read but not its end. In a terminal,
+//! the chat turns off the terminal's line editing (`stty -icanon`, restored when it ends, Ctrl-C
+//! included) so keystrokes arrive as they are typed, and erases with Backspace itself; a program
+//! writing to its input is heard as it writes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,15 +34,17 @@ const HELP: &str = "Type a message and press Enter to send it. Press Enter on an
                     the oldest sealed message (that burns it). /name NAME sets your name, /save PATH \
                     saves the last file opened, /quit leaves.";
 
-/// Chats in the room until the input ends or `/quit`.
+/// Chats in the room until the input ends, `/quit` or Ctrl-C.
 pub async fn run(room: &mut Room, choices: Choices) -> Result<(), Failure> {
     crate::choose(room, &choices)?;
     println!("[{HELP}]");
-    let mut input = read_input();
+    let terminal = Keystrokes::start();
+    let mut input = read_input(terminal.is_some());
     let mut shown = Shown::default();
     shown.report(room.model());
     loop {
         tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
             wake = room.wait() => {
                 room.handle(wake).await?;
             }
@@ -136,8 +140,39 @@ async fn save(room: &mut Room, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Reads standard input in a task of its own: whole lines, and news of part of one.
-fn read_input() -> mpsc::UnboundedReceiver<Input> {
+/// The terminal's settings while the chat reads keystrokes: restored when dropped.
+struct Keystrokes {
+    saved: String,
+}
+
+impl Keystrokes {
+    /// Turns off line editing on the terminal standard input is, if it is one (and `stty` is
+    /// there to do it); the terminal still echoes what is typed.
+    fn start() -> Option<Self> {
+        use std::io::IsTerminal as _;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        let stty = |args: &[&str]| {
+            std::process::Command::new("stty").args(args).stdin(std::process::Stdio::inherit()).output().ok()
+        };
+        let saved = stty(&["-g"]).filter(|out| out.status.success())?;
+        let saved = String::from_utf8(saved.stdout).ok()?.trim().to_owned();
+        stty(&["-icanon", "-echoctl", "min", "1", "time", "0"]).filter(|out| out.status.success())?;
+        Some(Self { saved })
+    }
+}
+
+impl Drop for Keystrokes {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("stty").arg(&self.saved).stdin(std::process::Stdio::inherit()).status();
+    }
+}
+
+/// Reads standard input in a task of its own: whole lines, and news of part of one. From a
+/// terminal without line editing (`keystrokes`), Backspace erases and Ctrl-D on an empty line
+/// ends, as the terminal's own line editing would.
+fn read_input(keystrokes: bool) -> mpsc::UnboundedReceiver<Input> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
@@ -151,7 +186,14 @@ fn read_input() -> mpsc::UnboundedReceiver<Input> {
                 }
                 Ok(n) => n,
             };
-            pending.extend_from_slice(&buf[..n]);
+            if keystrokes {
+                if edit(&mut pending, &buf[..n]) {
+                    let _ = tx.send(Input::End);
+                    return;
+                }
+            } else {
+                pending.extend_from_slice(&buf[..n]);
+            }
             while let Some(at) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=at).collect();
                 let line = Zeroizing::new(String::from_utf8_lossy(&line[..at]).trim_end_matches('\r').to_owned());
@@ -163,6 +205,33 @@ fn read_input() -> mpsc::UnboundedReceiver<Input> {
         }
     });
     rx
+}
+
+/// Applies keystrokes to the line being typed: Backspace (DEL or BS) takes its last character
+/// back off the screen too, Ctrl-D on an empty line ends (`true`) and is ignored elsewhere;
+/// anything else is kept.
+fn edit(pending: &mut Vec<u8>, keys: &[u8]) -> bool {
+    use std::io::Write as _;
+    for &key in keys {
+        match key {
+            0x7f | 0x08 => {
+                let line_start = pending.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
+                if pending.len() > line_start {
+                    // A whole UTF-8 character: its continuation bytes, then its first.
+                    while pending.len() > line_start + 1 && pending.last().is_some_and(|b| b & 0xc0 == 0x80) {
+                        pending.pop();
+                    }
+                    pending.pop();
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(b"\x08 \x08").and_then(|()| out.flush());
+                }
+            }
+            0x04 if pending.last().is_none_or(|&b| b == b'\n') => return true,
+            0x04 => {}
+            _ => pending.push(key),
+        }
+    }
+    false
 }
 
 /// What was last reported of the room, so each change is said once.
@@ -252,5 +321,27 @@ fn state_detail(state: &CardState) -> String {
     match state {
         CardState::Mine { stored, seen, .. } => format!("{stored}{seen:?}"),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit;
+
+    #[test]
+    fn backspace_erases_a_whole_character_and_ctrl_d_ends_only_an_empty_line() {
+        let mut line = Vec::new();
+        assert!(!edit(&mut line, "héé".as_bytes()));
+        assert!(!edit(&mut line, &[0x7f]));
+        assert_eq!(line, "hé".as_bytes());
+        assert!(!edit(&mut line, &[0x08, 0x08, 0x08]));
+        assert!(line.is_empty(), "nothing to erase past the start");
+        assert!(!edit(&mut line, b"ok\n"));
+        assert!(!edit(&mut line, &[0x7f]));
+        assert_eq!(line, b"ok\n", "a sent line is not erased");
+        assert!(edit(&mut line, &[0x04]), "Ctrl-D at the start of a line ends");
+        let mut typing = b"half".to_vec();
+        assert!(!edit(&mut typing, &[0x04]), "not in the middle of one");
+        assert_eq!(typing, b"half");
     }
 }

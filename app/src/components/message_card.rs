@@ -55,14 +55,16 @@ fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
         }),
         CardState::Opening => EitherOf7::B(view! { <p class="status">{"Decrypting…"}</p> }),
         CardState::Gone(why) => EitherOf7::B(view! { <p class="status">{why}</p> }),
-        CardState::Open(text) => EitherOf7::C(view! { <p class="text"><FromLabel card/>{text}</p> }),
+        CardState::Open(text) => {
+            EitherOf7::C(view! { <p class="said"><FromLabel card/><span class="text">{text}</span></p> })
+        }
         CardState::Unreadable => {
             EitherOf7::D(view! { <p class="error">{"This message could not be decrypted.".to_owned()}</p> })
         }
         CardState::Misdated(why) => EitherOf7::D(view! { <p class="error">{why.to_owned()}</p> }),
         CardState::Refused(why) => EitherOf7::D(view! { <p class="error">{why}</p> }),
         CardState::Mine { text, stored, seen } => EitherOf7::E(view! {
-            <p class="text"><FromLabel card/>{text}</p>
+            <p class="said"><FromLabel card/><span class="text">{text}</span></p>
             <p class="status">
                 {match (stored, seen) {
                     (false, _) => "Sending…".to_owned(),
