@@ -53,7 +53,7 @@ watch:
 DIST_DIR := $(TARGET_DIR)/dist
 CLI_BIN := $(TARGET_DIR)/release/ephemeral-chat
 dist: build
-	$(ENV) cargo build -q --release -p cli
+	$(ENV) cargo build -q --release -p ephemeral-chat-cli
 	scripts/dist.sh $(SERVER_BIN) $(SITE_ROOT) $(DIST_DIR) $(CLI_BIN)
 
 ## The tarball as an operator uses it: unpacked into an empty directory, its checksums and
@@ -92,7 +92,7 @@ check-format:
 	$(ENV) cargo fmt --all --check
 
 lint:
-	$(ENV) cargo clippy -p app -p server -p loadgen -p cli --all-targets -- -D warnings
+	$(ENV) cargo clippy -p app -p server -p loadgen -p ephemeral-chat-cli --all-targets -- -D warnings
 	$(ENV) cargo clippy -p app --no-default-features --all-targets -- -D warnings
 	$(ENV) cargo clippy -p frontend --features hydrate,bench --target wasm32-unknown-unknown -- -D warnings
 	$(ENV) cargo clippy -p frontend --features csr --target wasm32-unknown-unknown -- -D warnings
@@ -112,12 +112,12 @@ unit-and-integration:
 	$(ENV) cargo test -p app -p server --lib --test integration -- --skip flood::
 	$(ENV) cargo test -p app -p server --lib --test integration flood:: -- --test-threads=1
 	$(ENV) cargo test -p loadgen --lib --bins
-	$(ENV) cargo test -p cli
+	$(ENV) cargo test -p ephemeral-chat-cli
 
 ## Playwright in Chromium, every test on the server-rendered build and on the static bundle (and
 ## the terminal client beside them: end2end/tests/cli.spec.ts).
 e2e:
-	$(ENV) cargo build -q --release -p cli
+	$(ENV) cargo build -q --release -p ephemeral-chat-cli
 	cd end2end && SERVER_BIN=$(SERVER_BIN) LEPTOS_SITE_ROOT=$(SITE_ROOT) STATIC_DIST=$(E2E_DIST) CLI_BIN=$(CLI_BIN) \
 		npx playwright test --project=ssr --project=static
 
