@@ -229,6 +229,13 @@ async fn a_text_goes_from_send_to_receive_with_its_name_and_burns(store: Store) 
     assert_eq!((received.code, received.stdout.as_str()), (0, "from the environment\n"), "{}", received.stderr);
     assert!(received.stderr.contains("From Someone"), "no name: Someone");
     assert_eq!(relay.rows().await, 0);
+    // --all: every message waiting, in the order sent, each burned.
+    for text in ["first", "second"] {
+        assert_eq!(run(&["send", &code, text, "--relay", &relay.url(), "-q"], b"", &[]).await.code, 0);
+    }
+    let received = run(&["receive", &code, "--relay", &relay.url(), "--all"], b"", &[]).await;
+    assert_eq!((received.code, received.stdout.as_str()), (0, "first\nsecond\n"), "{}", received.stderr);
+    assert_eq!(relay.rows().await, 0);
 }
 
 async fn a_page_and_the_client_talk_both_ways_with_names_and_lifetimes(store: Store) {
