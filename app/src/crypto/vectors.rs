@@ -309,11 +309,12 @@ mod file {
         at_rest: AtRest,
     }
 
+    /// The room a vector file names (the v1 room): shared with the body vectors.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Room {
-        room_id: String,
-        message_key: String,
+    pub(super) struct Room {
+        pub(super) room_id: String,
+        pub(super) message_key: String,
     }
 
     #[derive(Deserialize)]
@@ -329,15 +330,28 @@ mod file {
         sealed: String,
     }
 
+    /// A card's `file` as a vector file gives it: shared with the body vectors.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct File {
+    pub(super) struct File {
         id: String,
         name: String,
         #[serde(rename = "type")]
         mime: String,
         size: u64,
-        chunks: u32,
+        pub(super) chunks: u32,
+    }
+
+    impl File {
+        pub(super) fn card(&self) -> FileCard {
+            FileCard {
+                id: FileId(unhex(&self.id)),
+                name: self.name.clone(),
+                mime: self.mime.clone(),
+                size: self.size,
+                chunks: self.chunks,
+            }
+        }
     }
 
     #[derive(Deserialize)]
@@ -383,13 +397,7 @@ mod file {
             sender: SenderId(unhex(&v.card.sender)),
             text: v.card.text.clone(),
             sent_at: v.card.sent_at,
-            file: Some(FileCard {
-                id: FileId(unhex(&v.card.file.id)),
-                name: v.card.file.name.clone(),
-                mime: v.card.file.mime.clone(),
-                size: v.card.file.size,
-                chunks: v.card.file.chunks,
-            }),
+            file: Some(v.card.file.card()),
             chosen: Default::default(),
         }
     }
@@ -465,13 +473,13 @@ mod file {
 mod body_keys {
     use serde::Deserialize;
 
-    use super::super::ids::{FileId, MessageId, SenderId};
+    use super::super::ids::{MessageId, SenderId};
     use super::super::keys::RoomKeys;
-    use super::super::message::{open, seal_with_nonce, Body, Chosen, FileCard, SealedPayload};
-    use super::super::primitives::{aes256gcm_seal, sha256, NONCE_LEN};
+    use super::super::message::{open, seal_with_nonce, Body, Chosen, SealedPayload};
+    use super::super::primitives::{aes256gcm_open, sha256, NONCE_LEN};
     use super::super::OpenError;
-    use super::{published, unhex, MESSAGE_AAD_LABEL, MESSAGE_KEY, ROOM_ID};
-    use crate::crypto::message::padded_len;
+    use super::file::{File, Room};
+    use super::{published, seal_json, unhex, MESSAGE_AAD_LABEL, MESSAGE_KEY, ROOM_ID};
 
     const PUBLISHED: &str = include_str!("../../../docs/vectors-body.json");
     /// The file as it was published, pinned whole: a change to any byte of it fails.
@@ -480,21 +488,14 @@ mod body_keys {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Published {
-        #[allow(dead_code)]
-        about: String,
+        #[serde(rename = "about")]
+        _about: String,
         room: Room,
         inputs: Inputs,
         body: String,
         sealed: String,
         card: Card,
         refused: Vec<Refused>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Room {
-        room_id: String,
-        message_key: String,
     }
 
     #[derive(Deserialize)]
@@ -510,6 +511,7 @@ mod body_keys {
         nonce: String,
     }
 
+    /// The file card of docs/vectors-file.json with a name.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Card {
@@ -522,17 +524,6 @@ mod body_keys {
         name: String,
         body: String,
         sealed: String,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        id: String,
-        name: String,
-        #[serde(rename = "type")]
-        mime: String,
-        size: u64,
-        chunks: u32,
     }
 
     #[derive(Deserialize)]
@@ -571,7 +562,7 @@ mod body_keys {
         };
         let sealed = seal_with_nonce(&keys, &body, &unhex(&v.inputs.nonce)).unwrap();
         assert_eq!(hex::encode(sealed.as_bytes()), v.sealed);
-        let padded = super::super::primitives::aes256gcm_open(
+        let padded = aes256gcm_open(
             keys.message_key(),
             &unhex(&v.inputs.nonce),
             &sealed.as_bytes()[1 + NONCE_LEN..],
@@ -592,17 +583,12 @@ mod body_keys {
             sender: SenderId(unhex(&v.card.sender)),
             text: v.card.text.clone(),
             sent_at: v.card.sent_at,
-            file: Some(FileCard {
-                id: FileId(unhex(&v.card.file.id)),
-                name: v.card.file.name.clone(),
-                mime: v.card.file.mime.clone(),
-                size: v.card.file.size,
-                chunks: v.card.file.chunks,
-            }),
+            file: Some(v.card.file.card()),
             chosen: Chosen { name: Some(v.card.name.clone()), ..Chosen::default() },
         };
         let sealed = seal_with_nonce(&keys, &body, &unhex(&v.card.nonce)).unwrap();
         assert_eq!(hex::encode(sealed.as_bytes()), v.card.sealed);
+        assert_eq!(v.card.file.chunks, 2);
         assert!(v.card.body.ends_with(r#""chunks":2},"name":"Ana Lúcia"}"#), "the name comes after the file");
         assert_eq!(open(&keys, &body.id, &sealed), Ok(body));
     }
@@ -612,16 +598,9 @@ mod body_keys {
         let v = vectors();
         let keys = room();
         let id = MessageId(unhex(&v.inputs.message_id));
-        let nonce: [u8; NONCE_LEN] = unhex(&v.inputs.nonce);
         assert!(v.refused.len() >= 14);
         for refused in &v.refused {
-            let mut padded = refused.body.as_bytes().to_vec();
-            padded.push(0x80);
-            padded.resize(padded_len(refused.body.len()), 0);
-            let aad = [MESSAGE_AAD_LABEL, &[1], &keys.room_id.0, &id.0].concat();
-            let ciphertext = aes256gcm_seal(keys.message_key(), &nonce, &padded, &aad);
-            let sealed = SealedPayload::from_bytes([&[1u8][..], &nonce, &ciphertext].concat()).unwrap();
-            assert_eq!(open(&keys, &id, &sealed), Err(OpenError), "{}", refused.why);
+            assert_eq!(open(&keys, &id, &seal_json(&keys, &id, &refused.body)), Err(OpenError), "{}", refused.why);
         }
     }
 }

@@ -99,6 +99,14 @@ fn RoomView(room: RoomClient) -> impl IntoView {
         room.leave();
         let _ = window().location().assign("/");
     };
+    // The name box takes typing from the start, as the composer's does: what was typed before
+    // the page was hydrated is read once it is.
+    let name_box = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(el) = name_box.get_untracked() {
+            room.name.set(el.value());
+        }
+    });
     view! {
         <header class="room-header">
             <h1>"Room"</h1>
@@ -115,6 +123,7 @@ fn RoomView(room: RoomClient) -> impl IntoView {
                 <input
                     type="text"
                     id="display-name"
+                    node_ref=name_box
                     maxlength=MAX_NAME_CHARS.to_string()
                     autocomplete="off"
                     placeholder="Someone"
@@ -166,6 +175,7 @@ fn RoomView(room: RoomClient) -> impl IntoView {
 /// told the first so it deletes the message then.
 #[component]
 fn Choices(room: RoomClient) -> impl IntoView {
+    let hydrated = use_hydrated();
     let parse = |value: String| value.parse::<u32>().ok();
     let lifetime = move || {
         let lifetimes = room.lifetimes.get();
@@ -197,7 +207,12 @@ fn Choices(room: RoomClient) -> impl IntoView {
             {lifetime}
             <label class="choice">
                 "Shown for "
-                <select id="view-time" on:change=move |ev| room.view_time.set(parse(event_target_value(&ev)))>
+                <select
+                    id="view-time"
+                    disabled=move || !hydrated.get()
+                    aria-busy=busy_until_hydrated(hydrated)
+                    on:change=move |ev| room.view_time.set(parse(event_target_value(&ev)))
+                >
                     {VIEW_TIMES
                         .into_iter()
                         .map(|seconds| {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use app::crypto::file::{chunks_for, FileCipher, CHUNK_LEN, SEALED_CHUNK_LEN};
 use app::crypto::message::{open, seal};
 use app::crypto::{Body, FileCard, MessageId, SealedPayload, SenderId};
-use app::protocol::{binary, ClientFrame, ErrorCode, ServerFrame, FEATURE_FILES};
+use app::protocol::{binary, ClientFrame, ErrorCode, ServerFrame, FEATURE_FILES, FEATURE_TTL};
 use futures::StreamExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -176,7 +176,7 @@ pub async fn a_file_uploads_notifies_downloads_and_burns(backend: Backend) {
     let mut bob = app.client().await;
     bob.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: bob.session.clone() }).await;
     let ServerFrame::Joined { limits, .. } = frame(&mut bob).await else { panic!("joined") };
-    assert_eq!(limits.features, [FEATURE_FILES]);
+    assert_eq!(limits.features, [FEATURE_FILES, FEATURE_TTL]);
     assert_eq!(limits.max_file, 10 << 20);
     // Three chunks and a bit: four chunks, the last mostly zero fill.
     let file = TestFile::new(&room, 3 * CHUNK_LEN + 1000);
@@ -403,7 +403,7 @@ pub async fn a_relay_without_files_says_so_and_refuses_them(backend: Backend) {
     let mut alice = app.client().await;
     alice.send(&ClientFrame::Join { room_id: room.keys.room_id.to_hex(), session: alice.session.clone() }).await;
     let ServerFrame::Joined { limits, .. } = frame(&mut alice).await else { panic!("joined") };
-    assert!(limits.features.is_empty() && limits.max_file == 0, "{limits:?}");
+    assert!(limits.features == [FEATURE_TTL] && limits.max_file == 0, "{limits:?}");
     let file = TestFile::new(&room, 10);
     alice.send(&ClientFrame::Upload { message_id: file.hex(), chunks: 1 }).await;
     expect_error(&mut alice, ErrorCode::FileTooLarge).await;

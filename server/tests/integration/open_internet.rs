@@ -382,7 +382,8 @@ pub async fn a_relay_states_what_it_accepts_when_a_page_joins(backend: Backend) 
     match client.recv().await {
         ServerFrame::Joined { limits, .. } => {
             assert_eq!((limits.max_message, limits.message_ttl), (4096, 7200));
-            assert_eq!((limits.features, limits.max_file), (vec![app::protocol::FEATURE_FILES.to_owned()], 1 << 20));
+            let features = [app::protocol::FEATURE_FILES, app::protocol::FEATURE_TTL];
+            assert_eq!((limits.features, limits.max_file), (features.map(str::to_owned).to_vec(), 1 << 20));
         }
         other => panic!("expected joined, got {other:?}"),
     }

@@ -63,18 +63,19 @@ async fn each_path_gets_its_page_with_a_nonce_csp_and_hardening_headers() {
     assert_ne!(nonce_of(&first), nonce_of(&http_get(app.port, "/").await), "a fresh nonce per response");
 }
 
-/// Until the WASM has hydrated a page, its buttons and inputs do nothing: the server sends them
-/// disabled, busy and saying so, never looking live. (The composer's text box takes typing from
-/// the start; the page keeps it.)
+/// Until the WASM has hydrated a page, its buttons, inputs and choices do nothing: the server
+/// sends them disabled, busy and saying so, never looking live. (The composer's text box and the
+/// name box take typing from the start; the page keeps it.)
 #[tokio::test]
 async fn the_server_renders_every_control_inert_until_the_page_is_hydrated() {
     let app = spawn_app(Backend::Sqlite).await;
-    for (path, controls) in [("/", 3), ("/room", 3)] {
+    for (path, controls) in [("/", 3), ("/room", 4)] {
         let html = http_get(app.port, path).await;
-        let tags: Vec<&str> = ["<button", "<input"]
+        let tags: Vec<&str> = ["<button", "<input", "<select"]
             .iter()
             .flat_map(|open| html.split(open).skip(1))
             .map(|rest| rest.split('>').next().unwrap())
+            .filter(|tag| !tag.contains(r#"id="display-name""#))
             .collect();
         assert_eq!(tags.len(), controls, "{path}: {tags:?}");
         for tag in tags {
@@ -85,6 +86,8 @@ async fn the_server_renders_every_control_inert_until_the_page_is_hydrated() {
     let room = http_get(app.port, "/room").await;
     let textarea = room.split("<textarea").nth(1).and_then(|rest| rest.split('>').next()).expect("the composer");
     assert!(!textarea.contains("disabled"), "{textarea}");
+    let name = room.split(r#"id="display-name""#).nth(1).and_then(|rest| rest.split('>').next()).expect("the name box");
+    assert!(!name.contains("disabled"), "{name}");
 }
 
 fn nonce_of(response: &str) -> String {
