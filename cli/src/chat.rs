@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::failure::Failure;
-use crate::room::Room;
-use crate::{now_ms, Choices};
+use crate::room::{Choices, Room};
+use crate::terminal::{now_ms, printable};
 
 /// What the person did.
 enum Input {
@@ -36,7 +36,7 @@ const HELP: &str = "Type a message and press Enter to send it. Press Enter on an
 
 /// Chats in the room until the input ends, `/quit` or Ctrl-C.
 pub async fn run(room: &mut Room, choices: Choices) -> Result<(), Failure> {
-    crate::choose(room, &choices)?;
+    room.choose(&choices)?;
     println!("[{HELP}]");
     let terminal = Keystrokes::start();
     let mut input = read_input(terminal.is_some());
@@ -290,18 +290,18 @@ impl Shown {
 
 /// A card's state as a key (what changed) and the line that says it, if it says anything.
 fn describe(card: &app::room::Card) -> (String, Option<String>) {
-    let from = card.from_label();
+    let from = printable(card.from_label());
     let line = match &card.state {
         CardState::Sealed => Some(match card.announced {
             Some(size) => format!("[sealed file (up to {}) from someone] press Enter to open", size_in_words(size)),
             None => "[sealed message from someone] press Enter to open".to_owned(),
         }),
         CardState::Opening => None,
-        CardState::Open(text) => Some(format!("{from}: {text}")),
+        CardState::Open(text) => Some(format!("{from}: {}", printable(text))),
         CardState::Unreadable => Some("[a message could not be decrypted]".to_owned()),
         CardState::Misdated(why) => Some(format!("[{why}]")),
         CardState::Refused(why) => Some(format!("[{why}]")),
-        CardState::Mine { text, stored: false, .. } if card.file.is_none() => Some(format!("You: {text}")),
+        CardState::Mine { text, stored: false, .. } if card.file.is_none() => Some(format!("You: {}", printable(text))),
         CardState::Mine { stored: false, .. } => None,
         CardState::Mine { stored: true, seen: None, .. } => Some("[stored; waiting to be read]".to_owned()),
         CardState::Mine { seen: Some((viewed, of)), .. } => Some(format!("[viewed by {viewed} of {of}]")),

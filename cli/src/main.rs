@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use app::crypto::message::is_valid_name;
-use app::crypto::RoomKeys;
 use clap::{Parser, Subcommand};
 use futures::future::LocalBoxFuture;
 
@@ -19,9 +18,10 @@ mod receive;
 mod room;
 mod send;
 mod target;
+mod terminal;
 
 use failure::Failure;
-use room::Room;
+use room::{Choices, Room};
 use target::{CodeSources, Relay, Target};
 
 const EXIT_CODES: &str = "\
@@ -131,14 +131,6 @@ enum Command {
     },
 }
 
-/// The sender's choices, as the model takes them.
-#[derive(Default)]
-pub struct Choices {
-    pub name: Option<String>,
-    pub expires: Option<u32>,
-    pub view: Option<u32>,
-}
-
 impl ChoiceArgs {
     /// The choices, or a usage error for a name the spec does not allow (before any connection).
     fn choices(&self) -> Result<Choices, Failure> {
@@ -241,7 +233,7 @@ async fn in_room(
     args: &RoomArgs,
     work: impl for<'r> FnOnce(&'r mut Room) -> LocalBoxFuture<'r, Result<(), Failure>>,
 ) -> Result<(), Failure> {
-    let mut room = enter(target, args.quiet).await?;
+    let mut room = Room::enter(target, args.quiet).await?;
     let result = within(args.timeout, work(&mut room)).await;
     room.leave().await;
     result
@@ -258,39 +250,6 @@ async fn within(
             Err(Failure::TimedOut(format!("gave up after {}", app::room::lifetime_words(limit.as_secs()))))
         }),
     }
-}
-
-/// Derives the room's keys, joins it, and says so (with the fingerprint to compare).
-pub(crate) async fn enter(target: &Target, quiet: bool) -> Result<Room, Failure> {
-    let keys = RoomKeys::derive(&target.code);
-    say(quiet, &format!("Joining the room on {} (fingerprint {})…", target.relay.origin(), keys.fingerprint.display()));
-    let mut room = Room::new(keys, target.relay.ws_url());
-    room.join().await?;
-    let here = room.model().participants();
-    say(
-        quiet,
-        &format!("Joined: {}.", if here == 1 { "only you are here".to_owned() } else { format!("{here} people here") }),
-    );
-    Ok(room)
-}
-
-/// Hands the sender's choices to the model: a name it refuses is a usage error, a lifetime the
-/// relay does not offer a refusal.
-pub(crate) fn choose(room: &mut Room, choices: &Choices) -> Result<(), Failure> {
-    send::check_lifetime(room, choices.expires)?;
-    room.choose(choices)
-}
-
-/// A line on standard error, unless `--quiet`.
-pub(crate) fn say(quiet: bool, line: &str) {
-    if !quiet {
-        eprintln!("{line}");
-    }
-}
-
-/// This machine's clock, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `30s`, `5m`, `1h`, `7d`: a whole number and its unit.

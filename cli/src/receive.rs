@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use app::crypto::MessageId;
@@ -12,7 +12,7 @@ use app::room::{card::sent_ago, CardState, ConnectionState, RoomEvent};
 
 use crate::failure::Failure;
 use crate::room::Room;
-use crate::{now_ms, say};
+use crate::terminal::{now_ms, printable, say};
 
 /// Where a received file goes: a new file at `path` (never one that exists), or standard
 /// output for `-`.
@@ -137,8 +137,10 @@ async fn show(
     let when = card.sent_at.map(|at| sent_ago(at, now_ms())).unwrap_or_default();
     match (&card.state, &card.file) {
         (CardState::Open(text), _) => {
-            say(quiet, &format!("From {}, {when}:", card.from_label()));
+            say(quiet, &format!("From {}, {when}:", printable(card.from_label())));
+            // Exactly the text into a pipe or a file; on a terminal, nothing it could obey.
             let mut stdout = std::io::stdout().lock();
+            let text = if stdout.is_terminal() { printable(text) } else { text.into() };
             let written = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
             written.map_err(|err| Failure::Other(format!("cannot write to standard output: {err}")))?;
         }
@@ -151,7 +153,7 @@ async fn show(
                 quiet,
                 &format!(
                     "From {}, {when}: the file {:?} ({} bytes) is written.",
-                    card.from_label(),
+                    printable(card.from_label()),
                     file.name,
                     file.size
                 ),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use app::crypto::RoomKeys;
 use app::protocol::ErrorCode;
+use app::room::lifetime_words;
 use app::room::{Effect, RoomEvent, RoomModel, Timer};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
@@ -18,7 +19,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::failure::Failure;
-use crate::Choices;
+use crate::target::Target;
+use crate::terminal::say;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -33,6 +35,16 @@ pub enum Wake {
     Timer,
     /// The model asked to connect, and the wait is over.
     Connect,
+}
+
+/// What the sender chooses for what it sends, as the model takes them.
+#[derive(Default)]
+pub struct Choices {
+    pub name: Option<String>,
+    /// How long it waits unread, in seconds (one of the relay's offer).
+    pub expires: Option<u32>,
+    /// How long it stays on screen once opened, in seconds.
+    pub view: Option<u32>,
 }
 
 /// One page of a room, in a terminal.
@@ -55,6 +67,21 @@ impl Room {
 
     pub fn model(&self) -> &RoomModel {
         &self.model
+    }
+
+    /// Derives the room's keys, joins it, and says so (with the fingerprint to compare).
+    pub async fn enter(target: &Target, quiet: bool) -> Result<Self, Failure> {
+        let keys = RoomKeys::derive(&target.code);
+        let fingerprint = keys.fingerprint.display();
+        say(quiet, &format!("Joining the room on {} (fingerprint {fingerprint})…", target.relay.origin()));
+        let mut room = Self::new(keys, target.relay.ws_url());
+        room.join().await?;
+        let here = match room.model.participants() {
+            1 => "only you are here".to_owned(),
+            n => format!("{n} people here"),
+        };
+        say(quiet, &format!("Joined: {here}."));
+        Ok(room)
     }
 
     /// Connects and waits until the room is joined: the relay unreachable, or refusing the
@@ -148,9 +175,22 @@ impl Room {
         self.carry_out(effects).await
     }
 
-    /// Hands the sender's choices to the model (the lifetime is checked against the relay's
-    /// offer first: [`crate::send::check_lifetime`]).
+    /// Hands the sender's choices to the model: a lifetime the relay does not offer is its
+    /// refusal (`bad_ttl`), a name the spec does not allow a usage error.
     pub fn choose(&mut self, choices: &Choices) -> Result<(), Failure> {
+        if let Some(seconds) = choices.expires.filter(|s| !self.model.lifetimes().contains(s)) {
+            let message = match self.model.limits().message_ttl {
+                _ if self.model.lifetimes().is_empty() => {
+                    "this relay does not let a sender choose how long a message waits".to_owned()
+                }
+                ttl => format!(
+                    "this relay keeps an unread message at most {}: --expires {} is longer",
+                    lifetime_words(ttl),
+                    lifetime_words(seconds.into())
+                ),
+            };
+            return Err(Failure::refused(ErrorCode::BadTtl, message));
+        }
         if let Some(name) = &choices.name {
             self.model.set_name(name).map_err(|bad| Failure::Usage(format!("--name: {bad}")))?;
         }

@@ -6,12 +6,12 @@ use std::path::Path;
 
 use app::crypto::message::MAX_BODY_LEN;
 use app::protocol::ErrorCode;
-use app::room::{lifetime_words, CardState, ConnectionState, NotSent, RoomEvent};
+use app::room::{CardState, ConnectionState, NotSent, RoomEvent};
 use zeroize::Zeroizing;
 
 use crate::failure::Failure;
-use crate::room::Room;
-use crate::{now_ms, say, Choices};
+use crate::room::{Choices, Room};
+use crate::terminal::{now_ms, say};
 
 /// What to send.
 pub enum What {
@@ -70,7 +70,7 @@ fn media_type(name: &str) -> &'static str {
 /// Sends `what` to the room with `choices`; done once stored, or once read and burned with
 /// `wait_read`.
 pub async fn run(room: &mut Room, what: What, choices: Choices, wait_read: bool, quiet: bool) -> Result<(), Failure> {
-    crate::choose(room, &choices)?;
+    room.choose(&choices)?;
     let now = now_ms();
     let mut not_sent = None;
     let is_file = matches!(what, What::File { .. });
@@ -138,24 +138,6 @@ pub async fn run(room: &mut Room, what: What, choices: Choices, wait_read: bool,
         }
         events = room.next().await?;
     }
-}
-
-/// The lifetime chosen, checked against what the relay offers.
-pub fn check_lifetime(room: &Room, seconds: Option<u32>) -> Result<(), Failure> {
-    let Some(seconds) = seconds else { return Ok(()) };
-    let offered = room.model().lifetimes();
-    if offered.contains(&seconds) {
-        return Ok(());
-    }
-    let message = match room.model().limits().message_ttl {
-        _ if offered.is_empty() => "this relay does not let a sender choose how long a message waits".to_owned(),
-        ttl => format!(
-            "this relay keeps an unread message at most {}: --expires {} is longer",
-            lifetime_words(ttl),
-            lifetime_words(seconds.into())
-        ),
-    };
-    Err(Failure::refused(ErrorCode::BadTtl, message))
 }
 
 #[cfg(test)]

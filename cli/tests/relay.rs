@@ -97,7 +97,21 @@ impl Relay {
 
     /// Rows left in the store's messages and file chunks.
     async fn rows(&self) -> i64 {
-        let query = "SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM chunks)";
+        self.count("SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM chunks)").await
+    }
+
+    /// Waits until no participant is left in any room: every client that ran has left, and the
+    /// relay has written it down (a close frame's departure is written after the socket ends).
+    async fn emptied(&self) {
+        let empty = async {
+            while self.count("SELECT COUNT(*) FROM participants").await > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(STEP, empty).await.expect("every client left");
+    }
+
+    async fn count(&self, query: &str) -> i64 {
         if self.database.starts_with("sqlite:") {
             let mut conn =
                 self.database.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
@@ -403,6 +417,7 @@ async fn every_failure_has_its_exit_code_and_one_clear_line(store: Store) {
     let quota = quota.expect("the quota runs out");
     assert_eq!(quota.code, 4, "{}", quota.stderr);
     assert!(last_line(&quota).contains("(quota_exceeded)"), "{}", quota.stderr);
+    relay.emptied().await;
     let _alice = page(&relay, &keys).await;
     let ran = run(&["send", &code, "hi", "--relay", &url], b"", &[]).await;
     assert_eq!(ran.code, 4, "{}", ran.stderr);
