@@ -32,8 +32,17 @@ pub fn MessageCard(card: CardView, room: RoomClient, #[prop(into)] now: Signal<u
         (false, false) => "card theirs",
         (false, true) => "card theirs file",
     };
+    // Who it is from, once it is open or ours: "Ana: ", "Someone: ", "You: ". A name travels
+    // sealed, so only the room reads it; it is a label, not an identity.
+    let from = move || {
+        let said = card.state.with(|state| {
+            matches!(state, CardState::Open(_) | CardState::Mine { .. } | CardState::File(_) | CardState::Saved)
+        });
+        said.then(|| view! { <span class="from">{move || format!("{}: ", card.from.get())}</span> })
+    };
     view! {
         <li class=class>
+            {from}
             {body}
             {sent}
             {countdown}
@@ -55,16 +64,14 @@ fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
         }),
         CardState::Opening => EitherOf7::B(view! { <p class="status">{"Decrypting…"}</p> }),
         CardState::Gone(why) => EitherOf7::B(view! { <p class="status">{why}</p> }),
-        CardState::Open(text) => {
-            EitherOf7::C(view! { <p class="said"><FromLabel card/><span class="text">{text}</span></p> })
-        }
+        CardState::Open(text) => EitherOf7::C(view! { <p class="text">{text}</p> }),
         CardState::Unreadable => {
             EitherOf7::D(view! { <p class="error">{"This message could not be decrypted.".to_owned()}</p> })
         }
         CardState::Misdated(why) => EitherOf7::D(view! { <p class="error">{why.to_owned()}</p> }),
         CardState::Refused(why) => EitherOf7::D(view! { <p class="error">{why}</p> }),
         CardState::Mine { text, stored, seen } => EitherOf7::E(view! {
-            <p class="said"><FromLabel card/><span class="text">{text}</span></p>
+            <p class="text">{text}</p>
             <p class="status">
                 {match (stored, seen) {
                     (false, _) => "Sending…".to_owned(),
@@ -87,13 +94,6 @@ fn text_body(card: CardView, room: RoomClient) -> impl IntoView {
     }
 }
 
-/// Who a card's message is from: "Ana: ", "Someone: ", "You: ". A name travels sealed, so only
-/// the room reads it; it is a label, not an identity.
-#[component]
-fn FromLabel(card: CardView) -> impl IntoView {
-    view! { <span class="from">{move || format!("{}: ", card.from.get())}</span> }
-}
-
 /// A file card: what the file is (its name, size and progress), and once decrypted, the image
 /// shown or the file offered to save.
 fn file_body(card: CardView, room: RoomClient, file: &FileInfo) -> impl IntoView {
@@ -109,22 +109,18 @@ fn file_body(card: CardView, room: RoomClient, file: &FileInfo) -> impl IntoView
             {progress()}
         }
         .into_any(),
-        CardState::File(bytes) if file.is_image() => view! {
-            <p class="file-name"><FromLabel card/></p>
-            <Picture bytes mime=file.mime.clone() name=file.name.clone()/>
-        }
-        .into_any(),
+        CardState::File(bytes) if file.is_image() => view! { <Picture bytes mime=file.mime.clone() name=file.name.clone()/> }.into_any(),
         CardState::File(_) => {
             let id = card.id;
             view! {
-                <p class="file-name"><FromLabel card/>{label}</p>
+                <p class="file-name">{label}</p>
                 <button class="primary save" on:click=move |_| room.save_card(id)>"Save file"</button>
                 <p class="status">"Decrypted. Saving it deletes it from the server."</p>
             }
             .into_any()
         }
         CardState::Saved => view! {
-            <p class="file-name"><FromLabel card/>{label}</p>
+            <p class="file-name">{label}</p>
             <p class="status">"Saved: deleted from the server"</p>
         }
         .into_any(),

@@ -181,20 +181,19 @@ fn Choices(room: RoomClient) -> impl IntoView {
         let lifetimes = room.lifetimes.get();
         (!lifetimes.is_empty()).then(|| {
             let ttl = room.relay_ttl.get();
+            let chosen = room.lifetime.get_untracked();
             view! {
                 <label class="choice">
                     "Waits unread for "
                     <select id="lifetime" on:change=move |ev| room.lifetime.set(parse(event_target_value(&ev)))>
-                        <option value="" selected=move || room.lifetime.get().is_none()>
-                            {format!("{} (the longest)", lifetime_words(ttl))}
-                        </option>
+                        // The select keeps its own choice; drawn again (a relay with other
+                        // limits), it starts from what was chosen.
+                        <option value="" selected=chosen.is_none()>{format!("{} (the longest)", lifetime_words(ttl))}</option>
                         {lifetimes
                             .into_iter()
                             .filter(|&seconds| u64::from(seconds) < ttl)
                             .map(|seconds| view! {
-                                <option value=seconds.to_string() selected=move || room.lifetime.get() == Some(seconds)>
-                                    {lifetime_words(seconds.into())}
-                                </option>
+                                <option value=seconds.to_string() selected=chosen == Some(seconds)>{lifetime_words(seconds.into())}</option>
                             })
                             .collect_view()}
                     </select>
@@ -217,8 +216,7 @@ fn Choices(room: RoomClient) -> impl IntoView {
                         .into_iter()
                         .map(|seconds| {
                             let value = if seconds == SHOW_SECONDS { String::new() } else { seconds.to_string() };
-                            let chosen = move || room.view_time.get().unwrap_or(SHOW_SECONDS) == seconds;
-                            view! { <option value=value selected=chosen>{format!("{seconds} s")}</option> }
+                            view! { <option value=value selected=seconds == SHOW_SECONDS>{format!("{seconds} s")}</option> }
                         })
                         .collect_view()}
                 </select>
