@@ -237,7 +237,8 @@ fn edit(pending: &mut Vec<u8>, keys: &[u8]) -> bool {
 /// What was last reported of the room, so each change is said once.
 #[derive(Default)]
 struct Shown {
-    cards: HashMap<MessageId, String>,
+    /// Each card's line as last said (`None`: a state that says nothing, such as opening).
+    cards: HashMap<MessageId, Option<String>>,
     participants: u32,
     typing: bool,
     connection: Option<ConnectionState>,
@@ -276,22 +277,23 @@ impl Shown {
             }
         }
         for card in model.cards() {
-            let (key, line) = describe(card);
-            if self.cards.get(&card.id) != Some(&key) {
-                if let Some(line) = line {
+            let line = describe(card);
+            if self.cards.get(&card.id) != Some(&line) {
+                if let Some(line) = &line {
                     println!("{line}");
                 }
-                self.cards.insert(card.id, key);
+                self.cards.insert(card.id, line);
             }
         }
         self.cards.retain(|id, _| model.card(*id).is_some());
     }
 }
 
-/// A card's state as a key (what changed) and the line that says it, if it says anything.
-fn describe(card: &app::room::Card) -> (String, Option<String>) {
+/// The line that says a card's state, if it says anything: a card whose line changes is said
+/// again (a receipt's counts, a sent message stored).
+fn describe(card: &app::room::Card) -> Option<String> {
     let from = printable(card.from_label());
-    let line = match &card.state {
+    match &card.state {
         CardState::Sealed => Some(match card.announced {
             Some(size) => format!("[sealed file (up to {}) from someone] press Enter to open", size_in_words(size)),
             None => "[sealed message from someone] press Enter to open".to_owned(),
@@ -312,15 +314,6 @@ fn describe(card: &app::room::Card) -> (String, Option<String>) {
             format!("{from} sent a file: {:?} ({}). /save PATH to save it", file.name, size_in_words(file.size))
         }),
         CardState::Saved => None,
-    };
-    (format!("{:?}", std::mem::discriminant(&card.state)) + &state_detail(&card.state), line)
-}
-
-/// What distinguishes two states of one kind that each deserve a line (receipts).
-fn state_detail(state: &CardState) -> String {
-    match state {
-        CardState::Mine { stored, seen, .. } => format!("{stored}{seen:?}"),
-        _ => String::new(),
     }
 }
 
