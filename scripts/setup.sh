@@ -5,7 +5,8 @@
 #   always                  the wasm32 target, wasm-bindgen-cli, wasm-opt (binaryen 116), brotli
 #   EC_SETUP_LEPTOS=1       cargo-leptos, for the dev loop (`make watch`); not the release build
 #   EC_SETUP_TRUNK=1        trunk and the static bundle's pinned Rust (`make static`)
-#   EC_SETUP_TEST=1         cargo-deny and cargo-fuzz (`make test` only)
+#   EC_SETUP_TEST=1         cargo-deny, cargo-fuzz and Debian's nats-server (`make test` only: the
+#                           NATS bus's tests run servers of their own)
 #   EC_SETUP_E2E=1          Node.js, Chromium, nginx and Playwright (the browser tests)
 # `make run` asks for the first line only. Debian packages come first, in one apt-get call;
 # then the independent builds run EC_SETUP_JOBS at a time (default 2: on two cores, two
@@ -114,6 +115,10 @@ if [ "$want_e2e" = 1 ]; then
     have chromium || [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || packages+=(chromium)
     # The integration test of docs/nginx.conf runs nginx in front of two instances.
     have nginx || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+fi
+if [ "$want_test" = 1 ]; then
+    # The NATS bus's integration tests and `faults run` start nats-servers of their own.
+    have nats-server || [ -x /usr/sbin/nats-server ] || packages+=(nats-server)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     started=$SECONDS

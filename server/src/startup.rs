@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::at_rest::{KeyRing, ServerKey};
-use crate::bus::{self, BusEvent};
+use crate::bus::nats::{self, SubjectKey};
+use crate::bus::{self, BusEvent, BusIdentity, Outbox};
 use crate::config::{ssl_mode_name, Config, Database};
 use crate::domain::bounds::{BUS_QUEUE, LISTEN_WAIT, STOP_WAIT};
 use crate::domain::InstanceId;
@@ -38,8 +39,16 @@ pub struct Application {
     presence_queue: PresenceQueue,
     stop: watch::Sender<bool>,
     open_sockets: mpsc::Receiver<()>,
+    /// NATS (`BUS_URL`): the bus task, and what it hears, started with the server.
+    nats: Option<NatsBus>,
     /// SQLite: held until the server stops, so no second server opens the same file.
     _lock: Option<std::fs::File>,
+}
+
+/// The NATS bus, connected (or connecting) but not yet running.
+struct NatsBus {
+    run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    heard: mpsc::Receiver<BusEvent>,
 }
 
 impl Application {
@@ -51,8 +60,33 @@ impl Application {
             _ => None,
         };
         let keys = resolve_keys(&config, &database)?;
+        let nats_settings = config.bus()?;
         let instance = InstanceId::generate();
-        let (store, lock) = Store::connect(&database, instance).await.map_err(|err| cannot_open(err, &database))?;
+        let (store, lock) = Store::connect(&database, instance, nats_settings.is_none())
+            .await
+            .map_err(|err| cannot_open(err, &database))?;
+        let identity = match &nats_settings {
+            Some(_) => SubjectKey::new(&keys).identity(),
+            None => BusIdentity::Postgres,
+        };
+        let others = store.register(&identity.as_text()).await.context("cannot register this instance")?;
+        if let Some(other) = others.first() {
+            anyhow::bail!(
+                "BUS_URL: another instance over this database carries room events on {}, and this one would on {}; \
+                 they would not hear each other. Every instance over one database needs the same BUS_URL (unset \
+                 for LISTEN/NOTIFY) and, with NATS, the same ENCRYPTION_KEY (and ENCRYPTION_KEY_PREVIOUS)",
+                BusIdentity::describe(other),
+                BusIdentity::describe(&identity.as_text()),
+            );
+        }
+        let (outbox, nats) = match &nats_settings {
+            Some(settings) => {
+                let (events, heard) = mpsc::channel::<BusEvent>(BUS_QUEUE);
+                let (link, run) = nats::start(settings, SubjectKey::new(&keys), instance, events).await?;
+                (Outbox::nats(link), Some(NatsBus { run: Box::pin(run), heard }))
+            }
+            None => (Outbox::in_the_store(), None),
+        };
         let addr = SocketAddr::new(config.bind_addr, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("PORT: cannot listen on {addr}"))?;
         let local = listener.local_addr().context("PORT: cannot read the bound address")?;
@@ -76,19 +110,25 @@ impl Application {
         let relay = Arc::new(Relay {
             instance,
             store,
-            hub: Arc::new(Hub::new(config.limits.max_stored_bytes_per_address)),
+            hub: Arc::new(Hub::new(config.limits.max_stored_bytes_per_address, outbox)),
             keys,
             message_ttl: config.message_ttl,
             session_grace: config.session_grace,
             limits: config.limits,
             presence,
             bus_reconnects: Default::default(),
+            bus_heard: Default::default(),
             stored: Arc::new(quota::Total::new(config.limits.max_stored_bytes)),
         });
         tracing::info!(
             backend = match database {
                 Database::Sqlite { .. } => "sqlite",
                 Database::Postgres(_) => "postgres",
+            },
+            bus = match (&database, &nats) {
+                (Database::Sqlite { .. }, _) => "none",
+                (_, Some(_)) => "nats",
+                (_, None) => "postgres",
             },
             "store ready"
         );
@@ -115,7 +155,7 @@ impl Application {
             stopping,
             open_sockets: open_sockets_tx,
         };
-        Ok(Self { listener, tls, metrics, state, presence_queue, stop, open_sockets, _lock: lock })
+        Ok(Self { listener, tls, metrics, state, presence_queue, stop, open_sockets, nats, _lock: lock })
     }
 
     /// The port actually bound (useful with port 0).
@@ -137,11 +177,11 @@ impl Application {
     /// every socket is closed with "going away" and its participant kept as after a network
     /// loss (nothing burns), in-flight writes finish, and the store is closed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, tls, metrics, state, presence_queue, stop, mut open_sockets, _lock } = self;
+        let Self { listener, tls, metrics, state, presence_queue, stop, mut open_sockets, nats, _lock } = self;
         let relay = state.relay.clone();
         // Aborted when this future ends or is dropped (a test stopping the server in-process):
         // no background task outlives its server.
-        let mut tasks = spawn_tasks(&relay, presence_queue).await;
+        let mut tasks = spawn_tasks(&relay, presence_queue, nats).await;
         if let Some(tls) = &tls {
             tasks.spawn(tls.clone().reload_on_hangup());
         }
@@ -174,15 +214,18 @@ impl Application {
             tracing::warn!("stopping with sockets still open after {STOP_WAIT:?}");
         }
         drop(tasks);
+        if let Err(err) = relay.store.unregister().await {
+            tracing::warn!("cannot remove this instance's registration: {err}");
+        }
         relay.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Starts the relay's background tasks and, on PostgreSQL, the bus, waiting (a bounded time)
-/// until it listens.
-async fn spawn_tasks(relay: &Arc<Relay>, presence_queue: PresenceQueue) -> BackgroundTasks {
+/// Starts the relay's background tasks and, on PostgreSQL, the bus (NATS, or LISTEN), waiting
+/// (a bounded time) until it listens.
+async fn spawn_tasks(relay: &Arc<Relay>, presence_queue: PresenceQueue, nats: Option<NatsBus>) -> BackgroundTasks {
     let mut tasks = BackgroundTasks::default();
     let (store, hub) = (relay.store.clone(), relay.hub.clone());
     tasks.spawn(tasks::sweep_expired(store.clone(), hub.clone(), relay.message_ttl));
@@ -195,14 +238,25 @@ async fn spawn_tasks(relay: &Arc<Relay>, presence_queue: PresenceQueue) -> Backg
         relay.session_grace,
     ));
     tasks.spawn(presence::run(hub.clone(), store.clone(), presence_queue));
-    if let Some(options) = store.postgres_connect_options() {
-        let (events, heard) = mpsc::channel::<BusEvent>(BUS_QUEUE);
+    let heard = match (nats, store.postgres_connect_options()) {
+        (Some(NatsBus { run, heard }), _) => {
+            tasks.spawn(run);
+            Some(heard)
+        }
+        (None, Some(options)) => {
+            let (events, heard) = mpsc::channel::<BusEvent>(BUS_QUEUE);
+            tasks.spawn(bus::postgres::listen(relay.instance, options, events));
+            Some(heard)
+        }
+        (None, None) => None,
+    };
+    if let Some(heard) = heard {
         let (ready, listening) = oneshot::channel();
-        tasks.spawn(bus::listen(relay.instance, options, events));
         tasks.spawn(tasks::hear_other_instances(
             hub,
             relay.presence.clone(),
             relay.bus_reconnects.clone(),
+            relay.bus_heard.clone(),
             heard,
             ready,
         ));

@@ -87,6 +87,14 @@ impl ServerKey {
         self.id
     }
 
+    /// A key for another of the relay's own uses, derived under `label` (HKDF-SHA256): never the
+    /// at-rest key itself, and no other label's.
+    pub fn subkey(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        hkdf_sha256(self.key.as_ref(), &[label], k.as_mut());
+        k
+    }
+
     fn message_key(&self, id: &MessageId) -> Zeroizing<[u8; 32]> {
         let mut k = Zeroizing::new([0u8; 32]);
         hkdf_sha256(self.key.as_ref(), &[AT_REST_INFO, &id.0], k.as_mut());
@@ -192,6 +200,12 @@ impl KeyRing {
     /// The key that seals new records.
     pub fn current(&self) -> &ServerKey {
         &self.current
+    }
+
+    /// The previous key during a rotation, else the current one: the key every instance of a
+    /// rolling rotation's first step still holds (those not yet restarted hold it as current).
+    pub fn oldest(&self) -> &ServerKey {
+        self.previous.as_ref().unwrap_or(&self.current)
     }
 
     /// Seals under the current key.

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgSslMode;
 
 use crate::at_rest::{KeyRing, ServerKey};
+use crate::bus::nats::NatsSettings;
 use crate::telemetry::LogFormat;
 use database::parse_ssl_mode;
 pub use database::{ssl_mode_name, Database, DEFAULT_PG_DATABASE};
@@ -129,6 +130,23 @@ pub struct Config {
     /// address. Unset: off.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Room events between instances over NATS instead of PostgreSQL's LISTEN/NOTIFY (PostgreSQL
+    /// only): `nats://HOST:4222`, several comma-separated for a cluster, `tls://HOST:4222` for
+    /// TLS, credentials as `nats://USER:PASSWORD@HOST:4222`. Each instance then hears only the
+    /// rooms it serves. Every instance over one database must use the same bus. Unset:
+    /// LISTEN/NOTIFY, which needs nothing more.
+    #[arg(long, env = "BUS_URL", hide_env_values = true)]
+    pub bus_url: Option<SecretString>,
+
+    /// PEM file of the authorities that sign the NATS servers' certificates (with `tls://`),
+    /// trusted beside the system's.
+    #[arg(long, env = "BUS_TLS_CA", requires = "bus_url")]
+    pub bus_tls_ca: Option<PathBuf>,
+
+    /// NATS credentials file (user JWT and NKey seed, as `nsc` writes it).
+    #[arg(long, env = "BUS_CREDS", requires = "bus_url")]
+    pub bus_creds: Option<PathBuf>,
 
     /// Log lines on standard error: `text` (colour only on a terminal) or `json` (one object
     /// per line). Either way only lifecycle events and errors; RUST_LOG sets the level.
@@ -263,7 +281,25 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.key_ring()?;
         self.database()?;
+        self.bus()?;
         Ok(())
+    }
+
+    /// The NATS bus (`BUS_URL`), if set. Refused with SQLite: one instance per database file
+    /// has no other instance to tell.
+    pub fn bus(&self) -> Result<Option<NatsSettings>, ConfigError> {
+        let Some(url) = &self.bus_url else { return Ok(None) };
+        if let Database::Sqlite { .. } = self.database()? {
+            return Err(ConfigError::new(
+                "bus-url",
+                "BUS_URL",
+                "needs PostgreSQL: with SQLite one instance serves the database file alone, and has no other \
+                 instance to tell",
+            ));
+        }
+        NatsSettings::parse(url.expose_secret(), self.bus_tls_ca.clone(), self.bus_creds.clone())
+            .map(Some)
+            .map_err(|reason| ConfigError::new("bus-url", "BUS_URL", reason))
     }
 
     /// The at-rest keys, if configured: ENCRYPTION_KEY and, during a rotation, the previous one.
@@ -291,6 +327,20 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_nats_bus_needs_postgres_and_a_nats_url() {
+        let err = parse(&["--bus-url", "nats://127.0.0.1:4222"]).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("BUS_URL") && err.contains("PostgreSQL"), "{err}");
+        let pg = ["--database-url", "postgres://u@h/db", "--bus-url"];
+        let ok = parse(&[&pg[..], &["nats://a:4222,nats://b:4222"]].concat()).unwrap();
+        assert_eq!(ok.bus().unwrap().unwrap().servers.len(), 2);
+        let err = parse(&[&pg[..], &["http://a:4222"]].concat()).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("BUS_URL") && err.contains("nats://"), "{err}");
+        let secret = parse(&[&pg[..], &["nats://u:hunter2@[::1"]].concat()).unwrap().validate().unwrap_err();
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
+        assert!(parse(&["--bus-tls-ca", "ca.pem"]).is_err(), "BUS_TLS_CA without BUS_URL");
     }
 
     #[test]

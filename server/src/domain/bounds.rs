@@ -4,10 +4,25 @@
 
 use std::time::Duration;
 
-// The bus (`bus.rs`).
+// The buses (`bus/`).
 
-/// Longest wait between attempts to re-establish the LISTEN connection.
+/// Longest wait between attempts to re-establish the LISTEN connection (PostgreSQL) or the
+/// NATS connection.
 pub const BUS_MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+/// NATS: how often the client pings the server; two unanswered pings and the link counts as
+/// lost (a cut that sends no reset is found within three of these).
+pub const BUS_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// NATS: how often publishes are confirmed by a flush; a room published to since the last
+/// confirmation is told to resync if the link drops.
+pub const BUS_CONFIRM_INTERVAL: Duration = Duration::from_secs(1);
+/// NATS: the longest a join waits for its room's subscription to be registered (the server
+/// unreachable: it goes on, and the reconnect resyncs it), and a confirming flush.
+pub const BUS_SETTLE_WAIT: Duration = Duration::from_secs(2);
+/// NATS: events queued for publishing; past it a room's events are dropped and the room told
+/// to resync instead (a queue that stays full means the server is unreachable).
+pub const BUS_PUBLISH_QUEUE: usize = 16_384;
+/// NATS: unconfirmed rooms named one by one; past it, every instance resyncs everything.
+pub const UNCONFIRMED_ROOMS_MAX: usize = 10_000;
 
 // Start and stop (`startup.rs`).
 
@@ -73,6 +88,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// A row not renewed for this long belongs to an instance that is gone: it no longer counts as
 /// connected, and after the grace period on top it is dropped.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a dead instance's registration is kept (its death is acted on once, by each
+/// instance, within a heartbeat of its timeout); then it is deleted.
+pub const DEAD_INSTANCES_KEPT: Duration = Duration::from_secs(3600);
 
 // Files (`relay/connection/files.rs`).
 

@@ -31,7 +31,8 @@ pub enum EventKind {
     /// Someone started or stopped typing.
     Typing(bool),
     /// Events may have been missed (the link to the other instances dropped): each connection
-    /// re-reads what waits for it from the store. Never sent between instances.
+    /// re-reads what waits for it from the store. Sent between instances only over NATS, by an
+    /// instance that may have failed to tell the room something (`bus/nats.rs`).
     Resync,
 }
 
@@ -91,6 +92,7 @@ impl Notice {
                 of: parts.next()?.parse().ok()?,
             },
             "presence" => EventKind::PresenceChanged,
+            "resync" => EventKind::Resync,
             "typing" => EventKind::Typing(match parts.next()? {
                 "1" => true,
                 "0" => false,
@@ -128,6 +130,7 @@ mod tests {
             EventKind::PresenceChanged,
             EventKind::Typing(true),
             EventKind::Typing(false),
+            EventKind::Resync,
         ] {
             let notice = Notice { instance, room, kind };
             assert_eq!(Notice::decode(&notice.encode()), Some(notice), "{kind:?}");
@@ -154,7 +157,7 @@ mod tests {
             &good.replace(" typing 1", " shouting 1"),
             &good.replace(" typing 1", " message zz"),
             &good[2..],
-            &good.replace(" typing 1", " resync"),
+            &good.replace(" typing 1", " resync 1"),
             &good.replace(" typing 1", &format!(" message {} 0", "03".repeat(16))),
             &good.replace(" typing 1", &format!(" message {} +5", "03".repeat(16))),
             &good.replace(" typing 1", &format!(" message {} 05", "03".repeat(16))),

@@ -20,7 +20,7 @@ pub async fn leave_after_grace(relay: Arc<Relay>, room: RoomHash, who: Participa
         Ok(Some(deleted)) => {
             relay.hub.forget(&room, &who);
             for id in deleted {
-                relay.hub.publish(&room, None, EventKind::Deleted(id));
+                relay.hub.announce(&room, None, EventKind::Deleted(id));
             }
         }
         Ok(None) => {} // it came back
@@ -36,7 +36,7 @@ pub async fn participant_left(store: &Store, hub: &Hub, room: &RoomHash, who: &P
         Ok(deleted) => {
             hub.forget(room, who);
             for id in deleted {
-                hub.publish(room, None, EventKind::Deleted(id));
+                hub.announce(room, None, EventKind::Deleted(id));
             }
         }
         Err(err) => tracing::error!("store: dropping a participant that left: {err}"),

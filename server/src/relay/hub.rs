@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use super::held::{Held, HeldMessage};
 use super::quota::ClientCharges;
+use crate::bus::Outbox;
 use crate::domain::bounds::{GONE_REMEMBERED, GONE_REMEMBERED_MAX, HELD_BYTES_BUDGET, ROOM_CHANNEL_CAPACITY};
 use crate::domain::{ConnectionId, EventKind, MessageId, Participant, RoomHash, Waiting};
 
@@ -86,12 +87,16 @@ pub struct Hub {
     not_holding: AtomicBool,
     /// What each client block's messages stored here weigh, freed as they are deleted.
     pub charges: ClientCharges,
+    /// Where this instance's own events go to the other instances after their commit, and
+    /// which rooms it follows there (NATS; nothing with PostgreSQL, whose writes notify).
+    outbox: Outbox,
 }
 
 impl Hub {
-    /// A hub whose client blocks may each leave `max_per_client` bytes waiting.
-    pub fn new(max_per_client: u64) -> Self {
-        Self { charges: ClientCharges::new(max_per_client), ..Self::default() }
+    /// A hub whose client blocks may each leave `max_per_client` bytes waiting, telling the
+    /// other instances through `outbox`.
+    pub fn new(max_per_client: u64, outbox: Outbox) -> Self {
+        Self { charges: ClientCharges::new(max_per_client), outbox, ..Self::default() }
     }
 
     /// A process-unique id for a new connection.
@@ -108,13 +113,13 @@ impl Hub {
     }
 
     /// A local connection starts listening to `room`. Subscribe before the join is announced,
-    /// so nothing published afterwards is missed.
+    /// so nothing published afterwards is missed; a room new here is followed on the bus (see
+    /// [`Hub::settled`]).
     pub fn subscribe(&self, room: RoomHash) -> broadcast::Receiver<RoomEvent> {
         let mut rooms = self.rooms();
-        let entry = rooms.entry(room).or_insert_with(|| LocalRoom {
-            tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0,
-            connections: 0,
-            held: Held::default(),
+        let entry = rooms.entry(room).or_insert_with(|| {
+            self.outbox.follow(room);
+            LocalRoom { tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0, connections: 0, held: Held::default() }
         });
         entry.connections += 1;
         entry.tx.subscribe()
@@ -128,6 +133,7 @@ impl Hub {
             if entry.connections == 0 {
                 if let Some(mut gone) = rooms.remove(room) {
                     self.freed(gone.held.clear());
+                    self.outbox.unfollow(*room);
                 }
             }
         }
@@ -243,6 +249,26 @@ impl Hub {
             participants.retain(|_, f| f.last.is_some_and(|last| last.elapsed() <= age));
             !participants.is_empty()
         });
+    }
+
+    /// Waits (a bounded time) until the bus hears every room subscribed so far: a join waits
+    /// between [`Hub::subscribe`] and its write, so whatever another instance commits after
+    /// that write reaches it (NATS; at once with PostgreSQL, which hears every room).
+    pub async fn settled(&self) {
+        self.outbox.settled().await;
+    }
+
+    /// An event this instance caused, once its write has committed: published here, and to the
+    /// other instances through the bus.
+    pub fn announce(&self, room: &RoomHash, origin: Option<ConnectionId>, kind: EventKind) {
+        self.publish(room, origin, kind);
+        self.outbox.publish(*room, kind);
+    }
+
+    /// An event for the other instances only: this one has dealt with it (presence changes,
+    /// which each instance counts itself).
+    pub fn tell_others(&self, room: &RoomHash, kind: EventKind) {
+        self.outbox.publish(*room, kind);
     }
 
     /// Publishes an event to this instance's connections to the room; a room nobody here is in

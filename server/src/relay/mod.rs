@@ -30,7 +30,7 @@ use app::protocol::{RelayLimits, FEATURE_FILES, FEATURE_TTL};
 
 use crate::at_rest::KeyRing;
 use crate::config::Limits;
-use crate::domain::InstanceId;
+use crate::domain::{ConnectionId, EventKind, InstanceId, RoomHash};
 use crate::store::Store;
 use hub::Hub;
 use presence::Presence;
@@ -47,8 +47,10 @@ pub struct Relay {
     pub limits: Limits,
     /// Where joins and leaves ask for presence counts.
     pub presence: Presence,
-    /// Times the link to the other instances was re-established (PostgreSQL).
+    /// Times the link to the other instances was re-established.
     pub bus_reconnects: Arc<AtomicU64>,
+    /// Room events heard from other instances (for tests: which rooms' events reach here).
+    pub bus_heard: Arc<AtomicU64>,
     /// This instance's share of `MAX_STORED_BYTES`.
     pub stored: Arc<quota::Total>,
 }
@@ -66,6 +68,13 @@ impl Relay {
                 .collect(),
             max_file: u64::from(self.max_file_chunks()) * CHUNK_LEN as u64,
         }
+    }
+
+    /// Someone joined or left `room` here (`origin`: the connection whose join or leave it
+    /// was): the room's count is read again, here and on the other instances.
+    pub fn participants_changed(&self, room: RoomHash, origin: Option<ConnectionId>) {
+        self.presence.changed(room, origin);
+        self.hub.tell_others(&room, EventKind::PresenceChanged);
     }
 
     /// The most chunks a file may have here (`MAX_FILE_SIZE` in whole chunks); 0: no files.

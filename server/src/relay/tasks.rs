@@ -1,6 +1,7 @@
 //! The relay's background tasks. Each is given only what it uses, runs until the server stops
 //! (its handle is aborted then) and logs its failures without a row value in them.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,10 @@ use super::departure::participant_left;
 use super::hub::Hub;
 use super::presence::Presence;
 use crate::bus::BusEvent;
-use crate::domain::bounds::{ABANDONED_UPLOAD_AGE, GONE_REMEMBERED, HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL};
-use crate::domain::{now_ms, EventKind};
+use crate::domain::bounds::{
+    ABANDONED_UPLOAD_AGE, DEAD_INSTANCES_KEPT, GONE_REMEMBERED, HEARTBEAT_INTERVAL, MAX_SWEEP_INTERVAL,
+};
+use crate::domain::{now_ms, EventKind, InstanceId};
 use crate::store::Store;
 
 /// Deletes expired messages now and then, telling their rooms (their files' chunks go with
@@ -25,7 +28,7 @@ pub async fn sweep_expired(store: Store, hub: Arc<Hub>, message_ttl: Duration) {
         match store.delete_expired().await {
             Ok(expired) => {
                 for (room, id) in expired {
-                    hub.publish(&room, None, EventKind::Expired(id));
+                    hub.announce(&room, None, EventKind::Expired(id));
                 }
             }
             Err(err) => tracing::error!("expiry sweep failed: {err}"),
@@ -58,8 +61,13 @@ pub async fn drop_absent_recipients(store: Store, hub: Arc<Hub>, session_grace: 
     }
 }
 
-/// Renews this instance's participant rows, and drops those of instances that stopped renewing
-/// theirs (they died without cleaning up), telling the rooms here what that changed.
+/// Renews this instance's rows, and drops those of instances that stopped renewing theirs (they
+/// died without cleaning up), telling the rooms here what that changed.
+///
+/// An instance's death is seen here first when its heartbeat stops (well before its
+/// participants are dropped, after their grace period): every room here that one of its
+/// participants was in resyncs from the store at once. With NATS, it may have died between a
+/// commit and its publish, and the resync delivers what that publish would have.
 pub async fn heartbeat(
     store: Store,
     hub: Arc<Hub>,
@@ -68,6 +76,7 @@ pub async fn heartbeat(
     session_grace: Duration,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let mut known_dead: HashSet<InstanceId> = HashSet::new();
     loop {
         tick.tick().await;
         // Every message fetched that long ago has expired, and its gone-notice aged out too.
@@ -76,13 +85,26 @@ pub async fn heartbeat(
         if let Err(err) = store.heartbeat().await {
             tracing::error!("participant heartbeat failed: {err}");
         }
+        match store.dead_instances(DEAD_INSTANCES_KEPT).await {
+            Ok(dead) => {
+                known_dead.retain(|instance| dead.iter().any(|(d, _)| d == instance));
+                for (instance, rooms) in dead {
+                    if known_dead.insert(instance) {
+                        rooms.iter().for_each(|room| hub.publish(room, None, EventKind::Resync));
+                        tracing::warn!(rooms = rooms.len(), "an instance died; the rooms here it served resync");
+                    }
+                }
+            }
+            Err(err) => tracing::error!("looking for instances that died failed: {err}"),
+        }
         match store.reap(session_grace).await {
             Ok(reaped) => {
                 for room in reaped {
                     for id in room.deleted {
-                        hub.publish(&room.room, None, EventKind::Deleted(id));
+                        hub.announce(&room.room, None, EventKind::Deleted(id));
                     }
                     presence.changed(room.room, None);
+                    hub.tell_others(&room.room, EventKind::PresenceChanged);
                 }
             }
             Err(err) => tracing::error!("dropping vanished instances' participants failed: {err}"),
@@ -101,12 +123,16 @@ pub async fn hear_other_instances(
     hub: Arc<Hub>,
     presence: Presence,
     reconnects: Arc<AtomicU64>,
+    heard: Arc<AtomicU64>,
     mut bus: mpsc::Receiver<BusEvent>,
     ready: oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     hub.stop_holding();
     while let Some(event) = bus.recv().await {
+        if let BusEvent::Notice(_) = event {
+            heard.fetch_add(1, Ordering::Relaxed);
+        }
         match event {
             BusEvent::Listening { again } => {
                 let before_serving = ready.take().is_some_and(|tx| tx.send(()).is_ok());
@@ -124,6 +150,7 @@ pub async fn hear_other_instances(
                 presence.changed(notice.room, None);
             }
             BusEvent::Notice(notice) => hub.publish(&notice.room, None, notice.kind),
+            BusEvent::ResyncAll => hub.publish_everywhere(EventKind::Resync),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::domain::{MessageId, Participant, RoomHash};
 pub(super) enum Param<'a> {
     Blob(&'a [u8]),
     Int(i64),
+    Text(&'a str),
 }
 
 /// A row type that both databases decode: a tuple of owned columns, read by position.
@@ -79,10 +80,12 @@ fn query<'q, DB: sqlx::Database>(sql: &'q str, params: &[Param<'q>]) -> Query<'q
 where
     &'q [u8]: Encode<'q, DB> + Type<DB>,
     i64: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
 {
     params.iter().fold(sqlx::query(sql), |query, param| match *param {
         Param::Blob(bytes) => query.bind(bytes),
         Param::Int(n) => query.bind(n),
+        Param::Text(text) => query.bind(text),
     })
 }
 

@@ -61,6 +61,9 @@ pub enum StoreError {
 pub struct Store {
     pool: Pool,
     instance: InstanceId,
+    /// PostgreSQL: whether writes NOTIFY their events inside their transactions (the PostgreSQL
+    /// bus); not with NATS, where the relay publishes them after the commit.
+    notifies: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -109,21 +112,24 @@ pub use participants::{Admitted, Reaped};
 
 impl Store {
     /// Opens (creating if needed) the configured database and runs its migrations. `instance`
-    /// names this process in participant rows and event notices. With SQLite, also returns the
+    /// names this process in participant rows and event notices; `notifies`: PostgreSQL's writes
+    /// NOTIFY their events (the PostgreSQL bus; not with NATS). With SQLite, also returns the
     /// lock that keeps a second server off the file: hold it for as long as the server runs.
     pub async fn connect(
         database: &Database,
         instance: InstanceId,
+        notifies: bool,
     ) -> Result<(Self, Option<std::fs::File>), StoreError> {
         match database {
             Database::Sqlite { path } => {
                 let (write, read, lock) = sqlite::connect(path).await?;
                 let queue = WriteQueue::spawn(write.clone());
                 sqlite::checkpoint::spawn(write.connect_options().as_ref().clone(), queue.watch());
-                Ok((Self { pool: Pool::Sqlite { write, read, queue }, instance }, Some(lock)))
+                Ok((Self { pool: Pool::Sqlite { write, read, queue }, instance, notifies: false }, Some(lock)))
             }
             Database::Postgres(options) => {
-                Ok((Self { pool: Pool::Postgres(postgres::connect(options).await?), instance }, None))
+                let pool = Pool::Postgres(postgres::connect(options).await?);
+                Ok((Self { pool, instance, notifies }, None))
             }
         }
     }
@@ -134,6 +140,11 @@ impl Store {
             Pool::Postgres(pool) => Some((*pool.connect_options()).clone()),
             Pool::Sqlite { .. } => None,
         }
+    }
+
+    /// Whether other instances may share this database (PostgreSQL).
+    fn is_shared(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
     }
 
     /// Where statements that only read run: SQLite's read-only connections, or the PostgreSQL
@@ -166,6 +177,14 @@ impl Store {
         Notice { instance: self.instance, room: *room, kind }.encode()
     }
 
+    /// Inside `tx`: NOTIFYs `notices` at its commit, if this store notifies (the PostgreSQL bus).
+    async fn notify(&self, tx: &mut WriteTx, notices: &[String]) -> Result<(), StoreError> {
+        if self.notifies {
+            tx.notify(notices).await?;
+        }
+        Ok(())
+    }
+
     /// Inside `tx`: drops participant `who` of `room` from the recipients of what it had not
     /// viewed, deletes (and announces) the messages every remaining recipient has viewed, and
     /// returns their ids.
@@ -178,14 +197,15 @@ impl Store {
         let rows = tx.drop_recipient(room, who).await?;
         let deleted: Vec<MessageId> = rows.iter().filter_map(|id| message_id_from_row(id)).collect();
         let notices: Vec<String> = deleted.iter().map(|id| self.notice(room, EventKind::Deleted(*id))).collect();
-        tx.notify(&notices).await?;
+        self.notify(tx, &notices).await?;
         Ok(deleted)
     }
 
-    /// Announces an event that goes with no write (typing) to the other instances.
+    /// Announces an event that goes with no write (typing) to the other instances, if this
+    /// store notifies (the PostgreSQL bus).
     pub async fn announce(&self, room: &RoomHash, kind: EventKind) -> Result<(), StoreError> {
         let _timer = StoreTimer::start("announce");
-        if let Pool::Postgres(pool) = &self.pool {
+        if let (Pool::Postgres(pool), true) = (&self.pool, self.notifies) {
             sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(self.notice(room, kind)).execute(pool).await?;
         }
         Ok(())
@@ -205,7 +225,7 @@ impl Store {
                 Pool::Sqlite { queue, .. } => sqlite::insert(queue, &m, expires_at).await?,
                 Pool::Postgres(pool) => {
                     let notice = self.notice(m.room, EventKind::Message { id: *m.id, chunks: m.chunks });
-                    postgres::insert(pool, &m, expires_at, self.instance, notice).await?
+                    postgres::insert(pool, &m, expires_at, self.instance, self.notifies, notice).await?
                 }
             };
             if let Some(inserted) = found.outcome(m.max_pending, expires_at) {
@@ -242,7 +262,8 @@ impl Store {
             Pool::Postgres(pool) => {
                 let deleted = self.notice(room, EventKind::Deleted(*id));
                 let receipt = Notice::receipt_prefix(self.instance, room, id);
-                postgres::viewed(pool, room, id, who, self.instance, deleted, receipt).await?
+                let channel = self.notifies.then_some(CHANNEL);
+                postgres::viewed(pool, room, id, who, self.instance, channel, deleted, receipt).await?
             }
         };
         if viewed == Viewed::Deleted {
@@ -260,7 +281,7 @@ impl Store {
         let deleted = tx.execute(DELETE_MESSAGE, &[Blob(&room.0), Blob(&id.0)]).await? == 1;
         tx.delete_recipients_of(room, id).await?;
         if deleted {
-            tx.notify(&[notice]).await?;
+            self.notify(&mut tx, &[notice]).await?;
         }
         tx.commit().await?;
         if deleted {
@@ -353,7 +374,7 @@ impl Store {
             tx.delete_orphan_recipients().await?;
             let notices: Vec<String> =
                 expired.iter().map(|(room, id)| self.notice(room, EventKind::Expired(*id))).collect();
-            tx.notify(&notices).await?;
+            self.notify(&mut tx, &notices).await?;
         }
         tx.commit().await?;
         metrics::counter!(metrics::MESSAGES_EXPIRED).increment(expired.len() as u64);

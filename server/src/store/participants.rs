@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::dialect::Param::{Blob, Int};
+use super::dialect::Param::{Blob, Int, Text};
 use super::{Store, StoreError};
 use crate::domain::bounds::HEARTBEAT_TIMEOUT;
-use crate::domain::{now_ms, EventKind, MessageId, Participant, RoomHash};
+use crate::domain::{now_ms, EventKind, InstanceId, MessageId, Participant, RoomHash};
 use crate::telemetry::metrics::StoreTimer;
 
 /// A join that went through: how many are connected now.
@@ -42,6 +42,16 @@ const DISCONNECT: &str = "UPDATE participants SET connection = NULL, generation 
 const LEAVE: &str =
     "DELETE FROM participants WHERE room_hash = $1 AND participant = $2 AND connection IS NULL AND generation = $3";
 const HEARTBEAT: &str = "UPDATE participants SET heartbeat_at = $2 WHERE instance = $1";
+const REGISTER: &str = "INSERT INTO instances (instance, bus, heartbeat_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (instance) DO UPDATE SET bus = excluded.bus, heartbeat_at = excluded.heartbeat_at";
+/// The buses of the other live instances that differ from `$3`.
+const OTHER_BUSES: &str =
+    "SELECT DISTINCT bus FROM instances WHERE instance <> $1 AND heartbeat_at > $2 AND bus <> $3 ORDER BY bus";
+const RENEW: &str = "UPDATE instances SET heartbeat_at = $2 WHERE instance = $1";
+/// Each instance that stopped renewing its row, with the rooms its participants are still in.
+const DEAD: &str = "SELECT i.instance, p.room_hash FROM instances i \
+     LEFT JOIN participants p ON p.instance = i.instance WHERE i.instance <> $1 AND i.heartbeat_at <= $2";
+const FORGET_DEAD: &str = "DELETE FROM instances WHERE heartbeat_at <= $1";
 const REAP: &str = "DELETE FROM participants WHERE heartbeat_at < $1 RETURNING room_hash, participant";
 
 fn alive_since() -> i64 {
@@ -71,7 +81,9 @@ impl Store {
         let connection = i64::try_from(connection).unwrap_or(i64::MAX);
         let mut tx = self.write_pool().begin_write().await?;
         let (others,): (i64,) = tx.fetch_one(COUNT_OTHERS, &[Blob(&room.0), Blob(&who.0)]).await?;
-        let (known,): (i64,) = tx.fetch_one(IS_PARTICIPANT, &[Blob(&room.0), Blob(&who.0)]).await?;
+        // On PostgreSQL the row is locked too: see `postgres::JOIN_LOCK`.
+        let is_participant = self.dialect(IS_PARTICIPANT, super::postgres::JOIN_LOCK);
+        let (known,): (i64,) = tx.fetch_one(is_participant, &[Blob(&room.0), Blob(&who.0)]).await?;
         if known == 0 && others >= i64::from(max) {
             tx.commit().await?;
             return Ok(None);
@@ -79,7 +91,7 @@ impl Store {
         let row = [Blob(&room.0), Blob(&who.0), Blob(&self.instance.0), Int(connection), Int(now_ms())];
         tx.execute(UPSERT, &row).await?;
         let (connected,): (i64,) = tx.fetch_one(COUNT_CONNECTED, &[Blob(&room.0), Int(alive_since())]).await?;
-        tx.notify(&[self.notice(room, EventKind::PresenceChanged)]).await?;
+        self.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
         tx.commit().await?;
         Ok(Some(Admitted { connected: count(connected) }))
     }
@@ -101,7 +113,7 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         };
-        tx.notify(&[self.notice(room, EventKind::PresenceChanged)]).await?;
+        self.notify(&mut tx, &[self.notice(room, EventKind::PresenceChanged)]).await?;
         tx.commit().await?;
         Ok(Some(generation))
     }
@@ -131,8 +143,59 @@ impl Store {
     /// Renews this instance's rows: it is alive.
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
         let _timer = StoreTimer::start("heartbeat");
-        self.write_pool().execute(HEARTBEAT, &[Blob(&self.instance.0), Int(now_ms())]).await?;
+        let params = [Blob(&self.instance.0), Int(now_ms())];
+        self.write_pool().execute(HEARTBEAT, &params).await?;
+        if self.is_shared() {
+            self.write_pool().execute(RENEW, &params).await?;
+        }
         Ok(())
+    }
+
+    /// Registers this instance and the bus it carries room events on (`bus`, as
+    /// `BusIdentity::as_text` writes it), and returns the buses of other live instances that
+    /// differ from it: instances on different buses would not hear each other, so the caller
+    /// refuses to run beside them. Nothing on SQLite (one instance per file).
+    pub async fn register(&self, bus: &str) -> Result<Vec<String>, StoreError> {
+        let _timer = StoreTimer::start("register");
+        if !self.is_shared() {
+            return Ok(Vec::new());
+        }
+        self.write_pool().execute(REGISTER, &[Blob(&self.instance.0), Text(bus), Int(now_ms())]).await?;
+        let others: Vec<(String,)> =
+            self.read_pool().fetch_all(OTHER_BUSES, &[Blob(&self.instance.0), Int(alive_since()), Text(bus)]).await?;
+        if !others.is_empty() {
+            // Refused: registered or not, this instance will not run.
+            self.unregister().await?;
+        }
+        Ok(others.into_iter().map(|(bus,)| bus).collect())
+    }
+
+    /// This instance stops: its registration goes, so another may start on another bus at once.
+    pub async fn unregister(&self) -> Result<(), StoreError> {
+        if self.is_shared() {
+            self.write_pool().execute("DELETE FROM instances WHERE instance = $1", &[Blob(&self.instance.0)]).await?;
+        }
+        Ok(())
+    }
+
+    /// Instances that stopped renewing their rows (they died), each with the rooms its
+    /// participants are still in; forgets those dead for longer than `forget_after`.
+    pub async fn dead_instances(&self, forget_after: Duration) -> Result<Vec<(InstanceId, Vec<RoomHash>)>, StoreError> {
+        let _timer = StoreTimer::start("dead_instances");
+        if !self.is_shared() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            self.read_pool().fetch_all(DEAD, &[Blob(&self.instance.0), Int(alive_since())]).await?;
+        let forget_before = now_ms().saturating_sub(millis(HEARTBEAT_TIMEOUT).saturating_add(millis(forget_after)));
+        self.write_pool().execute(FORGET_DEAD, &[Int(forget_before)]).await?;
+        let mut dead: BTreeMap<[u8; 16], Vec<RoomHash>> = BTreeMap::new();
+        for (instance, room) in rows {
+            let Ok(instance) = <[u8; 16]>::try_from(instance.as_slice()) else { continue };
+            let rooms = dead.entry(instance).or_default();
+            rooms.extend(room.as_deref().and_then(RoomHash::from_row));
+        }
+        Ok(dead.into_iter().map(|(instance, rooms)| (InstanceId(instance), rooms)).collect())
     }
 
     /// Drops the participants of instances that stopped renewing their rows more than the
@@ -152,7 +215,7 @@ impl Store {
         let mut reaped = Vec::with_capacity(rooms.len());
         for (room, deleted) in rooms {
             let room = RoomHash(room);
-            tx.notify(&[self.notice(&room, EventKind::PresenceChanged)]).await?;
+            self.notify(&mut tx, &[self.notice(&room, EventKind::PresenceChanged)]).await?;
             reaped.push(Reaped { room, deleted });
         }
         tx.commit().await?;

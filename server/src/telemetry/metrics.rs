@@ -35,8 +35,16 @@ pub const FRAMES: &str = "ephemeral_chat_frames_total";
 pub const FILE_BYTES: &str = "ephemeral_chat_file_bytes_total";
 /// Time a store operation took, by operation, in seconds.
 pub const STORE_SECONDS: &str = "ephemeral_chat_store_seconds";
-/// Times the PostgreSQL `LISTEN` connection was lost and made again.
+/// Times the bus's link (PostgreSQL's `LISTEN` connection, or NATS's) was lost and made again.
 pub const BUS_RECONNECTS: &str = "ephemeral_chat_bus_reconnects_total";
+/// Room events this instance published on NATS (PostgreSQL's NOTIFYs are sent by the database,
+/// inside the writes' transactions, and not counted here).
+pub const BUS_PUBLISHED: &str = "ephemeral_chat_bus_published_total";
+/// Room events this instance received from the bus (either bus; its own are never sent back).
+pub const BUS_RECEIVED: &str = "ephemeral_chat_bus_received_total";
+/// Room events NATS could not take in time (the outgoing queue full); their rooms were told to
+/// resync instead.
+pub const BUS_DROPPED: &str = "ephemeral_chat_bus_dropped_total";
 /// The process's resident memory (Prometheus's standard name).
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 /// The process's open file descriptors (Prometheus's standard name).
@@ -82,10 +90,15 @@ fn describe() {
     describe_counter!(FRAMES, "WebSocket frames, by direction");
     describe_counter!(FILE_BYTES, Unit::Bytes, "Bytes of sealed file chunks, by direction");
     describe_histogram!(STORE_SECONDS, Unit::Seconds, "Time a store operation took, by operation");
-    describe_counter!(BUS_RECONNECTS, "Times the LISTEN connection for other instances' events was made again");
+    describe_counter!(BUS_RECONNECTS, "Times the link to the bus carrying other instances' events was made again");
+    describe_counter!(BUS_PUBLISHED, "Room events published on NATS");
+    describe_counter!(BUS_RECEIVED, "Room events received from the bus");
+    describe_counter!(BUS_DROPPED, "Room events NATS could not take in time (their rooms resync instead)");
     describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
     describe_gauge!(OPEN_FDS, "Open file descriptors of the process");
-    for name in [MESSAGES_STORED, MESSAGES_BURNED, MESSAGES_EXPIRED, BUS_RECONNECTS] {
+    for name in
+        [MESSAGES_STORED, MESSAGES_BURNED, MESSAGES_EXPIRED, BUS_RECONNECTS, BUS_PUBLISHED, BUS_RECEIVED, BUS_DROPPED]
+    {
         counter!(name).absolute(0);
     }
     for direction in ["in", "out"] {

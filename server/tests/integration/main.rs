@@ -27,6 +27,7 @@ mod helpers;
 mod instances;
 mod journey;
 mod limits;
+mod nats;
 mod open_internet;
 mod operator;
 mod pages;

@@ -293,7 +293,7 @@ async fn store_on(backend: Backend) -> (Subject, Option<TestDatabase>) {
         Backend::Sqlite => Database::Sqlite { path: db.dir.path().join("test.db") },
         Backend::Postgres => Database::Postgres(Box::new(db.url.parse().expect("a PostgreSQL URL"))),
     };
-    let (store, lock) = Store::connect(&database, InstanceId::generate()).await.expect("store opens");
+    let (store, lock) = Store::connect(&database, InstanceId::generate(), true).await.expect("store opens");
     (Subject::Store(store, BTreeMap::new(), lock), Some(db))
 }
 

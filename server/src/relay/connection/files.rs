@@ -220,7 +220,7 @@ impl Connection {
                 }
                 self.relay.hub.release(&room, &id);
                 if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
-                    self.relay.hub.publish(&room, None, EventKind::Expired(id));
+                    self.relay.hub.announce(&room, None, EventKind::Expired(id));
                 }
                 Err(ErrorCode::UnknownMessage)
             }

@@ -72,7 +72,7 @@ impl Connection {
                 }
                 self.sent.insert(id, Instant::now() + ttl);
                 self.upload_stored(&id);
-                self.relay.hub.publish(&room, Some(self.id), EventKind::Message { id, chunks });
+                self.relay.hub.announce(&room, Some(self.id), EventKind::Message { id, chunks });
             }
             Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),
             Inserted::Exists(existing) => {
@@ -153,7 +153,7 @@ impl Connection {
                 }
                 self.relay.hub.release(&room, &id);
                 if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
-                    self.relay.hub.publish(&room, None, EventKind::Expired(id));
+                    self.relay.hub.announce(&room, None, EventKind::Expired(id));
                 }
                 Ok(Vec::new())
             }
@@ -173,11 +173,11 @@ impl Connection {
         match self.relay.store.viewed(&room, &id, &who).await.map_err(|err| internal(&err))? {
             Viewed::Deleted => {
                 // Everyone, this connection included, hears it from the room.
-                self.relay.hub.publish(&room, None, EventKind::Deleted(id));
+                self.relay.hub.announce(&room, None, EventKind::Deleted(id));
                 Ok(Vec::new())
             }
             Viewed::Progress { viewed, of } => {
-                self.relay.hub.publish(&room, None, EventKind::Receipt { id, viewed, of });
+                self.relay.hub.announce(&room, None, EventKind::Receipt { id, viewed, of });
                 Ok(Vec::new())
             }
             // Already gone: the same answer as whoever burned it got.
@@ -192,7 +192,7 @@ impl Connection {
     /// Tells the room (on every instance) whether this participant is typing.
     pub(super) async fn typing(&mut self, active: bool) -> Result<Vec<ServerFrame>, Refusal> {
         let room = self.member()?.room;
-        self.relay.hub.publish(&room, Some(self.id), EventKind::Typing(active));
+        self.relay.hub.announce(&room, Some(self.id), EventKind::Typing(active));
         self.relay.store.announce(&room, EventKind::Typing(active)).await.map_err(|err| internal(&err))?;
         Ok(Vec::new())
     }

@@ -151,6 +151,7 @@ impl Connection {
         // Subscribe before joining and before reading what waits, so an event from then on is
         // heard, and a message stored meanwhile is in the pending list, heard, or both.
         let rx = self.relay.hub.subscribe(room);
+        self.relay.hub.settled().await;
         let max = self.relay.limits.max_room_participants;
         let admitted = match self.relay.store.join(&room, &who, self.id, max).await {
             Ok(Some(admitted)) => admitted,
@@ -163,7 +164,7 @@ impl Connection {
                 return Err(internal(&err));
             }
         };
-        self.relay.presence.changed(room, Some(self.id));
+        self.relay.participants_changed(room, Some(self.id));
         let pending = match self.relay.store.pending_for(&room, &who).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -195,10 +196,10 @@ impl Connection {
                     // Gone for good: leave before the room hears of it, so a join that follows
                     // the new count finds the place free.
                     leave_after_grace(self.relay.clone(), room, who, generation, false).await;
-                    self.relay.presence.changed(room, Some(self.id));
+                    self.relay.participants_changed(room, Some(self.id));
                 }
                 Ending::Lost => {
-                    self.relay.presence.changed(room, Some(self.id));
+                    self.relay.participants_changed(room, Some(self.id));
                     tokio::spawn(leave_after_grace(self.relay.clone(), room, who, generation, true));
                 }
                 Ending::ServerStopping => {}

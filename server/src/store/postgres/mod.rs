@@ -35,6 +35,7 @@ pub(super) async fn insert(
     m: &NewMessage<'_>,
     expires_at: i64,
     here: InstanceId,
+    notify: bool,
     notice: String,
 ) -> Result<InsertFound, StoreError> {
     let (existing, pending, recipients, _notified): InsertRow = sqlx::query_as(INSERT)
@@ -49,6 +50,7 @@ pub(super) async fn insert(
         .bind(notice)
         .bind(&here.0[..])
         .bind(i64::from(m.chunks))
+        .bind(notify)
         .fetch_one(pool)
         .await?;
     let recipients = recipients.map(|rows| rows.iter().map(|who| Participant::from_row(who)).collect());
@@ -56,14 +58,17 @@ pub(super) async fn insert(
 }
 
 /// [`VIEWED`]: one call of `ec_viewed`, which deletes the message at once when this view
-/// completes it (`migrations/postgres/0005_recipients_in_the_message_row.sql`), NOTIFYing
-/// `deleted` or the receipt (`receipt_prefix` and its counts) when another instance can care.
+/// completes it (`migrations/postgres/0007_instances_and_buses.sql`), NOTIFYing `deleted` or
+/// the receipt (`receipt_prefix` and its counts) on `channel` when another instance can care
+/// (never without a channel: the NATS bus).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn viewed(
     pool: &PgPool,
     room: &RoomHash,
     id: &MessageId,
     who: &Participant,
     here: InstanceId,
+    channel: Option<&str>,
     deleted: String,
     receipt_prefix: String,
 ) -> Result<Viewed, StoreError> {
@@ -72,7 +77,7 @@ pub(super) async fn viewed(
         .bind(&id.0[..])
         .bind(&who.0[..])
         .bind(&here.0[..])
-        .bind(CHANNEL)
+        .bind(channel)
         .bind(deleted)
         .bind(receipt_prefix)
         .fetch_one(pool)
@@ -129,8 +134,9 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 /// [`Store::insert`](super::Store::insert) in one statement: the existing body and the backlog
 /// are read, and the row, naming the room's other participants (connected or in their grace
 /// period) as its recipients, inserted only if neither refuses it. The event is NOTIFYd only if
-/// it was inserted and another instance can care: a recipient is on another instance (`$10` is
-/// this one), or there is none (the message is open to whoever joins next, wherever). A commit
+/// this store notifies (`$12`: the PostgreSQL bus), it was inserted and another instance can
+/// care: a recipient is on another instance (`$10` is this one), or there is none (the message
+/// is open to whoever joins next, wherever). A commit
 /// that NOTIFYs holds a lock that serialises every such commit in the database; notifying a room
 /// wholly on this instance cost most of the throughput for nobody's benefit (BENCHMARKS.md).
 ///
@@ -142,8 +148,10 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StoreError> {
 /// sender's own row is not locked: it is no recipient, and a lock that concurrent sends from one
 /// sender would share is a multixact to PostgreSQL. A participant that first joins elsewhere
 /// while this runs is not a recipient (it was not here when the message was sent), so it needs no
-/// notice. (A participant *re*joining another instance in the same few milliseconds can miss
-/// the notice until its next join or resync: issue 24 closes that gap.)
+/// notice. A participant *re*joining another instance in the same few milliseconds locks its row
+/// `FOR UPDATE` first ([`JOIN_LOCK`]), which conflicts with this lock: either the join waits for
+/// this insert's commit (and then reads the message as pending), or this insert waits for the
+/// join's commit, reads the row's new instance and NOTIFYs it.
 ///
 /// The backlog is counted over the room's rows (the primary key's prefix), with the expiry as a
 /// filter rather than a condition: as a condition, the generic plan of this prepared statement
@@ -163,9 +171,16 @@ pub(super) const INSERT: &str = "WITH existing AS (SELECT body FROM messages WHE
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM pending) < $7 \
          ON CONFLICT (room_hash, id) DO NOTHING RETURNING id, recipients), \
      notified AS (SELECT pg_notify($8, $9) FROM inserted \
-         WHERE EXISTS (SELECT 1 FROM others WHERE instance <> $10) OR NOT EXISTS (SELECT 1 FROM others)) \
+         WHERE $12 AND (EXISTS (SELECT 1 FROM others WHERE instance <> $10) OR NOT EXISTS (SELECT 1 FROM others))) \
      SELECT (SELECT body FROM existing), (SELECT n FROM pending), \
          (SELECT recipients FROM inserted), (SELECT COUNT(*) FROM notified)";
+/// The join's "is this participant known here" with its row locked `FOR UPDATE` (a row that
+/// exists: a rejoin, perhaps from another instance). That lock conflicts with the `FOR KEY
+/// SHARE` with which [`INSERT`] and `ec_viewed` read the room's participants, so a participant
+/// moving to this instance and a message sent at that moment are ordered: one waits for the
+/// other's commit (the rejoin gap, issue 24). Heartbeats and disconnects take no such lock.
+pub(super) const JOIN_LOCK: &str =
+    "SELECT COUNT(*) FROM (SELECT 1 FROM participants WHERE room_hash = $1 AND participant = $2 FOR UPDATE) AS mine";
 /// [`Store::viewed`](super::Store::viewed) in one call (`ec_viewed` in the migrations).
 pub(super) const VIEWED: &str =
     "SELECT outcome, viewed_count, recipient_count FROM ec_viewed($1, $2, $3, $4, $5, $6, $7)";

@@ -98,7 +98,7 @@ mod tests {
     async fn a_sqlite_store_copies_the_log_back_while_it_lives_and_stops_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
-        let (store, _lock) = Store::connect(&database, crate::domain::InstanceId::generate()).await.unwrap();
+        let (store, _lock) = Store::connect(&database, crate::domain::InstanceId::generate(), true).await.unwrap();
         let Pool::Sqlite { write, .. } = &store.pool else { panic!("a SQLite store") };
         let write = write.clone();
         sqlx::query("CREATE TABLE t (x BLOB)").execute(&write).await.unwrap();

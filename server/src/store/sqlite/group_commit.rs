@@ -254,7 +254,7 @@ mod tests {
 
     async fn sqlite_store(dir: &tempfile::TempDir) -> (crate::store::Store, Option<std::fs::File>) {
         let database = crate::config::Database::Sqlite { path: dir.path().join("test.db") };
-        crate::store::Store::connect(&database, crate::domain::InstanceId::generate()).await.unwrap()
+        crate::store::Store::connect(&database, crate::domain::InstanceId::generate(), true).await.unwrap()
     }
 
     async fn rows(pool: &SqlitePool) -> Vec<i64> {

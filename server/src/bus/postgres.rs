@@ -1,4 +1,4 @@
-//! Room events between relay instances, over PostgreSQL's LISTEN/NOTIFY.
+//! The PostgreSQL bus: room events over `LISTEN`/`NOTIFY`, the default over PostgreSQL.
 //!
 //! Every instance LISTENs on one channel ([`CHANNEL`]). A write that causes an event (a message
 //! stored, viewed, deleted or expired, someone joining or leaving) NOTIFYs it inside the same
@@ -6,32 +6,24 @@
 //! typing is notified on its own. The two writes of every message's journey (stored, viewed)
 //! NOTIFY only when a participant of the room is on another instance (or, for a stored message,
 //! when it has no recipients): a NOTIFYing commit serialises with every other one in the
-//! database. Notices are [`Notice`]s, encoded as the domain encodes them.
+//! database. They read the participants' rows with a lock a participant's move to another
+//! instance waits for (`Store::join`), so a participant moving at that moment is either seen
+//! on its new instance or finds the message when its join reads what waits.
 //!
 //! This module only listens: it hands what it hears, and when its link goes down and comes back,
 //! to the relay as [`BusEvent`]s, in order. If the LISTEN connection drops, notices sent
 //! meanwhile are lost: the listener connects again and says so ([`BusEvent::Listening`] with
-//! `again`), and the relay has every local connection resync from the store. SQLite has one
-//! instance per database file, so it has no bus.
+//! `again`), and the relay has every local connection resync from the store.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 
+use super::BusEvent;
 use crate::domain::bounds::BUS_MAX_RECONNECT_WAIT;
 use crate::domain::{InstanceId, Notice, CHANNEL};
-
-/// What the bus tells the relay, in the order it happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BusEvent {
-    /// LISTEN is in place. `again`: it was lost before, and notices may have been missed.
-    Listening { again: bool },
-    /// The link is down: other instances' events go unheard until the next `Listening`.
-    Lost,
-    /// Another instance's event (this instance's own are never passed on).
-    Notice(Notice),
-}
+use crate::telemetry::metrics;
 
 /// Listens for other instances' notices and passes them on, for as long as `events` has a
 /// receiver. Re-establishes a dropped connection, saying so.
@@ -60,7 +52,11 @@ pub async fn listen(instance: InstanceId, options: PgConnectOptions, events: mps
         again = true;
         loop {
             let heard = match listener.try_recv().await {
-                Ok(Some(notification)) => Notice::decode(notification.payload()),
+                Ok(Some(notification)) => {
+                    // Every instance hears every notice, its own included: that is this bus's cost.
+                    metrics::counter!(metrics::BUS_RECEIVED).increment(1);
+                    Notice::decode(notification.payload())
+                }
                 Ok(None) => break, // the connection was lost
                 Err(err) => {
                     tracing::warn!("lost the connection listening for other instances' events: {err}");
