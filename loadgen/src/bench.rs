@@ -113,12 +113,27 @@ pub struct JourneyRun {
     /// Processor time of the run, connecting and leaving included.
     #[serde(default)]
     pub cpu: CpuTime,
+    /// Room events each instance received from the bus over the run (with two or more
+    /// instances; its `ephemeral_chat_bus_received_total`).
+    #[serde(default)]
+    pub bus_received: Vec<f64>,
+}
+
+impl JourneyRun {
+    /// Bus events each instance received per journey of the run.
+    pub fn received_per_journey(&self) -> Vec<f64> {
+        let journeys = self.report.completed.max(1) as f64;
+        self.bus_received.iter().map(|n| n / journeys).collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Setup {
     pub backend: Backend,
     pub instances: usize,
+    /// Room events between the instances over NATS (`BUS_URL`), not LISTEN/NOTIFY.
+    #[serde(default)]
+    pub nats: bool,
     pub runs: Vec<JourneyRun>,
     pub peak_journeys_per_s: f64,
     /// Each instance's peak resident memory over all its runs.
@@ -137,6 +152,23 @@ impl Setup {
     pub fn half_peak(&self) -> Option<&JourneyRun> {
         self.runs.iter().find(|run| run.mode == "half-peak")
     }
+
+    /// The closed-loop run that made the peak.
+    pub fn peak_run(&self) -> Option<&JourneyRun> {
+        self.runs.iter().filter(|run| run.mode == "closed").max_by(|a, b| {
+            a.report.journeys_per_s.partial_cmp(&b.report.journeys_per_s).unwrap_or(std::cmp::Ordering::Equal)
+        })
+    }
+
+    /// "PostgreSQL ×2" or "PostgreSQL ×2, NATS".
+    pub fn name(&self) -> String {
+        setup_name(self.backend, self.instances, self.nats)
+    }
+}
+
+fn setup_name(backend: Backend, instances: usize, nats: bool) -> String {
+    let bus = if nats { ", NATS" } else { "" };
+    format!("{} ×{instances}{bus}", backend.name())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,8 +217,7 @@ impl Results {
         let mut problems = Vec::new();
         for setup in &self.setups {
             for run in &setup.runs {
-                let name =
-                    format!("{} ×{} {} window {}", setup.backend.name(), setup.instances, run.mode, run.report.window);
+                let name = format!("{} {} window {}", setup.name(), run.mode, run.report.window);
                 if !run.report.is_clean() {
                     problems.push(format!("{name}: not every journey completed cleanly: {:?}", run.report));
                 }
@@ -217,8 +248,14 @@ impl Results {
             .max_by(|a, b| a.pairs_per_s.total_cmp(&b.pairs_per_s))
     }
 
+    /// The setup of `instances` of `backend` over LISTEN/NOTIFY (or no bus).
     pub fn setup(&self, backend: Backend, instances: usize) -> Option<&Setup> {
-        self.setups.iter().find(|s| s.backend == backend && s.instances == instances)
+        self.setups.iter().find(|s| s.backend == backend && s.instances == instances && !s.nats)
+    }
+
+    /// The setup of `instances` over PostgreSQL with their events on NATS.
+    pub fn nats_setup(&self, instances: usize) -> Option<&Setup> {
+        self.setups.iter().find(|s| s.backend == Backend::Postgres && s.instances == instances && s.nats)
     }
 }
 
@@ -226,6 +263,8 @@ pub struct BenchOptions {
     pub server_bin: PathBuf,
     pub postgres_url: String,
     pub size: Size,
+    /// The nats-server the NATS setups run (Debian's, which `make setup` installs).
+    pub nats_server_bin: PathBuf,
 }
 
 /// Runs everything, printing progress on stderr.
@@ -262,8 +301,15 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
     ceilings.push(measured?);
 
     let mut setups = Vec::new();
-    for (backend, instances) in [(Backend::Sqlite, 1), (Backend::Postgres, 1), (Backend::Postgres, 2)] {
-        setups.push(run_setup(options, backend, instances, &rooms).await?);
+    for (backend, instances, nats) in [
+        (Backend::Sqlite, 1, false),
+        (Backend::Postgres, 1, false),
+        (Backend::Postgres, 2, false),
+        (Backend::Postgres, 2, true),
+        (Backend::Postgres, 3, false),
+        (Backend::Postgres, 3, true),
+    ] {
+        setups.push(run_setup(options, backend, instances, nats, &rooms).await?);
     }
     let idle = run_idle(options).await?;
     let mut files = Vec::new();
@@ -286,6 +332,7 @@ async fn run_setup(
     options: &BenchOptions,
     backend: Backend,
     instances: usize,
+    nats: bool,
     rooms: &[RoomKeys],
 ) -> Result<Setup, BenchError> {
     let size = &options.size;
@@ -294,13 +341,20 @@ async fn run_setup(
     // still writing to it) frees its participant after a second, not a minute, so the next
     // run starts in empty rooms.
     spec.env.push(("SESSION_GRACE".into(), "1s".into()));
+    // Several instances count the bus events each receives.
+    spec.metrics = instances > 1;
+    let nats_server = if nats { Some(target::NatsServer::start(&options.nats_server_bin)?) } else { None };
+    if let Some(nats) = &nats_server {
+        spec.env.push(("BUS_URL".into(), nats.url()));
+    }
+    let name = setup_name(backend, instances, nats);
     let db = Database::new(backend, &options.postgres_url)?;
     let key = target::random_key();
     let mut servers = Vec::new();
     for index in 0..instances {
         servers.push(Server::start(&spec, &db, &key, index).await?);
     }
-    let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+
     let mut journey_options = JourneyOptions {
         urls: servers.iter().map(Server::ws_url).collect(),
         clients_per_room: 2,
@@ -312,25 +366,28 @@ async fn run_setup(
     };
     let mut runs = Vec::new();
     for &window in &size.windows {
-        eprintln!("bench: {} ×{instances}, closed loop, window {window}", backend.name());
+        eprintln!("bench: {name}, closed loop, window {window}");
         journey_options.window = window;
-        runs.push(measured_run("closed", &db, &pids, rooms, &journey_options).await?);
+        runs.push(measured_run("closed", &db, &servers, rooms, &journey_options).await?);
         db.wait_until_everyone_left().await?;
     }
     let peak = runs.iter().map(|r| r.report.journeys_per_s).fold(0.0, f64::max);
     if peak > 0.0 {
         let rate = peak / 2.0;
-        eprintln!("bench: {} ×{instances}, open loop at {rate:.0} messages/s", backend.name());
+        eprintln!("bench: {name}, open loop at {rate:.0} messages/s");
         journey_options.rate = Some(rate);
         journey_options.window = 64;
         journey_options.messages = ((rate * size.half_peak_seconds) / rooms.len() as f64).ceil().max(1.0) as usize;
-        runs.push(measured_run("half-peak", &db, &pids, rooms, &journey_options).await?);
+        runs.push(measured_run("half-peak", &db, &servers, rooms, &journey_options).await?);
     }
     let peak_rss_kib = servers.iter().map(Server::peak_rss_kib).collect::<Result<_, _>>()?;
     drop(servers);
+    drop(nats_server);
     db.drop_database().await?;
-    // With two instances every journey's writes NOTIFY the other (with one, none do).
+    // With two instances every journey's writes NOTIFY the other (with one, none do). The
+    // database alone is measured for one and two instances over LISTEN/NOTIFY only.
     let (database_alone, database_alone_notify) = match (backend, journey_options.rate) {
+        _ if nats || instances > 2 => (None, None),
         (Backend::Postgres, Some(rate)) if instances > 1 => {
             (Some(database_alone(options, rate, false).await?), Some(database_alone(options, rate, true).await?))
         }
@@ -340,6 +397,7 @@ async fn run_setup(
     Ok(Setup {
         backend,
         instances,
+        nats,
         runs,
         peak_journeys_per_s: peak,
         peak_rss_kib,
@@ -360,20 +418,37 @@ async fn database_alone(options: &BenchOptions, rate: f64, notify: bool) -> Resu
     Ok(measured?)
 }
 
-/// One journey run from a database at rest, with the processor time of `servers`, PostgreSQL
-/// and this process over it, and the rows it left.
+/// One journey run from a database at rest, with the processor time of `servers`, PostgreSQL,
+/// NATS and this process over it, the bus events each server received, and the rows it left.
 async fn measured_run(
     mode: &str,
     db: &Database,
-    servers: &[u32],
+    servers: &[Server],
     rooms: &[RoomKeys],
     options: &JourneyOptions,
 ) -> Result<JourneyRun, BenchError> {
     db.settle().await?;
-    let before = CpuTime::now(servers);
+    let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+    let received_before = bus_received(servers).await;
+    let before = CpuTime::now(&pids);
     let report = journey::run(rooms, options).await?;
-    let cpu = CpuTime::now(servers).since(&before);
-    Ok(JourneyRun { mode: mode.into(), report, rows_left: db.message_rows().await?, cpu })
+    let cpu = CpuTime::now(&pids).since(&before);
+    let bus_received = bus_received(servers)
+        .await
+        .iter()
+        .zip(&received_before)
+        .filter_map(|(after, before)| Some(after.as_ref()? - before.as_ref()?))
+        .collect();
+    Ok(JourneyRun { mode: mode.into(), report, rows_left: db.message_rows().await?, cpu, bus_received })
+}
+
+/// Each server's count of bus events received (`None` for a server without metrics).
+async fn bus_received(servers: &[Server]) -> Vec<Option<f64>> {
+    let mut counts = Vec::with_capacity(servers.len());
+    for server in servers {
+        counts.push(server.metric("ephemeral_chat_bus_received_total").await);
+    }
+    counts
 }
 
 async fn run_files(options: &BenchOptions, backend: Backend, rooms: &[RoomKeys]) -> Result<FilesRun, BenchError> {

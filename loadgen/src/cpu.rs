@@ -21,6 +21,9 @@ pub struct CpuTime {
     pub postgres_s: f64,
     /// This process: the clients, their crypto, and the ceiling's queries.
     pub loadgen_s: f64,
+    /// Every process named `nats-server` (the NATS bus; 0 without it).
+    #[serde(default)]
+    pub nats_s: f64,
     /// Not processor time: how long at least one task on the machine waited for storage
     /// (`/proc/pressure/io`, "some"). Commits wait on it; a run that stalls on the disk shows
     /// it here.
@@ -43,8 +46,9 @@ impl CpuTime {
         let servers_s = servers.iter().copied().map(process_seconds).sum();
         Self {
             servers_s,
-            postgres_s: postgres_seconds(),
+            postgres_s: named_seconds("postgres"),
             loadgen_s: process_seconds(std::process::id()),
+            nats_s: named_seconds("nats-server"),
             io_stalled_s: stalled_seconds("/proc/pressure/io"),
             cpu_waited_s: stalled_seconds("/proc/pressure/cpu"),
             wall_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
@@ -57,6 +61,7 @@ impl CpuTime {
             servers_s: self.servers_s - before.servers_s,
             postgres_s: self.postgres_s - before.postgres_s,
             loadgen_s: self.loadgen_s - before.loadgen_s,
+            nats_s: self.nats_s - before.nats_s,
             io_stalled_s: self.io_stalled_s - before.io_stalled_s,
             cpu_waited_s: self.cpu_waited_s - before.cpu_waited_s,
             wall_s: self.wall_s - before.wall_s,
@@ -70,7 +75,12 @@ impl CpuTime {
     }
 
     pub fn total_s(&self) -> f64 {
-        self.servers_s + self.postgres_s + self.loadgen_s
+        self.servers_s + self.postgres_s + self.loadgen_s + self.nats_s
+    }
+
+    /// Milliseconds of the NATS server per unit of work.
+    pub fn nats_per(&self, units: u64) -> Option<f64> {
+        (units > 0).then(|| self.nats_s * 1000.0 / units as f64)
     }
 
     /// Milliseconds of each part (and the total) per unit of work: (servers, postgres, loadgen, total).
@@ -100,14 +110,14 @@ fn parse_pressure(text: &str) -> Option<f64> {
     Some(total.parse::<u64>().ok()? as f64 / 1e6)
 }
 
-/// Every process named `postgres`, children included.
-fn postgres_seconds() -> f64 {
+/// Every process named `name` (`postgres`, `nats-server`), children included.
+fn named_seconds(name: &str) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
     entries
         .filter_map(Result::ok)
         .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())))
         .filter_map(|entry| stat_fields(&entry.path().join("stat")))
-        .filter(|(name, _)| name == "postgres")
+        .filter(|(found, _)| found == name)
         .map(|(_, times)| times.iter().sum::<f64>())
         .sum()
 }

@@ -104,6 +104,9 @@ enum Command {
         smoke: bool,
         #[arg(long)]
         out: PathBuf,
+        /// The nats-server the NATS setups run (Debian's, which `make setup` installs).
+        #[arg(long, env = "NATS_SERVER_BIN", default_value = "nats-server")]
+        nats_server_bin: PathBuf,
     },
     /// BENCHMARKS.md from a bench run's results, the browser's, and the hand-kept history.
     Render {
@@ -232,9 +235,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", report?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { target, smoke, out } => {
+        Command::Bench { target, smoke, out, nats_server_bin } => {
             let size = if smoke { Size::smoke() } else { Size::full() };
-            let options = BenchOptions { server_bin: target.server_bin, postgres_url: target.postgres_url, size };
+            let options = BenchOptions {
+                server_bin: target.server_bin,
+                postgres_url: target.postgres_url,
+                size,
+                nats_server_bin,
+            };
             let results = bench::run(&options).await?;
             std::fs::write(&out, serde_json::to_string_pretty(&results)?)
                 .with_context(|| format!("writing {}", out.display()))?;

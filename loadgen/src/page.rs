@@ -22,6 +22,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 enum Action {
     Send(String, oneshot::Sender<Result<MessageId, NotSent>>),
     Open(MessageId),
+    /// The network drops the socket (no close frame): the page reconnects as after any loss.
+    Drop,
     Typed,
     /// A look at the model (what the person sees).
     Inspect(Box<dyn FnOnce(&RoomModel) + Send>),
@@ -73,6 +75,13 @@ impl Page {
     /// A click on a sealed card.
     pub fn open_card(&self, id: MessageId) {
         self.act(Action::Open(id));
+    }
+
+    /// The network drops the page's socket (no close frame, so the relay keeps the participant
+    /// for its grace period): the page reconnects as after any loss, to wherever its relay
+    /// address says then (the faults harness moves receivers between instances so).
+    pub fn drop_connection(&self) {
+        self.act(Action::Drop);
     }
 
     /// A keystroke in the composer.
@@ -189,6 +198,14 @@ impl Driver {
                 }
             },
             Action::Open(id) => self.model.open(id),
+            Action::Drop => match self.ws.take() {
+                // Dropped unclosed: the relay sees the connection end, as after a network loss.
+                Some(ws) => {
+                    drop(ws);
+                    self.model.on_closed()
+                }
+                None => Vec::new(),
+            },
             Action::Typed => self.model.typed(now_ms()),
             Action::Inspect(look) => {
                 look(&self.model);

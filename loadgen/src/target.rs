@@ -16,6 +16,8 @@ pub enum TargetError {
     Spawn { bin: PathBuf, source: std::io::Error },
     #[error("the server did not start within {START_TIMEOUT:?}; its output:\n{output}")]
     NotServing { output: String },
+    #[error("nats-server did not listen on port {0} within {START_TIMEOUT:?}")]
+    NatsNotServing(u16),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -165,6 +167,8 @@ pub struct ServerSpec {
     pub bin: PathBuf,
     /// Settings beyond the database and port, e.g. raised rate limits.
     pub env: Vec<(String, String)>,
+    /// Serve metrics (`METRICS_ADDR` on a free port), for [`Server::metric`].
+    pub metrics: bool,
 }
 
 impl ServerSpec {
@@ -180,7 +184,7 @@ impl ServerSpec {
             ("MAX_STORED_BYTES_PER_ADDRESS", "1024GiB"),
             ("MAX_CONNECTIONS", "1000000"),
         ];
-        Self { bin, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        Self { bin, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), metrics: false }
     }
 }
 
@@ -189,12 +193,15 @@ pub struct Server {
     child: Child,
     pub port: u16,
     pub output: PathBuf,
+    /// `METRICS_ADDR`'s port, if the spec asked for metrics.
+    metrics_port: Option<u16>,
 }
 
 impl Server {
     /// Starts `spec.bin` on a free port over `db`, and waits until it accepts connections.
     pub async fn start(spec: &ServerSpec, db: &Database, key: &str, index: usize) -> Result<Self, TargetError> {
         let port = free_port()?;
+        let metrics_port = if spec.metrics { Some(free_port()?) } else { None };
         let output = db.dir.path().join(format!("server-{index}.log"));
         let log = std::fs::File::create(&output)?;
         let child = Command::new(&spec.bin)
@@ -206,6 +213,7 @@ impl Server {
             .env("ENCRYPTION_KEY", key)
             .env("LEPTOS_SITE_ROOT", db.dir.path())
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(metrics_port.map(|port| ("METRICS_ADDR", format!("127.0.0.1:{port}"))))
             // TLS to PostgreSQL as this process has it (PGSSLMODE, which its own connections
             // follow too): `PGSSLMODE=disable` measures without it.
             .envs(std::env::var("PGSSLMODE").ok().map(|mode| ("PGSSLMODE", mode)))
@@ -214,7 +222,7 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .map_err(|source| TargetError::Spawn { bin: spec.bin.clone(), source })?;
-        let server = Self { child, port, output };
+        let server = Self { child, port, output, metrics_port };
         server.wait_until_serving().await?;
         Ok(server)
     }
@@ -246,6 +254,17 @@ impl Server {
     /// The most resident memory the process has had, in KiB.
     pub fn peak_rss_kib(&self) -> Result<u64, TargetError> {
         proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// A counter or gauge from the server's `/metrics` (with [`ServerSpec::metrics`]); `None` if
+    /// it serves none or does not list `name`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port?)).await.ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// Everything the server printed so far.
@@ -284,6 +303,68 @@ pub fn free_port() -> Result<u16, TargetError> {
 /// A fresh random at-rest key, hex.
 pub fn random_key() -> String {
     hex::encode(app::crypto::random_bytes::<32>())
+}
+
+/// A nats-server of the caller's own on 127.0.0.1 (the NATS bus's benchmarks and faults):
+/// restarted at will without disturbing anything else on the machine.
+pub struct NatsServer {
+    bin: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl NatsServer {
+    /// Starts `bin` (Debian's `nats-server`, which `make setup` installs) on a free port, and
+    /// waits until it listens.
+    pub fn start(bin: &Path) -> Result<Self, TargetError> {
+        let port = free_port()?;
+        let child = Self::spawn(bin, port)?;
+        Ok(Self { bin: bin.to_path_buf(), port, child })
+    }
+
+    fn spawn(bin: &Path, port: u16) -> Result<Child, TargetError> {
+        let mut child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| TargetError::Spawn { bin: bin.to_path_buf(), source })?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(TargetError::NatsNotServing(port));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(child)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `BUS_URL` for a relay.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (every connection cut; core NATS keeps nothing) and starts it again on the
+    /// same port.
+    pub fn restart(&mut self) -> Result<(), TargetError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.bin, self.port)?;
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

@@ -40,9 +40,17 @@ pub(crate) struct Unacked {
     sealed: String,
     /// How long it waits unread, as its sender chose (seconds).
     ttl: Option<u32>,
+    /// The relay answered its last copy with a passing refusal (`internal`, `rate_limited`):
+    /// the retry sends it again. One that is only unanswered is not: a second copy in flight
+    /// could reach the relay after the first was stored, read and burned, and store it again.
+    pub(crate) refused: bool,
 }
 
 impl Unacked {
+    pub(crate) fn new(id: MessageId, sealed: String, ttl: Option<u32>) -> Self {
+        Self { id, sealed, ttl, refused: false }
+    }
+
     /// Its `send` frame.
     pub(crate) fn frame(&self) -> ClientFrame {
         ClientFrame::Send { message_id: self.id.to_hex(), sealed: self.sealed.clone(), ttl: self.ttl }
@@ -284,7 +292,7 @@ impl RoomModel {
         let mut card = Card::new(id, CardState::Mine { text: body.text, stored: false, seen: None });
         card.sent_at = Some(now_ms);
         self.cards.push(card);
-        let unacked = Unacked { id, sealed, ttl: self.lifetime };
+        let unacked = Unacked::new(id, sealed, self.lifetime);
         let frame = unacked.frame();
         self.unacked.push(unacked);
         self.typed_before_joining = None;

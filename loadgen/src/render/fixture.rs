@@ -69,6 +69,7 @@ pub(super) fn run(mode: &str, window: usize, rate: Option<f64>, journeys_per_s: 
         },
         rows_left: 0,
         cpu: run_cpu(0.005, 0.0, 0.005),
+        bus_received: Vec::new(),
     }
 }
 
@@ -80,7 +81,7 @@ fn transfer(pairs: usize, upload_s: f64, download_s: f64, wall_s: f64, throughpu
 /// A journey run's processor seconds (servers, PostgreSQL, load generator) over one second in
 /// which 10 % of the time some task stalled on storage and 5 % waited for a processor.
 pub(super) fn run_cpu(servers_s: f64, postgres_s: f64, loadgen_s: f64) -> CpuTime {
-    CpuTime { servers_s, postgres_s, loadgen_s, io_stalled_s: 0.1, cpu_waited_s: 0.05, wall_s: 1.0 }
+    CpuTime { servers_s, postgres_s, loadgen_s, nats_s: 0.0, io_stalled_s: 0.1, cpu_waited_s: 0.05, wall_s: 1.0 }
 }
 
 /// PostgreSQL's own pairs at `rate`: the INSERT's p99 is `insert_p99_ms`.
@@ -99,12 +100,33 @@ fn ceiling(backend: Backend, notify: bool, pairs_per_s: f64, cpu: CpuTime) -> Ce
     CeilingReport { backend, connections: 4, notify, seconds: 1.0, pairs_per_s, pairs: pairs_per_s as u64, cpu }
 }
 
+/// PostgreSQL ×2 with NATS (not in [`results`]): a peak of 380 journeys/s (0.95 × one instance's
+/// 400), PostgreSQL 1.05 ms per journey (one instance's 1.0 ms, +5 %), the relays 1.2 ms, NATS
+/// 0.1 ms; each instance received 1 bus event per journey.
+pub(super) fn nats_two() -> Setup {
+    let cpu = CpuTime { nats_s: 0.001, ..run_cpu(0.012, 0.0105, 0.005) };
+    Setup {
+        backend: Backend::Postgres,
+        instances: 2,
+        nats: true,
+        runs: vec![
+            JourneyRun { cpu, bus_received: vec![10.0, 10.0], ..run("closed", 4, None, 380.0, 6.0) },
+            run("half-peak", 64, Some(190.0), 190.0, 5.0),
+        ],
+        peak_journeys_per_s: 380.0,
+        peak_rss_kib: vec![30 * 1024, 31 * 1024],
+        database_alone: None,
+        database_alone_notify: None,
+    }
+}
+
 /// SQLite ×1 peaks at 1000 journeys/s (window 4) with p99 2.5 ms at half peak; PostgreSQL ×1 at
 /// 400 with 4 ms; PostgreSQL ×2 at 600 with 12 ms, over the 10 ms target.
 pub(super) fn results() -> Results {
     let sqlite = Setup {
         backend: Backend::Sqlite,
         instances: 1,
+        nats: false,
         runs: vec![
             run("closed", 1, None, 500.0, 3.0),
             run("closed", 4, None, 1000.0, 3.5),
@@ -119,6 +141,7 @@ pub(super) fn results() -> Results {
     let postgres = Setup {
         backend: Backend::Postgres,
         instances: 1,
+        nats: false,
         runs: vec![
             JourneyRun { cpu: postgres_cpu, ..run("closed", 4, None, 400.0, 5.0) },
             run("half-peak", 64, Some(200.0), 200.0, 4.0),
@@ -131,6 +154,7 @@ pub(super) fn results() -> Results {
     let two = Setup {
         backend: Backend::Postgres,
         instances: 2,
+        nats: false,
         runs: vec![
             JourneyRun { cpu: postgres_cpu, ..run("closed", 4, None, 600.0, 13.0) },
             run("half-peak", 64, Some(300.0), 300.0, 12.0),

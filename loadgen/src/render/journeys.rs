@@ -41,7 +41,7 @@ pub(super) fn section(out: &mut String, results: &Results) {
                 out,
                 "| {} | {} | {mode} | {} | {:.0} | {} | {} | {errors} | {} | {waits} |",
                 setup.backend.name(),
-                setup.instances,
+                instances(setup),
                 r.sent,
                 r.journeys_per_s,
                 percentiles(r.delivery.as_ref()),
@@ -54,12 +54,21 @@ pub(super) fn section(out: &mut String, results: &Results) {
     let _ = writeln!(out, "\nServer peak RSS per setup (VmHWM):\n");
     for setup in &results.setups {
         let rss: Vec<String> = setup.peak_rss_kib.iter().map(|k| format!("{:.1} MiB", *k as f64 / 1024.0)).collect();
-        let _ = writeln!(out, "- {} ×{}: {}", setup.backend.name(), setup.instances, rss.join(", "));
+        let _ = writeln!(out, "- {}: {}", setup.name(), rss.join(", "));
     }
     if let (Some(one), Some(two)) = (results.setup(Backend::Postgres, 1), results.setup(Backend::Postgres, 2)) {
         notify_cost(out, one, two);
     }
     out.push('\n');
+}
+
+/// The instances cell: their number, and the bus when it is NATS.
+fn instances(setup: &Setup) -> String {
+    if setup.nats {
+        format!("{}, NATS", setup.instances)
+    } else {
+        setup.instances.to_string()
+    }
 }
 
 /// Where the open-loop runs' delivery time went, for every message and for the slowest percent.
@@ -89,7 +98,7 @@ fn stages(out: &mut String, results: &Results) {
                 out,
                 "| {} | {} | {which}: {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 setup.backend.name(),
-                setup.instances,
+                instances(setup),
                 m.samples,
                 m.queued_ms,
                 m.to_ack_ms,

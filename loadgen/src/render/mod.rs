@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use crate::bench::Results;
 
 mod browser;
+mod capacity;
 mod ceiling;
 mod crypto;
 mod files;
@@ -48,6 +49,7 @@ pub fn markdown(results: &Results, browser: &Browser, history: &str) -> String {
     targets::section(&mut out, results, browser);
     journeys::section(&mut out, results);
     processor::section(&mut out, results);
+    capacity::section(&mut out, results);
     ceiling::section(&mut out, results);
     idle::section(&mut out, results);
     files::section(&mut out, results, browser);
@@ -87,6 +89,7 @@ mod tests {
                 "## Targets",
                 "## Message journey",
                 "## Processor time",
+                "## Instances that add capacity",
                 "## Database ceiling (insert+delete pairs)",
                 "## Idle connections",
                 "## Files",

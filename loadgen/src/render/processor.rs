@@ -17,19 +17,19 @@ pub(super) fn section(out: &mut String, results: &Results) {
          processor time (user + system, from `/proc`). *Busy* is the share of the machine's {cores:.0} cores the run \
          used; *allows* is the rate the cores allow at that cost, and without the load generator's share (as if \
          the clients ran elsewhere).\n\n\
-         | Run | Server | PostgreSQL | Load generator | Total | Busy | Allows | Without the load generator |\n\
-         |---|---|---|---|---|---|---|---|"
+         | Run | Server | PostgreSQL | NATS | Load generator | Total | Busy | Allows | Without the load generator |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
     let row = |out: &mut String, name: String, cpu: &CpuTime, units: u64, seconds: f64, unit: &str| {
-        if let Some((server, postgres, loadgen, total)) = cpu.per(units) {
+        if let (Some((server, postgres, loadgen, total)), Some(nats)) = (cpu.per(units), cpu.nats_per(units)) {
             let busy = cpu.total_s() / (seconds * cores);
             let _ = writeln!(
                 out,
-                "| {name} | {server:.3} | {postgres:.3} | {loadgen:.3} | {total:.3} | {:.0} % | {:.0} {unit}/s | {} |",
+                "| {name} | {server:.3} | {postgres:.3} | {nats:.3} | {loadgen:.3} | {total:.3} | {:.0} % | {:.0} {unit}/s | {} |",
                 busy * 100.0,
                 cores * 1000.0 / total,
-                if server + postgres > 0.0 {
-                    format!("{:.0} {unit}/s", cores * 1000.0 / (server + postgres))
+                if server + postgres + nats > 0.0 {
+                    format!("{:.0} {unit}/s", cores * 1000.0 / (server + postgres + nats))
                 } else {
                     "–".into()
                 },
@@ -43,7 +43,7 @@ pub(super) fn section(out: &mut String, results: &Results) {
             .filter(|r| r.mode == "closed")
             .max_by(|a, b| a.report.journeys_per_s.total_cmp(&b.report.journeys_per_s));
         if let Some(run) = peak {
-            let name = format!("{} ×{}, window {}", setup.backend.name(), setup.instances, run.report.window);
+            let name = format!("{}, window {}", setup.name(), run.report.window);
             let seconds = run.report.completed as f64 / run.report.journeys_per_s.max(f64::MIN_POSITIVE);
             row(out, name, &run.cpu, run.report.completed, seconds, "journeys");
         }
@@ -76,17 +76,28 @@ mod tests {
         assert_eq!(
             table(
                 &out,
-                "| Run | Server | PostgreSQL | Load generator | Total | Busy | Allows | Without the load generator |"
+                "| Run | Server | PostgreSQL | NATS | Load generator | Total | Busy | Allows | Without the load generator |"
             )[1..],
             [
-                "|---|---|---|---|---|---|---|---|",
-                "| SQLite ×1, window 4 | 0.500 | 0.000 | 0.500 | 1.000 | 50 % | 2000 journeys/s | 4000 journeys/s |",
-                "| PostgreSQL ×1, window 4 | 1.000 | 1.000 | 0.500 | 2.500 | 50 % | 800 journeys/s | 1000 journeys/s |",
-                "| PostgreSQL ×2, window 4 | 1.000 | 1.000 | 0.500 | 2.500 | 75 % | 800 journeys/s | 1000 journeys/s |",
+                "|---|---|---|---|---|---|---|---|---|",
+                "| SQLite ×1, window 4 | 0.500 | 0.000 | 0.000 | 0.500 | 1.000 | 50 % | 2000 journeys/s | 4000 journeys/s |",
+                "| PostgreSQL ×1, window 4 | 1.000 | 1.000 | 0.000 | 0.500 | 2.500 | 50 % | 800 journeys/s | 1000 journeys/s |",
+                "| PostgreSQL ×2, window 4 | 1.000 | 1.000 | 0.000 | 0.500 | 2.500 | 75 % | 800 journeys/s | 1000 journeys/s |",
                 // SQLite's ceiling runs inside the load generator: nothing is left without it.
-                "| SQLite ceiling, 4 connections | 0.000 | 0.000 | 0.500 | 0.500 | 50 % | 4000 pairs/s | – |",
-                "| PostgreSQL ceiling, 4 connections | 0.000 | 0.500 | 0.300 | 0.800 | 40 % | 2500 pairs/s | 4000 pairs/s |",
+                "| SQLite ceiling, 4 connections | 0.000 | 0.000 | 0.000 | 0.500 | 0.500 | 50 % | 4000 pairs/s | – |",
+                "| PostgreSQL ceiling, 4 connections | 0.000 | 0.500 | 0.000 | 0.300 | 0.800 | 40 % | 2500 pairs/s | 4000 pairs/s |",
             ]
+        );
+        // NATS's time counts in the total and in what is left without the load generator.
+        let mut with_nats = results();
+        with_nats.setups.push(crate::render::fixture::nats_two());
+        let mut out = String::new();
+        section(&mut out, &with_nats);
+        assert!(
+            out.contains(
+                "| PostgreSQL ×2, NATS, window 4 | 1.200 | 1.050 | 0.100 | 0.500 | 2.850 | 54 % | 702 journeys/s | 851 journeys/s |"
+            ),
+            "{out}"
         );
     }
 }

@@ -188,7 +188,7 @@ impl RoomModel {
             // Every chunk is stored: the card goes as a message (kept until `sent`, and sent
             // again after a reconnect: a resend of a stored card is idempotent).
             let upload = self.upload.take().expect("invariant: matched above");
-            let card = Unacked { id, sealed: upload.card, ttl: upload.ttl };
+            let card = Unacked::new(id, upload.card, upload.ttl);
             out.push(Effect::Send(card.frame()));
             self.unacked.push(card);
             return;

@@ -51,7 +51,11 @@ impl RoomModel {
         for (id, chunks) in waiting {
             self.arrived(id, chunks, true, out);
         }
-        out.extend(self.unacked.iter().map(|unacked| Effect::Send(unacked.frame())));
+        // A new connection: every copy sent on the old one is answered or gone with it.
+        for unacked in &mut self.unacked {
+            unacked.refused = false;
+            out.push(Effect::Send(unacked.frame()));
+        }
         self.rejoined_upload(out);
         if let Some(at) = self.typed_before_joining.take() {
             self.last_typing_sent = Some(at);
@@ -190,9 +194,13 @@ impl RoomModel {
         }
     }
 
-    /// Sends again what the relay has not confirmed: sends, fetches and views.
+    /// Sends again what the relay refused in passing (sends), and what it has not confirmed
+    /// (fetches and views, which are idempotent).
     pub(super) fn resend_unconfirmed(&mut self, out: &mut Vec<Effect>) {
-        out.extend(self.unacked.iter().map(|unacked| Effect::Send(unacked.frame())));
+        for unacked in self.unacked.iter_mut().filter(|unacked| unacked.refused) {
+            unacked.refused = false;
+            out.push(Effect::Send(unacked.frame()));
+        }
         for card in self.cards.iter().filter(|card| card.state == CardState::Opening) {
             out.push(Effect::Send(ClientFrame::Fetch { message_id: card.id.to_hex() }));
         }

@@ -34,6 +34,14 @@ impl RoomModel {
             // soon, the card it names included (it still says "sending" or "decrypting").
             ErrorCode::Internal | ErrorCode::RateLimited => {
                 self.notice = Some(message.to_owned());
+                // The send it names is sent again by the retry (a relay answers a refused send
+                // with its id; a refusal that names none is not about a send).
+                if let Some(id) = message_id.and_then(MessageId::parse) {
+                    self.unacked
+                        .iter_mut()
+                        .filter(|unacked| unacked.id == id)
+                        .for_each(|unacked| unacked.refused = true);
+                }
                 if !self.retry_scheduled {
                     self.retry_scheduled = true;
                     out.push(Effect::Schedule { timer: Timer::Retry, after: RETRY_AFTER });

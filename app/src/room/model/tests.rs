@@ -539,9 +539,18 @@ fn every_error_code_is_reported_and_handled() {
                 assert!(model.on_frame(error(code)).iter().all(|e| !matches!(e, Effect::Schedule { .. })), "one retry");
                 let retried = frames(&model.on_timer(Timer::Retry));
                 assert!(retried.contains(&fetch(theirs)), "{code:?}: the fetch is tried again");
-                assert!(retried
-                    .iter()
-                    .any(|f| matches!(f, ClientFrame::Send { message_id, .. } if *message_id == mine.to_hex())));
+                let resent = |frames: &[ClientFrame]| {
+                    frames
+                        .iter()
+                        .any(|f| matches!(f, ClientFrame::Send { message_id, .. } if *message_id == mine.to_hex()))
+                };
+                assert!(!resent(&retried), "{code:?}: a refusal that names no send resends none");
+                model.on_frame(ServerFrame::Error {
+                    code,
+                    message: code.describe().into(),
+                    message_id: Some(mine.to_hex()),
+                });
+                assert!(resent(&frames(&model.on_timer(Timer::Retry))), "{code:?}: the refused send is sent again");
             }
             _ => {
                 assert_eq!(model.notice(), Some(code.describe()), "{code:?}");
@@ -575,6 +584,43 @@ fn a_retry_sends_again_only_what_is_unconfirmed_and_only_when_joined() {
     send(&mut model, "unacked");
     model.on_closed();
     assert!(model.on_timer(Timer::Retry).is_empty(), "the rejoin resends instead");
+}
+
+/// A retry after one send's passing refusal sends that one again, not the others still
+/// unanswered: a second copy in flight could reach the relay after the first was stored, read
+/// and burned, and be stored again (seen in `faults run` under a PostgreSQL restart).
+#[test]
+fn a_retry_resends_only_the_refused_send_not_those_still_in_flight() {
+    let mut model = joined(2);
+    let (refused, _) = send(&mut model, "refused");
+    let (in_flight, _) = send(&mut model, "in flight");
+    model.on_frame(ServerFrame::Error {
+        code: ErrorCode::Internal,
+        message: "internal".into(),
+        message_id: Some(refused.to_hex()),
+    });
+    let sends: Vec<String> = frames(&model.on_timer(Timer::Retry))
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Send { message_id, .. } => Some(message_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sends, vec![refused.to_hex()]);
+    assert!(frames(&model.on_timer(Timer::Retry)).is_empty(), "sent again once, then in flight again");
+    // A new connection sends both again: the old one's copies went with it.
+    model.on_closed();
+    model.on_connected();
+    let rejoined = frames(&model.on_frame(ServerFrame::Joined {
+        participants: 2,
+        pending: vec![],
+        limits: Default::default(),
+        files: Default::default(),
+    }));
+    let resent = |id: MessageId| {
+        rejoined.iter().any(|f| matches!(f, ClientFrame::Send { message_id, .. } if *message_id == id.to_hex()))
+    };
+    assert!(resent(refused) && resent(in_flight));
 }
 
 #[test]

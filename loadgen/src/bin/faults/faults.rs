@@ -8,31 +8,40 @@
 //! - `kill -9` of a server instance, restarted at once;
 //! - a restart of PostgreSQL (a cluster of this run's own: initdb into a temp dir, its own port,
 //!   so that restarting it disturbs nothing else on the machine);
-//! - the LISTEN connection of every instance cut (`pg_terminate_backend`).
+//! - the LISTEN connection of every instance cut (`pg_terminate_backend`);
+//! - with the NATS bus (`BUS_URL`): a restart of a nats-server of this run's own, and the relays'
+//!   NATS connections cut through a TCP proxy of this run's own.
 //!
 //! SQLite gets the `kill -9`s; PostgreSQL, with two instances and each room's sender and
-//! receiver on different ones, gets all three. Afterwards every message must have been delivered
-//! to its receiver and burned, none opened again after its burn was confirmed, none lost, and
-//! the store must be empty. The cluster's data directory (WAL included) and every server's output
-//! are then searched for the plaintexts' marker.
+//! receiver on different ones, gets the first three over LISTEN/NOTIFY, and `kill -9`, the NATS
+//! restart and the cuts over NATS. Then, on each bus, the receivers hop: each drops its
+//! connection every 1 to 4 s and comes back on the other instance while messages keep coming,
+//! and no connection may miss the notice of a message sent while it was there (the rejoin gap).
+//! Afterwards every message must have been delivered to its receiver and burned, none opened
+//! again after its burn was confirmed, none lost, and the store must be empty. The cluster's
+//! data directory (WAL included) and every server's output are then searched for the
+//! plaintexts' marker.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use app::crypto::RoomKeys;
-use loadgen::target::{self, Backend, Database, Server, ServerSpec};
+use loadgen::target::{self, Backend, Database, NatsServer, Server, ServerSpec};
 
 use crate::cluster::Cluster;
 use crate::error::FaultError;
+use crate::nats::Proxy;
 use crate::report::FaultReport;
-use crate::rooms::{set_url, Load, Urls, PLAINTEXT_MARKER};
+use crate::rooms::{set_url, Hops, Load, Urls, PLAINTEXT_MARKER};
 
 #[derive(Debug, Clone)]
 pub struct FaultOptions {
     pub server_bin: PathBuf,
     /// Where `initdb` and `pg_ctl` are; found under /usr/lib/postgresql if not given.
     pub postgres_bin: Option<PathBuf>,
+    /// The nats-server to run (Debian's, from `make setup`).
+    pub nats_server_bin: PathBuf,
     pub rooms: usize,
     /// Each room's sender sends one message this often while the faults go on.
     pub interval: Duration,
@@ -44,16 +53,53 @@ pub struct FaultOptions {
     pub drain: Duration,
 }
 
-/// Runs the faults on SQLite (`kill -9` only) and on PostgreSQL (all three).
+/// Runs the faults on SQLite (`kill -9` only), on PostgreSQL over LISTEN/NOTIFY and over NATS,
+/// and the hopping receivers on both buses.
 pub async fn run(options: &FaultOptions) -> Result<Vec<FaultReport>, FaultError> {
     let rooms = loadgen::journey::derive_rooms(options.rooms).await;
     let sqlite = run_sqlite(options, &rooms).await?;
     let cluster = Cluster::start(options.postgres_bin.as_deref())?;
-    let postgres = run_postgres(options, &rooms, &cluster).await;
-    let mut postgres = postgres?;
-    postgres.plaintext_found_in.extend(search_for_plaintext(cluster.data_dir(), "the PostgreSQL data directory"));
+    let mut reports = vec![sqlite];
+    reports.extend(run_postgres(options, &rooms, &cluster).await?);
+    reports.extend(run_nats(options, &rooms, &cluster).await?);
+    let found = search_for_plaintext(cluster.data_dir(), "the PostgreSQL data directory");
+    if let Some(last) = reports.last_mut() {
+        last.plaintext_found_in.extend(found);
+    }
     drop(cluster);
-    Ok(vec![sqlite, postgres])
+    Ok(reports)
+}
+
+/// How the receivers hop, and for how long.
+fn hops(options: &FaultOptions) -> (Hops, Duration) {
+    (Hops { every: (Duration::from_secs(1), Duration::from_secs(4)) }, options.settle * 4)
+}
+
+/// The hopping receivers on `urls`' instances: messages keep coming while each room's receiver
+/// moves between them.
+async fn hop_between(
+    options: &FaultOptions,
+    rooms: &[RoomKeys],
+    urls: &Urls,
+    backend: &str,
+    db: &Database,
+) -> Result<FaultReport, FaultError> {
+    let (hops, spell) = hops(options);
+    let mut report = FaultReport {
+        backend: format!("{backend}, hopping receivers"),
+        instances: 2,
+        rooms: rooms.len(),
+        ..Default::default()
+    };
+    let load = Load::start(rooms, urls, options.interval, options.drain, 2, Some(hops));
+    tokio::time::sleep(spell).await;
+    load.finish(&mut report).await;
+    report.rows_left = db.message_rows().await?;
+    report.recipient_rows_left = db.recipient_rows().await?;
+    if report.hops == 0 {
+        report.not_happened.push("no receiver hopped".into());
+    }
+    Ok(report)
 }
 
 async fn run_sqlite(options: &FaultOptions, rooms: &[RoomKeys]) -> Result<FaultReport, FaultError> {
@@ -65,7 +111,7 @@ async fn run_sqlite(options: &FaultOptions, rooms: &[RoomKeys]) -> Result<FaultR
     let urls: Urls = Arc::new(RwLock::new(vec![server.ws_url()]));
     let mut report = FaultReport { backend: "sqlite".into(), instances: 1, rooms: rooms.len(), ..Default::default() };
 
-    let load = Load::start(rooms, &urls, options.interval, options.drain, 1);
+    let load = Load::start(rooms, &urls, options.interval, options.drain, 1, None);
     tokio::time::sleep(options.settle).await;
     for _ in 0..options.cycles {
         server.kill();
@@ -87,7 +133,7 @@ async fn run_postgres(
     options: &FaultOptions,
     rooms: &[RoomKeys],
     cluster: &Cluster,
-) -> Result<FaultReport, FaultError> {
+) -> Result<Vec<FaultReport>, FaultError> {
     let db = Database::new(Backend::Postgres, &cluster.admin_url())?;
     let spec = ServerSpec::for_load(options.server_bin.clone());
     let key = target::random_key();
@@ -96,7 +142,7 @@ async fn run_postgres(
     let mut report = FaultReport { backend: "postgres".into(), instances: 2, rooms: rooms.len(), ..Default::default() };
     let mut generation = servers.len();
 
-    let load = Load::start(rooms, &urls, options.interval, options.drain, 2);
+    let load = Load::start(rooms, &urls, options.interval, options.drain, 2, None);
     tokio::time::sleep(options.settle).await;
     for cycle in 0..options.cycles {
         let victim = cycle % servers.len();
@@ -117,6 +163,7 @@ async fn run_postgres(
     load.finish(&mut report).await;
     report.rows_left = db.message_rows().await?;
     report.recipient_rows_left = db.recipient_rows().await?;
+    let hopping = hop_between(options, rooms, &urls, "postgres", &db).await?;
     for server in &servers {
         if server.output_text().contains(PLAINTEXT_MARKER) {
             report.plaintext_found_in.push(format!("{}", server.output.display()));
@@ -124,7 +171,62 @@ async fn run_postgres(
     }
     drop(servers);
     db.drop_database().await?;
-    Ok(report)
+    Ok(vec![report, hopping])
+}
+
+/// Two instances over PostgreSQL with their events on NATS, through a proxy of this run's own
+/// to a nats-server of its own: `kill -9` of an instance, a restart of the nats-server, and the
+/// relays' NATS connections cut, each under load; then the hopping receivers.
+async fn run_nats(
+    options: &FaultOptions,
+    rooms: &[RoomKeys],
+    cluster: &Cluster,
+) -> Result<Vec<FaultReport>, FaultError> {
+    let db = Database::new(Backend::Postgres, &cluster.admin_url())?;
+    let mut nats = NatsServer::start(&options.nats_server_bin)?;
+    let proxy = Proxy::start(nats.port()).await?;
+    let mut spec = ServerSpec::for_load(options.server_bin.clone());
+    spec.env.push(("BUS_URL".into(), format!("nats://127.0.0.1:{}", proxy.port)));
+    let key = target::random_key();
+    let mut servers = vec![Server::start(&spec, &db, &key, 0).await?, Server::start(&spec, &db, &key, 1).await?];
+    let urls: Urls = Arc::new(RwLock::new(servers.iter().map(Server::ws_url).collect()));
+    let mut report =
+        FaultReport { backend: "postgres + nats".into(), instances: 2, rooms: rooms.len(), ..Default::default() };
+    let mut generation = servers.len();
+
+    let load = Load::start(rooms, &urls, options.interval, options.drain, 2, None);
+    tokio::time::sleep(options.settle).await;
+    for cycle in 0..options.cycles {
+        let victim = cycle % servers.len();
+        servers[victim].kill();
+        report.server_kills += 1;
+        servers[victim] = Server::start(&spec, &db, &key, generation).await?;
+        generation += 1;
+        set_url(&urls, victim, servers[victim].ws_url());
+        tokio::time::sleep(options.settle).await;
+
+        nats.restart()?;
+        report.nats_restarts += 1;
+        tokio::time::sleep(options.settle).await;
+
+        report.bus_cuts += proxy.cut();
+        tokio::time::sleep(options.settle).await;
+    }
+    load.finish(&mut report).await;
+    report.rows_left = db.message_rows().await?;
+    report.recipient_rows_left = db.recipient_rows().await?;
+    if report.bus_cuts == 0 {
+        report.not_happened.push("no NATS connection was found to cut".into());
+    }
+    let hopping = hop_between(options, rooms, &urls, "postgres + nats", &db).await?;
+    for server in &servers {
+        if server.output_text().contains(PLAINTEXT_MARKER) {
+            report.plaintext_found_in.push(format!("{}", server.output.display()));
+        }
+    }
+    drop(servers);
+    db.drop_database().await?;
+    Ok(vec![report, hopping])
 }
 
 /// Every file under `dir` (recursively) that holds the plaintext marker, named for `what`.

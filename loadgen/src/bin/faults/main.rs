@@ -20,6 +20,7 @@ mod cluster;
 mod error;
 mod faults;
 mod hostile;
+mod nats;
 mod report;
 mod rooms;
 mod soak;
@@ -36,13 +37,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Journeys while the system is hurt: kill -9 of servers, PostgreSQL restarts (a cluster of
-    /// its own) and cut LISTEN connections; then an account of every message.
+    /// its own), cut LISTEN connections, NATS restarts and cut NATS connections (a nats-server
+    /// and a proxy of its own), and receivers hopping between instances on both buses; then an
+    /// account of every message.
     Run {
         #[arg(long, env = "SERVER_BIN", default_value = "target/release/server")]
         server_bin: PathBuf,
         /// Where PostgreSQL's initdb and pg_ctl are (default: the newest /usr/lib/postgresql/*/bin).
         #[arg(long)]
         postgres_bin: Option<PathBuf>,
+        /// The nats-server the NATS bus's faults run (Debian's, which `make setup` installs).
+        #[arg(long, env = "NATS_SERVER_BIN", default_value = "nats-server")]
+        nats_server_bin: PathBuf,
         /// The size that fits in `make test`: fewer rooms, each fault once.
         #[arg(long)]
         smoke: bool,
@@ -91,11 +97,12 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { server_bin, postgres_bin, smoke, out } => {
+        Command::Run { server_bin, postgres_bin, nats_server_bin, smoke, out } => {
             let (rooms, cycles, settle) = if smoke { (6, 1, 1.5) } else { (24, 4, 3.0) };
             let options = FaultOptions {
                 server_bin,
                 postgres_bin,
+                nats_server_bin,
                 rooms,
                 interval: Duration::from_millis(100),
                 cycles,

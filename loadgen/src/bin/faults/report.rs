@@ -14,6 +14,18 @@ pub struct FaultReport {
     pub server_kills: usize,
     pub postgres_restarts: usize,
     pub listen_cuts: usize,
+    /// Restarts of the run's own nats-server (the NATS bus).
+    pub nats_restarts: usize,
+    /// The relays' NATS connections cut through the run's proxy (counted per connection).
+    pub bus_cuts: usize,
+    /// Times a receiver dropped its connection and came back on the next instance.
+    pub hops: usize,
+    /// Messages a receiver's connection should have heard of (joined, and the message
+    /// acknowledged, for 2 s before that connection was dropped) and did not: it learnt of them
+    /// on a later one. Must be 0.
+    pub missed_notices: usize,
+    /// Faults the run meant to cause and could not (each a problem: the run proved nothing of it).
+    pub not_happened: Vec<String>,
     /// Distinct messages the senders sent.
     pub sent: usize,
     /// Of those, how many the server acknowledged (`sent`).
@@ -72,6 +84,15 @@ impl FaultReport {
         if self.instances > 1 && self.listen_cuts < self.postgres_restarts {
             problems.push(format!("{name}: no LISTEN connection was found to cut: that fault did not happen"));
         }
+        for fault in &self.not_happened {
+            problems.push(format!("{name}: {fault}: that fault did not happen"));
+        }
+        if self.missed_notices > 0 {
+            problems.push(format!(
+                "{name}: {} message notices were missed by receivers moving between instances",
+                self.missed_notices
+            ));
+        }
         for place in &self.plaintext_found_in {
             problems.push(format!("{name}: a plaintext was found in {place}"));
         }
@@ -99,6 +120,8 @@ mod tests {
             FaultReport { duplicates: 1, ..clean.clone() },
             FaultReport { rows_left: 1, ..clean.clone() },
             FaultReport { recipient_rows_left: 1, ..clean.clone() },
+            FaultReport { missed_notices: 1, ..clean.clone() },
+            FaultReport { not_happened: vec!["no cut".into()], ..clean.clone() },
             FaultReport { plaintext_found_in: vec!["a file".into()], ..clean.clone() },
             FaultReport { sent: 0, acknowledged: 0, delivered: 0, burned: 0, ..clean.clone() },
         ] {

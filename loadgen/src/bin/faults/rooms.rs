@@ -2,6 +2,7 @@
 //! them (the room model, driven by [`Page`]), and an account of what became of each message.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,18 @@ pub(crate) fn set_url(urls: &Urls, instance: usize, url: String) {
     urls.write().unwrap_or_else(std::sync::PoisonError::into_inner)[instance] = url;
 }
 
+/// How long a receiver's connection must have been joined after a message was acknowledged
+/// for that connection to be expected to hear of it: a notice takes milliseconds; this is the
+/// margin for a loaded machine.
+const HEARD_WITHIN: Duration = Duration::from_secs(2);
+
+/// Receivers that hop: each drops its connection after a random time in this range (as a
+/// network loss would) and reconnects to the next instance, while messages keep coming.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hops {
+    pub every: (Duration, Duration),
+}
+
 /// The rooms' tasks, sending until told to stop.
 pub(crate) struct Load {
     /// Set when sending stops: from then on each room has the drain time to finish.
@@ -44,6 +57,7 @@ impl Load {
         interval: Duration,
         drain: Duration,
         instances: usize,
+        hops: Option<Hops>,
     ) -> Self {
         let stopped_at = Arc::new(OnceLock::new());
         let mut tasks = JoinSet::new();
@@ -57,6 +71,8 @@ impl Load {
                 interval,
                 drain,
                 stopped_at: stopped_at.clone(),
+                instances,
+                hops,
             };
             tasks.spawn(room.run());
         }
@@ -84,6 +100,8 @@ struct RoomOutcome {
     refetched: usize,
     open_failures: usize,
     reconnects: usize,
+    hops: usize,
+    missed_notices: usize,
     errors: BTreeMap<String, usize>,
 }
 
@@ -99,6 +117,8 @@ impl RoomOutcome {
         report.refetched += self.refetched;
         report.open_failures += self.open_failures;
         report.reconnects += self.reconnects;
+        report.hops += self.hops;
+        report.missed_notices += self.missed_notices;
         for (code, n) in &self.errors {
             *report.errors.entry(code.clone()).or_default() += n;
         }
@@ -116,6 +136,8 @@ struct RoomRun {
     interval: Duration,
     drain: Duration,
     stopped_at: Arc<OnceLock<Instant>>,
+    instances: usize,
+    hops: Option<Hops>,
 }
 
 /// What the harness saw of one message, from both pages.
@@ -128,6 +150,30 @@ struct Account {
     /// When the receiver's burn was first confirmed: `deleted` after its `viewed`, or its
     /// absence from the next `joined`'s pending list.
     burned: Option<Instant>,
+    /// Which of the receiver's connections (counted by its joins) it first arrived on.
+    arrived_on: Option<usize>,
+}
+
+/// The receiver's connections, one per join: when each joined, and when the harness dropped it
+/// (`None`: it is still open, or something else ended it, at a time the harness does not know).
+#[derive(Default)]
+struct Connections {
+    joined: Vec<Instant>,
+    dropped: Vec<Option<Instant>>,
+}
+
+impl Connections {
+    /// Whether `m`, which arrived on a later connection, should have been heard on one before:
+    /// a connection the harness dropped that had been joined, and the message acknowledged, for
+    /// [`HEARD_WITHIN`] by then. (A connection ended by a fault is never counted: when it ended
+    /// is not known.)
+    fn missed(&self, m: &Account) -> bool {
+        let (Some(arrived_on), Some(acknowledged)) = (m.arrived_on, m.acknowledged) else { return false };
+        (0..arrived_on).any(|c| match self.dropped.get(c).copied().flatten() {
+            Some(dropped) => dropped.saturating_duration_since(self.joined[c].max(acknowledged)) > HEARD_WITHIN,
+            None => false,
+        })
+    }
 }
 
 impl RoomRun {
@@ -137,7 +183,20 @@ impl RoomRun {
             Box::new(move || url_of(&urls, instance))
         };
         let mut sender = Page::open_with(self.keys.clone(), relay(self.sender_instance));
-        let mut receiver = Page::open_with(self.keys.clone(), relay(self.receiver_instance));
+        // A hopping receiver goes to the next instance at every connection.
+        let mut receiver = match self.hops {
+            None => Page::open_with(self.keys.clone(), relay(self.receiver_instance)),
+            Some(_) => {
+                let (urls, first, instances) = (self.urls.clone(), self.receiver_instance, self.instances);
+                let attempts = AtomicUsize::new(0);
+                Page::open_with(
+                    self.keys.clone(),
+                    Box::new(move || url_of(&urls, first + attempts.fetch_add(1, Ordering::Relaxed) % instances)),
+                )
+            }
+        };
+        let mut connections = Connections::default();
+        let mut hop_at = self.next_hop();
         let mut messages: HashMap<MessageId, Account> = HashMap::new();
         let mut outcome = RoomOutcome::default();
         let mut joins: usize = 0;
@@ -163,7 +222,12 @@ impl RoomRun {
                 },
                 event = receiver.next_event() => match event {
                     // The person opens every message as it arrives.
-                    Some(RoomEvent::Arrived(id)) => receiver.open_card(id),
+                    Some(RoomEvent::Arrived(id)) => {
+                        if let Some(m) = messages.get_mut(&id) {
+                            m.arrived_on.get_or_insert(connections.joined.len().saturating_sub(1));
+                        }
+                        receiver.open_card(id);
+                    }
                     Some(RoomEvent::Opened(id)) => match messages.get_mut(&id) {
                         Some(m) => m.opened = true,
                         None => outcome.open_failures += 1,
@@ -186,10 +250,23 @@ impl RoomRun {
                     Some(RoomEvent::Refused(code)) if code != ErrorCode::UnknownMessage => {
                         *outcome.errors.entry(format!("receiver: {code:?}")).or_default() += 1;
                     }
-                    Some(RoomEvent::Joined) => joins += 1,
+                    Some(RoomEvent::Joined) => {
+                        joins += 1;
+                        connections.joined.push(Instant::now());
+                        connections.dropped.push(None);
+                    }
                     Some(_) => {}
                     None => break,
                 },
+                () = sleep_until(hop_at), if stopped.is_none() && hop_at.is_some() => {
+                    // Only a joined connection is dropped, so each drop ends a known one.
+                    if connections.dropped.last() == Some(&None) {
+                        *connections.dropped.last_mut().expect("one per join") = Some(Instant::now());
+                        receiver.drop_connection();
+                        outcome.hops += 1;
+                    }
+                    hop_at = self.next_hop();
+                }
                 _ = tick.tick(), if stopped.is_none() => {
                     let text = format!(
                         "{PLAINTEXT_MARKER} room {} message {} {}",
@@ -209,6 +286,7 @@ impl RoomRun {
         // Each page's first join is not a reconnect.
         outcome.reconnects = joins.saturating_sub(2);
         RoomOutcome {
+            missed_notices: messages.values().filter(|m| connections.missed(m)).count(),
             sent: messages.len(),
             acknowledged: messages.values().filter(|m| m.acknowledged.is_some()).count(),
             delivered: messages.values().filter(|m| m.opened).count(),
@@ -216,5 +294,48 @@ impl RoomRun {
             lost: messages.values().filter(|m| !m.opened).count(),
             ..outcome
         }
+    }
+}
+
+impl RoomRun {
+    /// When the receiver next drops its connection, if it hops.
+    fn next_hop(&self) -> Option<Instant> {
+        let Hops { every: (least, most) } = self.hops?;
+        let spread = most.saturating_sub(least).as_millis() as u64;
+        let jitter = u64::from_le_bytes(app::crypto::random_bytes::<8>()) % spread.max(1);
+        Some(Instant::now() + least + Duration::from_millis(jitter))
+    }
+}
+
+/// Sleeps until `at`; never, without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_missed_only_by_a_connection_that_was_joined_long_enough_after_it() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let connections = Connections {
+            joined: vec![at(0), at(10_000), at(20_000)],
+            dropped: vec![Some(at(9_000)), None, Some(at(25_000))],
+        };
+        let message = |acknowledged: u64, arrived_on: usize| Account {
+            acknowledged: Some(at(acknowledged)),
+            arrived_on: Some(arrived_on),
+            ..Default::default()
+        };
+        assert!(!connections.missed(&message(1_000, 0)), "heard on the connection it was sent to");
+        assert!(connections.missed(&message(1_000, 2)), "connection 0 stayed 8 s and never heard it");
+        assert!(!connections.missed(&message(8_000, 2)), "connection 0 dropped within a second of it");
+        assert!(!connections.missed(&message(12_000, 2)), "connection 1 ended by a fault: not counted");
+        assert!(!connections.missed(&Account::default()), "never acknowledged or never arrived");
     }
 }

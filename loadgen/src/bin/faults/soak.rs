@@ -97,7 +97,7 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, FaultError> {
     let mut messages =
         FaultReport { backend: options.backend.name().into(), instances: 1, rooms: rooms.len(), ..Default::default() };
     let started = Instant::now();
-    let load = Load::start(&rooms, &urls, options.interval, Duration::from_secs(60), 1);
+    let load = Load::start(&rooms, &urls, options.interval, Duration::from_secs(60), 1, None);
     let mut samples = Vec::new();
     while started.elapsed() < options.duration {
         samples.push(SoakSample {

@@ -1,0 +1,176 @@
+//! The "Instances that add capacity" section: one, two and three instances over one PostgreSQL
+//! with each bus, the bus events each instance receives, and a capacity model built from the
+//! measured per-journey costs.
+
+use std::fmt::Write as _;
+
+use crate::bench::{JourneyRun, Results, Setup};
+use crate::target::Backend;
+
+/// Relay machines the model is worked out for.
+const MODEL_RELAYS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+/// NATS nodes in the model's cluster.
+const NATS_NODES: f64 = 3.0;
+/// Nodes of that cluster each event passes through at most: the publisher's, and the one a
+/// subscriber of its room is connected to.
+const NATS_HOPS: f64 = 2.0;
+
+/// Per-journey processor time of one run, in ms: (relay, PostgreSQL, NATS).
+fn costs(run: &JourneyRun) -> Option<(f64, f64, f64)> {
+    let (server, postgres, _, _) = run.cpu.per(run.report.completed)?;
+    Some((server, postgres, run.cpu.nats_per(run.report.completed)?))
+}
+
+pub(super) fn section(out: &mut String, results: &Results) {
+    let Some(one) = results.setup(Backend::Postgres, 1) else { return };
+    let several: Vec<&Setup> =
+        results.setups.iter().filter(|s| s.backend == Backend::Postgres && s.instances > 1).collect();
+    if several.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Instances that add capacity\n\n\
+         Instances over one PostgreSQL on this one machine, each room's sender and receiver on different instances \
+         (with three, each instance holds the senders of a third of the rooms and the receivers of another third), \
+         with each bus. *PostgreSQL per journey*: its processor time at the setup's peak, against one instance's. \
+         *Bus events received*: per instance and journey at the peak, from each instance's \
+         `ephemeral_chat_bus_received_total` (over LISTEN/NOTIFY every instance hears every notice, its own \
+         included; over NATS only its rooms' events, and never its own).\n\n\
+         | Setup | Peak journeys/s | × one instance | p99 send → plaintext at half peak | PostgreSQL per journey | × one instance's | Bus events received per instance per journey |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    let postgres_ms = |s: &Setup| s.peak_run().and_then(costs).map(|(_, postgres, _)| postgres);
+    let one_postgres = postgres_ms(one);
+    for setup in std::iter::once(one).chain(several.iter().copied()) {
+        let p99 = setup
+            .half_peak()
+            .and_then(|r| r.report.delivery.as_ref())
+            .map_or("–".to_owned(), |p| format!("{:.2} ms", p.p99_ms));
+        let postgres = postgres_ms(setup);
+        let received = setup
+            .peak_run()
+            .map(JourneyRun::received_per_journey)
+            .filter(|r| !r.is_empty())
+            .map_or("–".to_owned(), |r| r.iter().map(|n| format!("{n:.2}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} | {p99} | {} | {} | {received} |",
+            setup.name(),
+            setup.peak_journeys_per_s,
+            setup.peak_journeys_per_s / one.peak_journeys_per_s,
+            postgres.map_or("–".to_owned(), |ms| format!("{ms:.3} ms")),
+            match (postgres, one_postgres) {
+                (Some(ms), Some(base)) if base > 0.0 => format!("{:.2}", ms / base),
+                _ => "–".to_owned(),
+            },
+        );
+    }
+    model(out, results);
+    out.push('\n');
+}
+
+/// What N relay machines in front of one PostgreSQL primary and a 3-node NATS cluster would
+/// carry, from the NATS setup's per-journey costs.
+fn model(out: &mut String, results: &Results) {
+    let Some(setup) = results.nats_setup(2).or_else(|| results.nats_setup(3)) else { return };
+    let Some((relay, postgres, nats)) = setup.peak_run().and_then(costs) else { return };
+    if relay <= 0.0 || postgres <= 0.0 {
+        return;
+    }
+    let cores = results.machine.cores.max(1) as f64;
+    let per_core = |ms: f64| if ms > 0.0 { 1000.0 / ms } else { f64::INFINITY };
+    let relay_machine = cores * per_core(relay);
+    let primary = cores * per_core(postgres);
+    let cluster = NATS_NODES * cores * per_core(nats * NATS_HOPS);
+    let _ = writeln!(
+        out,
+        "\n### A capacity model\n\n\
+         From the {} peak run's processor time per journey (the load generator apart: its clients are people's \
+         browsers): the relay {relay:.3} ms, PostgreSQL {postgres:.3} ms, NATS {nats:.3} ms. A core therefore \
+         carries {:.0} journeys/s of relay work, {:.0} of PostgreSQL's and {:.0} of NATS's.\n\n\
+         Assumptions: every machine has this one's {cores:.0} cores; each part's cost per journey stays what it \
+         was here, where all of them shared two cores (so no part had a core to itself: a conservative figure for \
+         the relay, whose share grows with the cores it gets); PostgreSQL's primary takes every write and every \
+         body read, and its throughput grows with its cores up to its own; a NATS event passes through at most \
+         {NATS_HOPS:.0} of the cluster's {NATS_NODES:.0} nodes (its publisher's and a subscriber's), spread over \
+         the three; the network and the disk are not the limit.\n\n\
+         | Relay machines | Relays allow | PostgreSQL primary allows | NATS cluster allows | Carried (journeys/s) | Limit |\n\
+         |---|---|---|---|---|---|",
+        setup.name(),
+        per_core(relay),
+        per_core(postgres),
+        per_core(nats),
+    );
+    for n in MODEL_RELAYS {
+        let relays = n as f64 * relay_machine;
+        let carried = relays.min(primary).min(cluster);
+        let limit = if carried == relays {
+            "the relays"
+        } else if carried == primary {
+            "PostgreSQL"
+        } else {
+            "NATS"
+        };
+        let _ = writeln!(out, "| {n} | {relays:.0} | {primary:.0} | {cluster:.0} | {carried:.0} | {limit} |");
+    }
+    let crossover = (primary / relay_machine).ceil();
+    let _ = writeln!(
+        out,
+        "\nPostgreSQL becomes the limit from {crossover:.0} relay machines on: past that, more relays add nothing. \
+         The next step, written down and not built: rooms sharded over several databases by room hash (each \
+         instance holds a pool per shard and sends a room's writes to `hash mod shards`; a room never spans two \
+         databases, so the burn and the recipients stay one transaction), each shard a primary of its own."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixture::{nats_two, results, table};
+
+    fn render(results: &Results) -> String {
+        let mut out = String::new();
+        section(&mut out, results);
+        out
+    }
+
+    #[test]
+    fn each_setup_of_several_instances_is_set_against_one_with_its_bus_events() {
+        let mut results = results();
+        results.setups.push(nats_two());
+        let out = render(&results);
+        let rows = table(&out, "| Setup | Peak journeys/s | × one instance | p99 send → plaintext at half peak | PostgreSQL per journey | × one instance's | Bus events received per instance per journey |");
+        assert_eq!(
+            rows[2..],
+            [
+                "| PostgreSQL ×1 | 400 | 1.00 | 4.00 ms | 1.000 ms | 1.00 | – |",
+                "| PostgreSQL ×2 | 600 | 1.50 | 12.00 ms | 1.000 ms | 1.00 | – |",
+                "| PostgreSQL ×2, NATS | 380 | 0.95 | 5.00 ms | 1.050 ms | 1.05 | 1.00, 1.00 |",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_model_carries_the_least_of_the_relays_postgresql_and_nats() {
+        let mut results = results();
+        results.setups.push(nats_two());
+        let out = render(&results);
+        // Per core: relay 1000/1.2 = 833, PostgreSQL 1000/1.05 = 952, NATS 1000/0.1 = 10000.
+        // A 2-core relay machine 1667; the primary 1905; the cluster 3 × 2 × 1000/0.2 = 30000.
+        let rows = table(&out, "| Relay machines | Relays allow | PostgreSQL primary allows | NATS cluster allows | Carried (journeys/s) | Limit |");
+        assert_eq!(rows[2], "| 1 | 1667 | 1905 | 30000 | 1667 | the relays |");
+        assert_eq!(rows[3], "| 2 | 3333 | 1905 | 30000 | 1905 | PostgreSQL |");
+        assert!(out.contains("PostgreSQL becomes the limit from 2 relay machines on"), "{out}");
+        assert!(out.contains("the relay 1.200 ms, PostgreSQL 1.050 ms, NATS 0.100 ms"), "{out}");
+    }
+
+    #[test]
+    fn without_several_instances_or_nats_there_is_no_section_or_no_model() {
+        let mut one_only = results();
+        one_only.setups.retain(|s| s.instances == 1);
+        assert_eq!(render(&one_only), "");
+        let out = render(&results());
+        assert!(out.starts_with("## Instances that add capacity") && !out.contains("A capacity model"), "{out}");
+    }
+}
