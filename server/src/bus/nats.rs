@@ -11,7 +11,11 @@
 //! (Centrifugo's model). A join waits until its room's subscription is registered at the
 //! server ([`Link::settled`]) before its own write, so any event committed after that write is
 //! heard: with a publish after every commit, a participant that moves to this instance while a
-//! message is sent finds it in its pending list, hears it, or both.
+//! message is sent finds it in its pending list, hears it, or both. The client's own `flush`
+//! only empties its socket buffer, so the proof is a probe: the instance publishes on a subject
+//! of its own, which a second connection of its own subscribes to, and the server handles one
+//! connection's commands in order, so the probe's arrival means every subscription asked for
+//! before it is in place.
 //!
 //! **Publishing.** Every event is published after its commit, by one task per instance, in the
 //! order the relay handed them over; the connection's own events are not echoed back to it.
@@ -22,9 +26,12 @@
 //!   published meanwhile is lost to it; on reconnecting it resyncs every room here, as after a
 //!   lost `LISTEN`;
 //! - what *it* published just before the drop may be lost to the others: it remembers each room
-//!   it published to until a flush has confirmed that publish, and on reconnecting publishes a
-//!   resync to those rooms and to every room it is in. Past [`UNCONFIRMED_ROOMS_MAX`] rooms, or
-//!   when its outgoing queue overflowed, it asks every instance to resync everything instead;
+//!   it published to until a probe sent after it has come back (one a second), and on
+//!   reconnecting publishes a resync to those rooms and to every room it is in. Past
+//!   [`UNCONFIRMED_ROOMS_MAX`] rooms, or when its outgoing queue overflowed, it asks every
+//!   instance to resync everything instead;
+//! - a notice published before such a drop can arrive after the room heard the message burned
+//!   (NATS orders one instance's events, not several instances'): the hub drops it.
 //! - it dies between a commit and its publish: the survivors see its heartbeat stop and resync
 //!   the rooms its participants were in (`relay::tasks::heartbeat`).
 
@@ -42,7 +49,8 @@ use zeroize::Zeroizing;
 use super::{BusEvent, BusIdentity};
 use crate::at_rest::KeyRing;
 use crate::domain::bounds::{
-    BUS_CONFIRM_INTERVAL, BUS_PING_INTERVAL, BUS_PUBLISH_QUEUE, BUS_SETTLE_WAIT, UNCONFIRMED_ROOMS_MAX,
+    BUS_CONFIRM_INTERVAL, BUS_MAX_RECONNECT_WAIT, BUS_PING_INTERVAL, BUS_PUBLISH_QUEUE, BUS_SETTLE_WAIT,
+    UNCONFIRMED_ROOMS_MAX,
 };
 use crate::domain::{EventKind, InstanceId, Notice, RoomHash};
 use crate::telemetry::metrics;
@@ -124,6 +132,11 @@ impl SubjectKey {
     }
 }
 
+/// The subject an instance's probes go to (its second connection listens there).
+fn probe_subject(instance: InstanceId) -> String {
+    format!("ec.probe.{}", hex::encode(instance.0))
+}
+
 /// What the relay asks of the bus task, beside publishing.
 enum Control {
     Follow(RoomHash),
@@ -193,20 +206,55 @@ pub async fn start(
     events: mpsc::Sender<BusEvent>,
 ) -> anyhow::Result<(Link, impl std::future::Future<Output = ()>)> {
     let (nats_events_tx, nats_events) = mpsc::unbounded_channel();
+    let options = connect_options(settings).await?.no_echo().event_callback(move |event| {
+        let tx = nats_events_tx.clone();
+        async move {
+            let _ = tx.send(event);
+        }
+    });
+    let client = options
+        .connect(settings.servers.clone())
+        .await
+        .map_err(|err| anyhow::anyhow!("BUS_URL: cannot set up the NATS connection: {err}"))?;
+    let prober = connect_options(settings)
+        .await?
+        .connect(settings.servers.clone())
+        .await
+        .map_err(|err| anyhow::anyhow!("BUS_URL: cannot set up the NATS connection: {err}"))?;
+    let (control_tx, control) = mpsc::unbounded_channel();
+    let (publish_tx, publishes) = mpsc::channel(BUS_PUBLISH_QUEUE);
+    let overflowed = Arc::new(Mutex::new(Overflow::default()));
+    let link = Link { control: control_tx, publish: publish_tx, overflowed: overflowed.clone() };
+    let task = Task {
+        client,
+        prober,
+        key,
+        instance,
+        events,
+        rooms: StreamMap::new(),
+        unconfirmed: HashSet::new(),
+        confirming: HashSet::new(),
+        owe_everyone: false,
+        overflowed,
+        connected: false,
+        ever_connected: false,
+        probes: 0,
+        confirming_at: None,
+        settling: Vec::new(),
+    };
+    Ok((link, task.run(control, publishes, nats_events)))
+}
+
+/// The settings both of an instance's connections share: servers' credentials and TLS, and
+/// how they reconnect.
+async fn connect_options(settings: &NatsSettings) -> anyhow::Result<ConnectOptions> {
     let mut options = ConnectOptions::new()
-        .no_echo()
         .retry_on_initial_connect()
         .max_reconnects(None)
         .ping_interval(BUS_PING_INTERVAL)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempts| {
-            Duration::from_millis(100u64.saturating_mul(1 << attempts.min(6))).min(Duration::from_secs(5))
-        })
-        .event_callback(move |event| {
-            let tx = nats_events_tx.clone();
-            async move {
-                let _ = tx.send(event);
-            }
+            Duration::from_millis(100u64.saturating_mul(1 << attempts.min(6))).min(BUS_MAX_RECONNECT_WAIT)
         });
     if let Some(creds) = &settings.creds {
         options = options
@@ -230,33 +278,14 @@ pub async fn start(
     if settings.requires_tls() {
         options = options.require_tls(true);
     }
-    let client = options
-        .connect(settings.servers.clone())
-        .await
-        .map_err(|err| anyhow::anyhow!("BUS_URL: cannot set up the NATS connection: {err}"))?;
-    let (control_tx, control) = mpsc::unbounded_channel();
-    let (publish_tx, publishes) = mpsc::channel(BUS_PUBLISH_QUEUE);
-    let overflowed = Arc::new(Mutex::new(Overflow::default()));
-    let link = Link { control: control_tx, publish: publish_tx, overflowed: overflowed.clone() };
-    let task = Task {
-        client,
-        key,
-        instance,
-        events,
-        rooms: StreamMap::new(),
-        unconfirmed: HashSet::new(),
-        confirming: HashSet::new(),
-        owe_everyone: false,
-        overflowed,
-        connected: false,
-        ever_connected: false,
-    };
-    Ok((link, task.run(control, publishes, nats_events)))
+    Ok(options)
 }
 
 /// The bus task's state.
 struct Task {
     client: Client,
+    /// The second connection, which hears the probes [`Link::settled`] sends on the first.
+    prober: Client,
     key: SubjectKey,
     instance: InstanceId,
     events: mpsc::Sender<BusEvent>,
@@ -272,6 +301,12 @@ struct Task {
     overflowed: Arc<Mutex<Overflow>>,
     connected: bool,
     ever_connected: bool,
+    /// Probes sent so far (each carries its number).
+    probes: u64,
+    /// The probe whose arrival confirms the publishes to `confirming`.
+    confirming_at: Option<u64>,
+    /// Joins waiting for their room's subscription: each for the probe numbered as given.
+    settling: Vec<(u64, oneshot::Sender<()>)>,
 }
 
 impl Task {
@@ -281,13 +316,15 @@ impl Task {
         mut publishes: mpsc::Receiver<(RoomHash, EventKind)>,
         mut nats_events: mpsc::UnboundedReceiver<Event>,
     ) {
-        let mut all = match self.client.subscribe(self.key.all_subject()).await {
-            Ok(all) => all,
+        let subscribed = futures::future::try_join(
+            self.client.subscribe(self.key.all_subject()),
+            self.prober.subscribe(probe_subject(self.instance)),
+        );
+        let (mut all, mut probes) = match subscribed.await {
+            Ok(subscribers) => subscribers,
             Err(err) => return tracing::error!("NATS bus: cannot subscribe: {err}"),
         };
         let mut confirm = tokio::time::interval(BUS_CONFIRM_INTERVAL);
-        let (confirmed_tx, mut confirmed) = mpsc::channel::<bool>(1);
-        let mut flushing = false;
         loop {
             tokio::select! {
                 Some(command) = control.recv() => self.control(command).await,
@@ -305,6 +342,20 @@ impl Task {
                         None => tracing::warn!("ignored a malformed event notice"),
                     }
                 }
+                Some(probe) = probes.next() => {
+                    let heard: u64 = std::str::from_utf8(&probe.payload).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    // Every probe up to this one is through, and the subscriptions before them.
+                    let (through, waiting) = std::mem::take(&mut self.settling).into_iter().partition(|(n, _)| *n <= heard);
+                    self.settling = waiting;
+                    for (_, done) in through {
+                        let _ = done.send(());
+                    }
+                    // And every publish before it reached the server.
+                    if self.confirming_at.is_some_and(|n| n <= heard) {
+                        self.confirming_at = None;
+                        self.confirming.clear();
+                    }
+                }
                 Some(_) = all.next() => {
                     metrics::counter!(metrics::BUS_RECEIVED).increment(1);
                     if self.events.send(BusEvent::ResyncAll).await.is_err() {
@@ -316,24 +367,20 @@ impl Task {
                         return;
                     }
                 }
-                Some(ok) = confirmed.recv() => {
-                    flushing = false;
-                    if ok {
-                        self.confirming.clear();
-                    } else {
-                        self.unconfirmed.extend(self.confirming.drain());
-                    }
-                }
                 _ = confirm.tick() => {
                     self.retell_overflow().await;
-                    if !flushing && self.connected && !self.unconfirmed.is_empty() {
-                        flushing = true;
+                    // A probe lost (sent before the second connection listened, or across a
+                    // reconnect) is sent again, numbered after every join waiting.
+                    self.settling.retain(|(_, done)| !done.is_closed());
+                    if !self.settling.is_empty() {
+                        self.probe().await;
+                    }
+                    // Publishes are confirmed by a probe sent after them; rooms whose probe has not
+                    // come back by the next tick wait for that tick's probe.
+                    if self.connected && !self.unconfirmed.is_empty() {
                         self.confirming.extend(self.unconfirmed.drain());
-                        let (client, done) = (self.client.clone(), confirmed_tx.clone());
-                        tokio::spawn(async move {
-                            let ok = tokio::time::timeout(BUS_SETTLE_WAIT, client.flush()).await.is_ok_and(|r| r.is_ok());
-                            let _ = done.send(ok).await;
-                        });
+                        self.probe().await;
+                        self.confirming_at = Some(self.probes);
                     }
                 }
             }
@@ -357,13 +404,25 @@ impl Task {
             // Dropping the subscriber unsubscribes.
             Control::Unfollow(room) => drop(self.rooms.remove(&room)),
             Control::Settle(done) => {
-                // A flush confirms that the server has every subscription asked for before it.
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    let _ = client.flush().await;
-                    let _ = done.send(());
-                });
+                self.probes += 1;
+                self.settling.push((self.probes, done));
+                self.send_probe().await;
             }
+        }
+    }
+
+    /// A probe numbered after every join waiting.
+    async fn probe(&mut self) {
+        self.probes += 1;
+        let newest = self.probes;
+        self.settling.iter_mut().for_each(|(n, _)| *n = newest);
+        self.send_probe().await;
+    }
+
+    async fn send_probe(&mut self) {
+        let subject = probe_subject(self.instance);
+        if let Err(err) = self.client.publish(subject, self.probes.to_string().into()).await {
+            tracing::warn!("NATS bus: a probe failed: {err}");
         }
     }
 

@@ -34,6 +34,10 @@ struct LocalRoom {
     connections: usize,
     /// Messages stored through this instance, held for its fetches (`held.rs`).
     held: Held,
+    /// The last messages of the room heard deleted or expired, most recent last: a notice of one
+    /// of them that comes later (NATS orders one instance's events, not several instances') is
+    /// stale, and is not passed on.
+    gone: VecDeque<MessageId>,
 }
 
 /// What one participant fetched here: the messages it may confirm as viewed, and those it
@@ -119,7 +123,12 @@ impl Hub {
         let mut rooms = self.rooms();
         let entry = rooms.entry(room).or_insert_with(|| {
             self.outbox.follow(room);
-            LocalRoom { tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0, connections: 0, held: Held::default() }
+            LocalRoom {
+                tx: broadcast::channel(ROOM_CHANNEL_CAPACITY).0,
+                connections: 0,
+                held: Held::default(),
+                gone: VecDeque::new(),
+            }
         });
         entry.connections += 1;
         entry.tx.subscribe()
@@ -271,6 +280,18 @@ impl Hub {
         self.outbox.publish(*room, kind);
     }
 
+    /// An event another instance published, passed on to the room here; a message notice is
+    /// dropped if the room heard that message is gone already (a late notice, from an instance
+    /// whose link to the bus was down while the message was read and burned).
+    pub fn publish_heard(&self, room: &RoomHash, kind: EventKind) {
+        if let EventKind::Message { id, .. } = kind {
+            if self.rooms().get(room).is_some_and(|entry| entry.gone.contains(&id)) {
+                return;
+            }
+        }
+        self.publish(room, None, kind);
+    }
+
     /// Publishes an event to this instance's connections to the room; a room nobody here is in
     /// drops it. A message's deletion or expiry first drops it from what the room holds.
     pub fn publish(&self, room: &RoomHash, origin: Option<ConnectionId>, kind: EventKind) {
@@ -297,7 +318,13 @@ impl Hub {
     /// when the room resyncs (events from other instances may have been missed).
     fn unhold(&self, entry: &mut LocalRoom, kind: EventKind) {
         match kind {
-            EventKind::Deleted(id) | EventKind::Expired(id) => self.freed(entry.held.release(&id)),
+            EventKind::Deleted(id) | EventKind::Expired(id) => {
+                self.freed(entry.held.release(&id));
+                if entry.gone.len() == GONE_REMEMBERED_MAX {
+                    entry.gone.pop_front();
+                }
+                entry.gone.push_back(id);
+            }
             EventKind::Resync => self.freed(entry.held.clear()),
             _ => {}
         }
@@ -411,6 +438,24 @@ mod tests {
         assert_eq!(hub.held_bytes(), 0);
         hold(&hub, &room, 6, vec![]);
         assert!(hub.held_bytes() > 10, "held again, the entry counted with its body");
+    }
+
+    #[test]
+    fn a_notice_heard_after_the_room_heard_its_message_gone_is_dropped() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let mut rx = hub.subscribe(room);
+        let (late, fresh) = (MessageId([2; 16]), MessageId([3; 16]));
+        hub.announce(&room, None, EventKind::Deleted(late));
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Deleted(late));
+        hub.publish_heard(&room, EventKind::Message { id: late, chunks: 0 });
+        assert!(rx.try_recv().is_err(), "a stale notice reached the room");
+        hub.publish_heard(&room, EventKind::Message { id: fresh, chunks: 0 });
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Message { id: fresh, chunks: 0 });
+        hub.publish_heard(&room, EventKind::Expired(fresh));
+        hub.publish_heard(&room, EventKind::Message { id: fresh, chunks: 0 });
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Expired(fresh));
+        assert!(rx.try_recv().is_err(), "expired, then a late notice");
     }
 
     #[test]

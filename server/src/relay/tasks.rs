@@ -149,7 +149,7 @@ pub async fn hear_other_instances(
             BusEvent::Notice(notice) if notice.kind == EventKind::PresenceChanged => {
                 presence.changed(notice.room, None);
             }
-            BusEvent::Notice(notice) => hub.publish(&notice.room, None, notice.kind),
+            BusEvent::Notice(notice) => hub.publish_heard(&notice.room, notice.kind),
             BusEvent::ResyncAll => hub.publish_everywhere(EventKind::Resync),
         }
     }

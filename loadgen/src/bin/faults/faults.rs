@@ -42,6 +42,8 @@ pub struct FaultOptions {
     pub postgres_bin: Option<PathBuf>,
     /// The nats-server to run (Debian's, from `make setup`).
     pub nats_server_bin: PathBuf,
+    /// Only the NATS bus's runs (to look into them).
+    pub nats_only: bool,
     pub rooms: usize,
     /// Each room's sender sends one message this often while the faults go on.
     pub interval: Duration,
@@ -57,10 +59,12 @@ pub struct FaultOptions {
 /// and the hopping receivers on both buses.
 pub async fn run(options: &FaultOptions) -> Result<Vec<FaultReport>, FaultError> {
     let rooms = loadgen::journey::derive_rooms(options.rooms).await;
-    let sqlite = run_sqlite(options, &rooms).await?;
+    let only_nats = options.nats_only;
+    let mut reports = if only_nats { Vec::new() } else { vec![run_sqlite(options, &rooms).await?] };
     let cluster = Cluster::start(options.postgres_bin.as_deref())?;
-    let mut reports = vec![sqlite];
-    reports.extend(run_postgres(options, &rooms, &cluster).await?);
+    if !only_nats {
+        reports.extend(run_postgres(options, &rooms, &cluster).await?);
+    }
     reports.extend(run_nats(options, &rooms, &cluster).await?);
     let found = search_for_plaintext(cluster.data_dir(), "the PostgreSQL data directory");
     if let Some(last) = reports.last_mut() {

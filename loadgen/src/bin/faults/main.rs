@@ -49,6 +49,9 @@ enum Command {
         /// The nats-server the NATS bus's faults run (Debian's, which `make setup` installs).
         #[arg(long, env = "NATS_SERVER_BIN", default_value = "nats-server")]
         nats_server_bin: PathBuf,
+        /// Only the NATS bus's runs (faults, then hopping receivers), to look into them.
+        #[arg(long)]
+        nats_only: bool,
         /// The size that fits in `make test`: fewer rooms, each fault once.
         #[arg(long)]
         smoke: bool,
@@ -97,12 +100,13 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { server_bin, postgres_bin, nats_server_bin, smoke, out } => {
+        Command::Run { server_bin, postgres_bin, nats_server_bin, nats_only, smoke, out } => {
             let (rooms, cycles, settle) = if smoke { (6, 1, 1.5) } else { (24, 4, 3.0) };
             let options = FaultOptions {
                 server_bin,
                 postgres_bin,
                 nats_server_bin,
+                nats_only,
                 rooms,
                 interval: Duration::from_millis(100),
                 cycles,

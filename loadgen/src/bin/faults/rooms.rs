@@ -152,6 +152,8 @@ struct Account {
     burned: Option<Instant>,
     /// Which of the receiver's connections (counted by its joins) it first arrived on.
     arrived_on: Option<usize>,
+    /// And which it was burned on.
+    burned_on: Option<usize>,
 }
 
 /// The receiver's connections, one per join: when each joined, and when the harness dropped it
@@ -160,6 +162,8 @@ struct Account {
 struct Connections {
     joined: Vec<Instant>,
     dropped: Vec<Option<Instant>>,
+    /// The instance each went to (a hopping receiver's; for what a missed notice prints).
+    instance: Vec<usize>,
 }
 
 impl Connections {
@@ -184,11 +188,13 @@ impl RoomRun {
         };
         let mut sender = Page::open_with(self.keys.clone(), relay(self.sender_instance));
         // A hopping receiver goes to the next instance at every connection.
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let t0 = Instant::now();
         let mut receiver = match self.hops {
             None => Page::open_with(self.keys.clone(), relay(self.receiver_instance)),
             Some(_) => {
                 let (urls, first, instances) = (self.urls.clone(), self.receiver_instance, self.instances);
-                let attempts = AtomicUsize::new(0);
+                let attempts = attempts.clone();
                 Page::open_with(
                     self.keys.clone(),
                     Box::new(move || url_of(&urls, first + attempts.fetch_add(1, Ordering::Relaxed) % instances)),
@@ -235,8 +241,25 @@ impl RoomRun {
                     Some(RoomEvent::SeenAgain(id)) => match messages.get(&id) {
                         // Back after its burn: the sender's resend of what it never saw
                         // acknowledged, or a message undead.
-                        Some(Account { acknowledged: Some(acknowledged), burned: Some(burned), .. })
-                            if acknowledged < burned => outcome.duplicates += 1,
+                        Some(Account {
+                            acknowledged: Some(acknowledged), burned: Some(burned), arrived_on, burned_on, ..
+                        })
+                            if acknowledged < burned =>
+                        {
+                            outcome.duplicates += 1;
+                            // What the run knows of it, for whoever looks into it (no plaintext).
+                            eprintln!(
+                                "faults: room {}: a message was back {:?} after its burn ({:?} after its \
+                                 acknowledgement); it arrived on the receiver's connection {:?}, burned on {:?}, \
+                                 this is connection {}",
+                                self.index,
+                                burned.elapsed(),
+                                acknowledged.elapsed(),
+                                arrived_on,
+                                burned_on,
+                                connections.joined.len().saturating_sub(1),
+                            );
+                        }
                         Some(Account { burned: Some(_), .. }) => outcome.resent_after_burn += 1,
                         _ => outcome.refetched += 1,
                     },
@@ -244,6 +267,7 @@ impl RoomRun {
                     Some(RoomEvent::Burned(id)) => {
                         if let Some(m) = messages.get_mut(&id) {
                             m.burned.get_or_insert_with(Instant::now);
+                            m.burned_on.get_or_insert(connections.joined.len().saturating_sub(1));
                         }
                     }
                     // `unknown_message`: a fetch of what this page already burned on a lost connection.
@@ -254,6 +278,9 @@ impl RoomRun {
                         joins += 1;
                         connections.joined.push(Instant::now());
                         connections.dropped.push(None);
+                        connections.instance.push(
+                            (self.receiver_instance + attempts.load(Ordering::Relaxed).saturating_sub(1)) % self.instances,
+                        );
                     }
                     Some(_) => {}
                     None => break,
@@ -285,6 +312,27 @@ impl RoomRun {
         receiver.leave().await;
         // Each page's first join is not a reconnect.
         outcome.reconnects = joins.saturating_sub(2);
+        for m in messages.values().filter(|m| connections.missed(m)) {
+            let at = |t: Instant| t.saturating_duration_since(t0).as_millis();
+            let timeline: Vec<String> = (0..connections.joined.len())
+                .map(|c| {
+                    format!(
+                        "#{c} on {:?} joined {} dropped {:?}",
+                        connections.instance.get(c),
+                        at(connections.joined[c]),
+                        connections.dropped[c].map(at)
+                    )
+                })
+                .collect();
+            eprintln!(
+                "faults: room {} (sender on {}): a notice was missed: acknowledged at {:?} ms, arrived on #{:?}; {}",
+                self.index,
+                self.sender_instance,
+                m.acknowledged.map(at),
+                m.arrived_on,
+                timeline.join(", ")
+            );
+        }
         RoomOutcome {
             missed_notices: messages.values().filter(|m| connections.missed(m)).count(),
             sent: messages.len(),
