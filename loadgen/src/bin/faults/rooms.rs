@@ -374,6 +374,7 @@ mod tests {
         let connections = Connections {
             joined: vec![at(0), at(10_000), at(20_000)],
             dropped: vec![Some(at(9_000)), None, Some(at(25_000))],
+            instance: vec![1, 0, 1],
         };
         let message = |acknowledged: u64, arrived_on: usize| Account {
             acknowledged: Some(at(acknowledged)),
