@@ -70,6 +70,10 @@ pub(super) fn section(out: &mut String, results: &Results) {
     out.push('\n');
 }
 
+/// PostgreSQL primaries the model is worked out for, by their cores: this machine's, and two
+/// larger ones.
+const PRIMARY_CORES: [usize; 2] = [8, 32];
+
 /// What N relay machines in front of one PostgreSQL primary and a 3-node NATS cluster would
 /// carry, from the NATS setup's per-journey costs.
 fn model(out: &mut String, results: &Results) {
@@ -78,49 +82,74 @@ fn model(out: &mut String, results: &Results) {
     if relay <= 0.0 || postgres <= 0.0 {
         return;
     }
-    let cores = results.machine.cores.max(1) as f64;
+    let cores = results.machine.cores.max(1);
     let per_core = |ms: f64| if ms > 0.0 { 1000.0 / ms } else { f64::INFINITY };
-    let relay_machine = cores * per_core(relay);
-    let primary = cores * per_core(postgres);
-    let cluster = NATS_NODES * cores * per_core(nats * NATS_HOPS);
+    let relay_machine = cores as f64 * per_core(relay);
+    let cluster = NATS_NODES * cores as f64 * per_core(nats * NATS_HOPS);
+    let primaries: Vec<usize> =
+        std::iter::once(cores).chain(PRIMARY_CORES.into_iter().filter(|&c| c > cores)).collect();
+    let primary = |c: usize| c as f64 * per_core(postgres);
     let _ = writeln!(
         out,
         "\n### A capacity model\n\n\
          From the {} peak run's processor time per journey (the load generator apart: its clients are people's \
          browsers): the relay {relay:.3} ms, PostgreSQL {postgres:.3} ms, NATS {nats:.3} ms. A core therefore \
          carries {:.0} journeys/s of relay work, {:.0} of PostgreSQL's and {:.0} of NATS's.\n\n\
-         Assumptions: every machine has this one's {cores:.0} cores; each part's cost per journey stays what it \
-         was here, where all of them shared two cores (so no part had a core to itself: a conservative figure for \
-         the relay, whose share grows with the cores it gets); PostgreSQL's primary takes every write and every \
-         body read, and its throughput grows with its cores up to its own; a NATS event passes through at most \
-         {NATS_HOPS:.0} of the cluster's {NATS_NODES:.0} nodes (its publisher's and a subscriber's), spread over \
-         the three; the network and the disk are not the limit.\n\n\
-         | Relay machines | Relays allow | PostgreSQL primary allows | NATS cluster allows | Carried (journeys/s) | Limit |\n\
-         |---|---|---|---|---|---|",
+         Assumptions: each relay machine and each NATS node has this machine's {cores} cores; the PostgreSQL \
+         primary has {}; each part's cost per journey stays what it was here, where all of them shared two cores \
+         (no part had a core to itself); PostgreSQL's throughput grows with its cores (an upper bound: its \
+         commits also wait on its disk, which this does not model); the primary takes every write and every body \
+         read; a NATS event passes through at most {NATS_HOPS:.0} of the cluster's {NATS_NODES:.0} nodes (its \
+         publisher's and a subscriber's), spread over the three, so the cluster allows {cluster:.0} journeys/s; \
+         the network is not the limit.\n",
         setup.name(),
         per_core(relay),
         per_core(postgres),
         per_core(nats),
+        primaries.iter().map(|c| format!("{c} cores")).collect::<Vec<_>>().join(", or "),
+    );
+    let header: Vec<String> = primaries.iter().map(|c| format!("Carried, primary of {c} cores")).collect();
+    let _ = writeln!(
+        out,
+        "| Relay machines | Relays allow | {} |\n|---|---|{}",
+        header.join(" | "),
+        "---|".repeat(primaries.len())
     );
     for n in MODEL_RELAYS {
         let relays = n as f64 * relay_machine;
-        let carried = relays.min(primary).min(cluster);
-        let limit = if carried == relays {
-            "the relays"
-        } else if carried == primary {
-            "PostgreSQL"
-        } else {
-            "NATS"
-        };
-        let _ = writeln!(out, "| {n} | {relays:.0} | {primary:.0} | {cluster:.0} | {carried:.0} | {limit} |");
+        let carried: Vec<String> = primaries
+            .iter()
+            .map(|&c| {
+                let carried = relays.min(primary(c)).min(cluster);
+                let limit = if carried == relays {
+                    "relays"
+                } else if carried == primary(c) {
+                    "PostgreSQL"
+                } else {
+                    "NATS"
+                };
+                format!("{carried:.0} ({limit})")
+            })
+            .collect();
+        let _ = writeln!(out, "| {n} | {relays:.0} | {} |", carried.join(" | "));
     }
-    let crossover = (primary / relay_machine).ceil();
+    let crossovers: Vec<String> = primaries
+        .iter()
+        .map(|&c| {
+            let wall = primary(c).min(cluster);
+            let machines = (wall / relay_machine).ceil().max(1.0);
+            let limit = if primary(c) <= cluster { "PostgreSQL" } else { "NATS" };
+            let plural = if machines > 1.0 { "s" } else { "" };
+            format!("with a primary of {c} cores from {machines:.0} relay machine{plural} on ({limit})")
+        })
+        .collect();
     let _ = writeln!(
         out,
-        "\nPostgreSQL becomes the limit from {crossover:.0} relay machines on: past that, more relays add nothing. \
-         The next step, written down and not built: rooms sharded over several databases by room hash (each \
-         instance holds a pool per shard and sends a room's writes to `hash mod shards`; a room never spans two \
-         databases, so the burn and the recipients stay one transaction), each shard a primary of its own."
+        "\nMore relays stop adding capacity {}: past that, more relays add nothing. The next step, written down \
+         and not built: rooms sharded over several databases by room hash (each instance holds a pool per shard \
+         and sends a room's writes to `hash mod shards`; a room never spans two databases, so the burn and the \
+         recipients stay one transaction), each shard a primary of its own.",
+        crossovers.join("; ")
     );
 }
 
@@ -157,11 +186,24 @@ mod tests {
         results.setups.push(nats_two());
         let out = render(&results);
         // Per core: relay 1000/1.2 = 833, PostgreSQL 1000/1.05 = 952, NATS 1000/0.1 = 10000.
-        // A 2-core relay machine 1667; the primary 1905; the cluster 3 × 2 × 1000/0.2 = 30000.
-        let rows = table(&out, "| Relay machines | Relays allow | PostgreSQL primary allows | NATS cluster allows | Carried (journeys/s) | Limit |");
-        assert_eq!(rows[2], "| 1 | 1667 | 1905 | 30000 | 1667 | the relays |");
-        assert_eq!(rows[3], "| 2 | 3333 | 1905 | 30000 | 1905 | PostgreSQL |");
-        assert!(out.contains("PostgreSQL becomes the limit from 2 relay machines on"), "{out}");
+        // A 2-core relay machine 1667; primaries of 2, 8, 32 cores 1905, 7619, 30476; the
+        // cluster 3 × 2 × 1000/0.2 = 30000.
+        let rows = table(
+            &out,
+            "| Relay machines | Relays allow | Carried, primary of 2 cores | Carried, primary of 8 cores | Carried, primary of 32 cores |",
+        );
+        assert_eq!(rows[2], "| 1 | 1667 | 1667 (relays) | 1667 (relays) | 1667 (relays) |");
+        assert_eq!(rows[3], "| 2 | 3333 | 1905 (PostgreSQL) | 3333 (relays) | 3333 (relays) |");
+        assert_eq!(rows[7], "| 32 | 53333 | 1905 (PostgreSQL) | 7619 (PostgreSQL) | 30000 (NATS) |");
+        assert!(out.contains("the cluster allows 30000 journeys/s"), "{out}");
+        assert!(
+            out.contains(
+                "More relays stop adding capacity with a primary of 2 cores from 2 relay machines on (PostgreSQL); \
+                 with a primary of 8 cores from 5 relay machines on (PostgreSQL); with a primary of 32 cores from 18 \
+                 relay machines on (NATS)"
+            ),
+            "{out}"
+        );
         assert!(out.contains("the relay 1.200 ms, PostgreSQL 1.050 ms, NATS 0.100 ms"), "{out}");
     }
 
