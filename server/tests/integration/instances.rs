@@ -35,6 +35,12 @@ fn database_name(db: &TestDatabase) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_two_instances_share_presence_typing_messages_and_receipts() {
     let (a, b) = two_instances(&[]).await;
+    share_presence_typing_messages_and_receipts(&a, &b).await;
+}
+
+/// A room spread over instances `a` and `b` (on either bus): presence, typing, a message, its
+/// receipts and its burn are heard across them.
+pub async fn share_presence_typing_messages_and_receipts(a: &TestApp, b: &TestApp) {
     let room = TestRoom::new();
     let (mut alice, participants, _) = a.joined(&room).await;
     assert_eq!(participants, 1);

@@ -94,35 +94,7 @@ async fn clients_on_two_instances_share_presence_typing_messages_and_receipts_ov
     let mut listener = sqlx::postgres::PgListener::connect(&a.db.url).await.unwrap();
     listener.listen(server::domain::CHANNEL).await.unwrap();
 
-    let room = TestRoom::new();
-    let (mut alice, participants, _) = a.joined(&room).await;
-    assert_eq!(participants, 1);
-    let (mut bob, participants, _) = b.joined(&room).await;
-    assert_eq!(participants, 2, "the join on B counts the participant on A");
-    assert_eq!(alice.recv().await, ServerFrame::Presence { participants: 2 });
-
-    alice.send(&ClientFrame::Typing { active: true }).await;
-    assert_eq!(bob.recv().await, ServerFrame::Typing { active: true });
-
-    let (mut carol, participants, _) = b.joined(&room).await;
-    assert_eq!(participants, 3);
-    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 3 }).await;
-
-    let (id, _) = alice.send_message(&room, "across instances, over NATS").await;
-    let notice = ServerFrame::Message { message_id: id.to_hex(), chunks: 0 };
-    assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
-    assert_eq!(until(&mut carol, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
-
-    fetch_and_view(&mut bob, &room, &id).await;
-    let receipt = ServerFrame::Receipt { message_id: id.to_hex(), viewed: 1, of: 2 };
-    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Receipt { .. })).await, receipt, "heard on A");
-    fetch_and_view(&mut carol, &room, &id).await;
-    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
-    assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
-    assert_eq!(a.row_count().await, 0);
-
-    drop((bob, carol));
-    until(&mut alice, |f| *f == ServerFrame::Presence { participants: 1 }).await;
+    super::instances::share_presence_typing_messages_and_receipts(&a, &b).await;
     let heard = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
     assert!(heard.is_err(), "a NOTIFY was sent: {heard:?}");
 }
@@ -298,12 +270,7 @@ async fn a_rejoin_waits_for_a_send_reading_the_participants_of_its_room() {
     on_a.join(&room, &who, 1, 10).await.unwrap().expect("admitted on A");
 
     let mut sending = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut sending).await.unwrap();
-    sqlx::query("SELECT 1 FROM participants WHERE room_hash = $1 FOR KEY SHARE")
-        .bind(&room.0[..])
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let tx = reading_participants(&mut sending, &room).await;
     let rejoin = tokio::spawn(async move { on_b.join(&room, &who, 2, 10).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!rejoin.is_finished(), "the rejoin did not wait for the send in flight");
@@ -311,14 +278,23 @@ async fn a_rejoin_waits_for_a_send_reading_the_participants_of_its_room() {
     let admitted = tokio::time::timeout(FRAME_TIMEOUT, rejoin).await.expect("the rejoin went on").unwrap();
     assert!(admitted.is_some());
     // A first join takes no such lock (there is no row), and neither does a heartbeat.
-    let mut tx = sqlx::Connection::begin(&mut sending).await.unwrap();
+    let tx = reading_participants(&mut sending, &room).await;
+    let newcomer = Participant([5; 32]);
+    tokio::time::timeout(Duration::from_secs(2), on_a.join(&room, &newcomer, 3, 10)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), on_a.heartbeat()).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A transaction holding the lock a send (or a view) takes on a room's participants.
+async fn reading_participants<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    room: &RoomHash,
+) -> sqlx::Transaction<'c, sqlx::Postgres> {
+    let mut tx = sqlx::Connection::begin(conn).await.unwrap();
     sqlx::query("SELECT 1 FROM participants WHERE room_hash = $1 FOR KEY SHARE")
         .bind(&room.0[..])
         .execute(&mut *tx)
         .await
         .unwrap();
-    let newcomer = Participant([5; 32]);
-    tokio::time::timeout(Duration::from_secs(2), on_a.join(&room, &newcomer, 3, 10)).await.unwrap().unwrap();
-    tokio::time::timeout(Duration::from_secs(2), on_a.heartbeat()).await.unwrap().unwrap();
-    tx.commit().await.unwrap();
+    tx
 }

@@ -133,49 +133,83 @@ async fn run_sqlite(options: &FaultOptions, rooms: &[RoomKeys]) -> Result<FaultR
     Ok(report)
 }
 
+/// Two instances over one PostgreSQL database under load, each restarted in place when killed;
+/// then the hopping receivers, and an account of what was left.
+struct Pair {
+    spec: ServerSpec,
+    db: Database,
+    key: String,
+    servers: Vec<Server>,
+    urls: Urls,
+    /// Servers started so far (each its own output file).
+    started: usize,
+}
+
+impl Pair {
+    async fn start(spec: ServerSpec, db: Database) -> Result<Self, FaultError> {
+        let key = target::random_key();
+        let servers = vec![Server::start(&spec, &db, &key, 0).await?, Server::start(&spec, &db, &key, 1).await?];
+        let urls: Urls = Arc::new(RwLock::new(servers.iter().map(Server::ws_url).collect()));
+        Ok(Self { spec, db, key, servers, urls, started: 2 })
+    }
+
+    /// `kill -9` of one instance, started again at once (its pages follow it to its new port).
+    async fn kill_and_restart(&mut self, victim: usize, report: &mut FaultReport) -> Result<(), FaultError> {
+        self.servers[victim].kill();
+        report.server_kills += 1;
+        self.servers[victim] = Server::start(&self.spec, &self.db, &self.key, self.started).await?;
+        self.started += 1;
+        set_url(&self.urls, victim, self.servers[victim].ws_url());
+        Ok(())
+    }
+
+    /// Ends the faults' load, then runs the hopping receivers, and accounts for both: rows
+    /// left, and the plaintext marker in any server's output.
+    async fn finish(
+        self,
+        load: Load,
+        mut report: FaultReport,
+        options: &FaultOptions,
+        rooms: &[RoomKeys],
+    ) -> Result<Vec<FaultReport>, FaultError> {
+        load.finish(&mut report).await;
+        report.rows_left = self.db.message_rows().await?;
+        report.recipient_rows_left = self.db.recipient_rows().await?;
+        let hopping = hop_between(options, rooms, &self.urls, &report.backend, &self.db).await?;
+        for server in &self.servers {
+            if server.output_text().contains(PLAINTEXT_MARKER) {
+                report.plaintext_found_in.push(format!("{}", server.output.display()));
+            }
+        }
+        drop(self.servers);
+        self.db.drop_database().await?;
+        Ok(vec![report, hopping])
+    }
+}
+
+/// Two instances over LISTEN/NOTIFY: `kill -9`, a PostgreSQL restart, every LISTEN cut.
 async fn run_postgres(
     options: &FaultOptions,
     rooms: &[RoomKeys],
     cluster: &Cluster,
 ) -> Result<Vec<FaultReport>, FaultError> {
     let db = Database::new(Backend::Postgres, &cluster.admin_url())?;
-    let spec = ServerSpec::for_load(options.server_bin.clone());
-    let key = target::random_key();
-    let mut servers = vec![Server::start(&spec, &db, &key, 0).await?, Server::start(&spec, &db, &key, 1).await?];
-    let urls: Urls = Arc::new(RwLock::new(servers.iter().map(Server::ws_url).collect()));
+    let mut pair = Pair::start(ServerSpec::for_load(options.server_bin.clone()), db).await?;
     let mut report = FaultReport { backend: "postgres".into(), instances: 2, rooms: rooms.len(), ..Default::default() };
-    let mut generation = servers.len();
-
-    let load = Load::start(rooms, &urls, options.interval, options.drain, 2, None);
+    let load = Load::start(rooms, &pair.urls, options.interval, options.drain, 2, None);
     tokio::time::sleep(options.settle).await;
     for cycle in 0..options.cycles {
-        let victim = cycle % servers.len();
-        servers[victim].kill();
-        report.server_kills += 1;
-        servers[victim] = Server::start(&spec, &db, &key, generation).await?;
-        generation += 1;
-        set_url(&urls, victim, servers[victim].ws_url());
+        pair.kill_and_restart(cycle % 2, &mut report).await?;
         tokio::time::sleep(options.settle).await;
 
         cluster.restart()?;
         report.postgres_restarts += 1;
         tokio::time::sleep(options.settle).await;
 
-        report.listen_cuts += cluster.cut_listeners(&db.url).await?;
+        report.listen_cuts += cluster.cut_listeners(&pair.db.url).await?;
         tokio::time::sleep(options.settle).await;
     }
-    load.finish(&mut report).await;
-    report.rows_left = db.message_rows().await?;
-    report.recipient_rows_left = db.recipient_rows().await?;
-    let hopping = hop_between(options, rooms, &urls, "postgres", &db).await?;
-    for server in &servers {
-        if server.output_text().contains(PLAINTEXT_MARKER) {
-            report.plaintext_found_in.push(format!("{}", server.output.display()));
-        }
-    }
-    drop(servers);
-    db.drop_database().await?;
-    Ok(vec![report, hopping])
+    pair.finish(load, report, options, rooms).await
 }
 
 /// Two instances over PostgreSQL with their events on NATS, through a proxy of this run's own
@@ -191,22 +225,13 @@ async fn run_nats(
     let proxy = Proxy::start(nats.port()).await?;
     let mut spec = ServerSpec::for_load(options.server_bin.clone());
     spec.env.push(("BUS_URL".into(), format!("nats://127.0.0.1:{}", proxy.port)));
-    let key = target::random_key();
-    let mut servers = vec![Server::start(&spec, &db, &key, 0).await?, Server::start(&spec, &db, &key, 1).await?];
-    let urls: Urls = Arc::new(RwLock::new(servers.iter().map(Server::ws_url).collect()));
+    let mut pair = Pair::start(spec, db).await?;
     let mut report =
         FaultReport { backend: "postgres + nats".into(), instances: 2, rooms: rooms.len(), ..Default::default() };
-    let mut generation = servers.len();
-
-    let load = Load::start(rooms, &urls, options.interval, options.drain, 2, None);
+    let load = Load::start(rooms, &pair.urls, options.interval, options.drain, 2, None);
     tokio::time::sleep(options.settle).await;
     for cycle in 0..options.cycles {
-        let victim = cycle % servers.len();
-        servers[victim].kill();
-        report.server_kills += 1;
-        servers[victim] = Server::start(&spec, &db, &key, generation).await?;
-        generation += 1;
-        set_url(&urls, victim, servers[victim].ws_url());
+        pair.kill_and_restart(cycle % 2, &mut report).await?;
         tokio::time::sleep(options.settle).await;
 
         nats.restart()?;
@@ -216,21 +241,10 @@ async fn run_nats(
         report.bus_cuts += proxy.cut();
         tokio::time::sleep(options.settle).await;
     }
-    load.finish(&mut report).await;
-    report.rows_left = db.message_rows().await?;
-    report.recipient_rows_left = db.recipient_rows().await?;
     if report.bus_cuts == 0 {
         report.not_happened.push("no NATS connection was found to cut".into());
     }
-    let hopping = hop_between(options, rooms, &urls, "postgres + nats", &db).await?;
-    for server in &servers {
-        if server.output_text().contains(PLAINTEXT_MARKER) {
-            report.plaintext_found_in.push(format!("{}", server.output.display()));
-        }
-    }
-    drop(servers);
-    db.drop_database().await?;
-    Ok(vec![report, hopping])
+    pair.finish(load, report, options, rooms).await
 }
 
 /// Every file under `dir` (recursively) that holds the plaintext marker, named for `what`.
