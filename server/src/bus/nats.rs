@@ -235,6 +235,7 @@ pub async fn start(
         unconfirmed: HashSet::new(),
         confirming: HashSet::new(),
         owe_everyone: false,
+        confirming_everyone: false,
         overflowed,
         connected: false,
         ever_connected: false,
@@ -291,13 +292,15 @@ struct Task {
     events: mpsc::Sender<BusEvent>,
     /// The subscription of every room someone is in here.
     rooms: StreamMap<RoomHash, Subscriber>,
-    /// Rooms published to since the last flush began: their publishes are not known to have
-    /// reached the server.
+    /// Rooms published to since the last confirming probe was sent: their publishes are not
+    /// known to have reached the server.
     unconfirmed: HashSet<RoomHash>,
-    /// Rooms published to before the flush in flight.
+    /// Rooms published to before the confirming probe in flight.
     confirming: HashSet<RoomHash>,
     /// Too many rooms to name went unconfirmed: on reconnecting, everyone resyncs everything.
     owe_everyone: bool,
+    /// The same, for publishes before the confirming probe in flight.
+    confirming_everyone: bool,
     overflowed: Arc<Mutex<Overflow>>,
     connected: bool,
     ever_connected: bool,
@@ -354,6 +357,7 @@ impl Task {
                     if self.confirming_at.is_some_and(|n| n <= heard) {
                         self.confirming_at = None;
                         self.confirming.clear();
+                        self.confirming_everyone = false;
                     }
                 }
                 Some(_) = all.next() => {
@@ -377,8 +381,9 @@ impl Task {
                     }
                     // Publishes are confirmed by a probe sent after them; rooms whose probe has not
                     // come back by the next tick wait for that tick's probe.
-                    if self.connected && !self.unconfirmed.is_empty() {
+                    if self.connected && (!self.unconfirmed.is_empty() || self.owe_everyone) {
                         self.confirming.extend(self.unconfirmed.drain());
+                        self.confirming_everyone |= std::mem::take(&mut self.owe_everyone);
                         self.probe().await;
                         self.confirming_at = Some(self.probes);
                     }
@@ -482,7 +487,8 @@ impl Task {
     async fn retell(&mut self) {
         let mut rooms: HashSet<RoomHash> = self.unconfirmed.drain().chain(self.confirming.drain()).collect();
         rooms.extend(self.rooms.keys().copied());
-        let everyone = std::mem::take(&mut self.owe_everyone);
+        self.confirming_at = None;
+        let everyone = std::mem::take(&mut self.owe_everyone) | std::mem::take(&mut self.confirming_everyone);
         self.tell_to_resync(rooms, everyone).await;
     }
 
