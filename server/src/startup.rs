@@ -213,6 +213,8 @@ impl Application {
         if tokio::time::timeout(STOP_WAIT, open_sockets.recv()).await.is_err() {
             tracing::warn!("stopping with sockets still open after {STOP_WAIT:?}");
         }
+        // What the sockets' ends told the other instances reaches them before the bus stops.
+        relay.hub.drained().await;
         drop(tasks);
         if let Err(err) = relay.store.unregister().await {
             tracing::warn!("cannot remove this instance's registration: {err}");

@@ -19,10 +19,10 @@
 pub mod nats;
 pub mod postgres;
 
-use crate::domain::{EventKind, Notice, RoomHash};
+use crate::domain::{EventKind, Notice, RoomHash, StoredMessage};
 
 /// What a bus tells the relay, in the order it happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusEvent {
     /// The link is up. `again`: it was lost before (or the bus dropped events), and events may
     /// have been missed.
@@ -33,6 +33,11 @@ pub enum BusEvent {
     /// [`EventKind::Resync`] notice asks the room here to resync: its sender may have failed
     /// to tell it something.
     Notice(Notice),
+    /// Another instance's message notice with the message as it stored it (NATS), passed on only
+    /// when this instance has heard every event of the room since the message was stored: the
+    /// relay may hold it for its fetches, which then need not read the store (`nats.rs`,
+    /// "Carried messages").
+    Stored(Notice, Box<StoredMessage>),
     /// Every room here resyncs (NATS: an instance that may have failed to tell rooms it can no
     /// longer name asked so).
     ResyncAll,
@@ -108,7 +113,24 @@ impl Outbox {
     /// Tells the other instances' rooms of an event this instance's commit caused.
     pub fn publish(&self, room: RoomHash, kind: EventKind) {
         if let Some(link) = &self.0 {
-            link.publish(room, kind);
+            link.publish(room, kind, None);
+        }
+    }
+
+    /// Tells the other instances' rooms of a message this instance stored (`kind`, its notice),
+    /// stored at `stored_at` (milliseconds since the Unix epoch, read before its insert): NATS
+    /// carries the message along, so that a fetch there need not read it from the store.
+    pub fn publish_stored(&self, room: RoomHash, kind: EventKind, message: &StoredMessage, stored_at: i64) {
+        if let Some(link) = &self.0 {
+            link.publish(room, kind, Some(Box::new(nats::Carried { message: message.clone(), stored_at })));
+        }
+    }
+
+    /// Waits (a bounded time) until every event handed over so far has reached the bus: a
+    /// stopping server calls it before its tasks end, so its last events are not lost.
+    pub async fn drained(&self) {
+        if let Some(link) = &self.0 {
+            link.drained().await;
         }
     }
 }

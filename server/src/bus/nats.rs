@@ -34,13 +34,33 @@
 //!   (NATS orders one instance's events, not several instances'): the hub drops it.
 //! - it dies between a commit and its publish: the survivors see its heartbeat stop and resync
 //!   the rooms its participants were in (`relay::tasks::heartbeat`).
+//!
+//! **Carried messages.** A message notice carries the message as stored: its body sealed at
+//! rest (never plaintext, never the client's layer alone), sender, recipients and expiry, and when
+//! it was stored. The other instances in the room hold it for their fetches, as the storing
+//! instance holds its own (`relay/held.rs`), so a fetch there needs no read from PostgreSQL. A
+//! held copy must never outlive its row, and the relay drops it when it hears the message's
+//! deletion; so a copy is passed on only when this instance has heard every event of the room
+//! since the message was stored:
+//! - this instance's subscription to the room was in place at the server (confirmed by a probe)
+//!   [`CLOCK_SKEW_ALLOWED`] before the message was stored, by the two instances' clocks, and
+//!   the client is still on the connection it was confirmed on. A deletion of the message comes
+//!   after its insert, so it was published while this instance listened: the room here heard it
+//!   before this notice (and drops the copy: `Hub::hear`), or hears it after (and releases it);
+//! - and the message was stored at most [`CARRIED_FRESH`] ago (a notice held up by its
+//!   publisher's lost link arrives later, and goes on without it), so the room here still
+//!   remembers every deletion since (`Hub::hear`).
+//!
+//! The relay holds a carried copy only for its recipients (an open message is fetched from the
+//! store), for at most [`CARRIED_HELD_FOR`](crate::domain::bounds::CARRIED_HELD_FOR).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subscriber};
+use async_nats::{Client, ConnectOptions, Event, ServerAddr, Statistics, Subscriber};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamMap;
@@ -49,10 +69,10 @@ use zeroize::Zeroizing;
 use super::{BusEvent, BusIdentity};
 use crate::at_rest::KeyRing;
 use crate::domain::bounds::{
-    BUS_CONFIRM_INTERVAL, BUS_MAX_RECONNECT_WAIT, BUS_PING_INTERVAL, BUS_PUBLISH_QUEUE, BUS_SETTLE_WAIT,
-    UNCONFIRMED_ROOMS_MAX,
+    BUS_CONFIRM_INTERVAL, BUS_MAX_RECONNECT_WAIT, BUS_PING_INTERVAL, BUS_PUBLISH_QUEUE, BUS_SETTLE_WAIT, CARRIED_FRESH,
+    CLOCK_SKEW_ALLOWED, UNCONFIRMED_ROOMS_MAX,
 };
-use crate::domain::{EventKind, InstanceId, Notice, RoomHash};
+use crate::domain::{now_ms, EventKind, InstanceId, Notice, Participant, RoomHash, StoredMessage};
 use crate::telemetry::metrics;
 
 /// Where and how to reach NATS: `BUS_URL`, `BUS_TLS_CA`, `BUS_CREDS`.
@@ -137,18 +157,32 @@ fn probe_subject(instance: InstanceId) -> String {
     format!("ec.probe.{}", hex::encode(instance.0))
 }
 
+/// A message notice's message, as its instance stored it: carried to the room's other
+/// instances (see "Carried messages" above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    pub message: StoredMessage,
+    /// When it was stored: milliseconds since the Unix epoch, read before its insert began.
+    pub stored_at: i64,
+}
+
 /// What the relay asks of the bus task, beside publishing.
 enum Control {
     Follow(RoomHash),
     Unfollow(RoomHash),
     Settle(oneshot::Sender<()>),
+    /// Publish everything queued, and answer once it has reached the server.
+    Drain(oneshot::Sender<()>),
 }
+
+/// One event to publish, with the message its notice carries.
+type Outgoing = (RoomHash, EventKind, Option<Box<Carried>>);
 
 /// The relay's handle on the NATS bus task (inside an [`super::Outbox`]).
 #[derive(Clone, Debug)]
 pub struct Link {
     control: mpsc::UnboundedSender<Control>,
-    publish: mpsc::Sender<(RoomHash, EventKind)>,
+    publish: mpsc::Sender<Outgoing>,
     /// Rooms whose events could not be queued (the queue was full): told to resync once the
     /// task catches up.
     overflowed: Arc<Mutex<Overflow>>,
@@ -183,8 +217,17 @@ impl Link {
         }
     }
 
-    pub(super) fn publish(&self, room: RoomHash, kind: EventKind) {
-        if self.publish.try_send((room, kind)).is_err() {
+    pub(super) async fn drained(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Drain(tx)).is_ok() {
+            // Bounded: a stopping server with NATS unreachable stops anyway; the survivors see
+            // its registration go stale and resync its rooms (`relay::tasks::heartbeat`).
+            let _ = tokio::time::timeout(BUS_SETTLE_WAIT, rx).await;
+        }
+    }
+
+    pub(super) fn publish(&self, room: RoomHash, kind: EventKind, carried: Option<Box<Carried>>) {
+        if self.publish.try_send((room, kind, carried)).is_err() {
             let mut overflow = self.overflowed.lock().unwrap_or_else(PoisonError::into_inner);
             if overflow.rooms.len() < UNCONFIRMED_ROOMS_MAX {
                 overflow.rooms.insert(room);
@@ -226,12 +269,15 @@ pub async fn start(
     let overflowed = Arc::new(Mutex::new(Overflow::default()));
     let link = Link { control: control_tx, publish: publish_tx, overflowed: overflowed.clone() };
     let task = Task {
+        statistics: client.statistics(),
         client,
         prober,
         key,
         instance,
         events,
         rooms: StreamMap::new(),
+        following: HashMap::new(),
+        follows_asked: VecDeque::new(),
         unconfirmed: HashSet::new(),
         confirming: HashSet::new(),
         owe_everyone: false,
@@ -285,6 +331,8 @@ async fn connect_options(settings: &NatsSettings) -> anyhow::Result<ConnectOptio
 /// The bus task's state.
 struct Task {
     client: Client,
+    /// The client's counts: `connects` tells which connection a subscription is in place on.
+    statistics: Arc<Statistics>,
     /// The second connection, which hears the probes [`Link::settled`] sends on the first.
     prober: Client,
     key: SubjectKey,
@@ -292,6 +340,10 @@ struct Task {
     events: mpsc::Sender<BusEvent>,
     /// The subscription of every room someone is in here.
     rooms: StreamMap<RoomHash, Subscriber>,
+    /// Where each room's subscription stands.
+    following: HashMap<RoomHash, Following>,
+    /// Rooms waiting for a probe to confirm their subscription, by the probe number it must pass.
+    follows_asked: VecDeque<(u64, RoomHash)>,
     /// Rooms published to since the last confirming probe was sent: their publishes are not
     /// known to have reached the server.
     unconfirmed: HashSet<RoomHash>,
@@ -312,11 +364,21 @@ struct Task {
     settling: Vec<(u64, oneshot::Sender<()>)>,
 }
 
+/// Where a room's subscription stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Following {
+    /// Asked for after probe number `n`: in place once a probe numbered above it comes back.
+    Asked(u64),
+    /// In place since then (milliseconds since the Unix epoch), on the connection counted as
+    /// given (`Statistics::connects`: the client counts a connection before it reads from it).
+    Since(i64, u64),
+}
+
 impl Task {
     async fn run(
         mut self,
         mut control: mpsc::UnboundedReceiver<Control>,
-        mut publishes: mpsc::Receiver<(RoomHash, EventKind)>,
+        mut publishes: mpsc::Receiver<Outgoing>,
         mut nats_events: mpsc::UnboundedReceiver<Event>,
     ) {
         let subscribed = futures::future::try_join(
@@ -330,14 +392,31 @@ impl Task {
         let mut confirm = tokio::time::interval(BUS_CONFIRM_INTERVAL);
         loop {
             tokio::select! {
-                Some(command) = control.recv() => self.control(command).await,
-                Some((room, kind)) = publishes.recv() => self.publish(room, kind).await,
+                Some(command) = control.recv() => match command {
+                    Control::Drain(done) => {
+                        // Everything queued before the drain was asked for, then a probe after
+                        // it: its arrival means they reached the server.
+                        while let Ok((room, kind, carried)) = publishes.try_recv() {
+                            self.publish(room, kind, carried).await;
+                        }
+                        self.probes += 1;
+                        self.settling.push((self.probes, done));
+                        self.send_probe().await;
+                    }
+                    command => self.control(command).await,
+                },
+                Some((room, kind, carried)) = publishes.recv() => self.publish(room, kind, carried).await,
                 Some((room, message)) = self.rooms.next() => {
                     metrics::counter!(metrics::BUS_RECEIVED).increment(1);
-                    let notice = std::str::from_utf8(&message.payload).ok().and_then(Notice::decode);
-                    match notice {
-                        Some(notice) if notice.room == room && notice.instance != self.instance => {
-                            if self.events.send(BusEvent::Notice(notice)).await.is_err() {
+                    match decode(&message.payload) {
+                        Some((notice, carried)) if notice.room == room && notice.instance != self.instance => {
+                            let event = match carried {
+                                Some(carried) if self.heard_all_since(&room, carried.stored_at) => {
+                                    BusEvent::Stored(notice, Box::new(carried.message))
+                                }
+                                _ => BusEvent::Notice(notice),
+                            };
+                            if self.events.send(event).await.is_err() {
                                 return;
                             }
                         }
@@ -359,6 +438,7 @@ impl Task {
                         self.confirming.clear();
                         self.confirming_everyone = false;
                     }
+                    self.follows_confirmed(heard);
                 }
                 Some(_) = all.next() => {
                     metrics::counter!(metrics::BUS_RECEIVED).increment(1);
@@ -376,7 +456,7 @@ impl Task {
                     // A probe lost (sent before the second connection listened, or across a
                     // reconnect) is sent again, numbered after every join waiting.
                     self.settling.retain(|(_, done)| !done.is_closed());
-                    if !self.settling.is_empty() {
+                    if !self.settling.is_empty() || (self.connected && !self.follows_asked.is_empty()) {
                         self.probe().await;
                     }
                     // Publishes are confirmed by a probe sent after them; rooms whose probe has not
@@ -401,19 +481,54 @@ impl Task {
                 match self.client.subscribe(self.key.room_subject(&room)).await {
                     Ok(subscriber) => {
                         self.rooms.insert(room, subscriber);
+                        self.following.insert(room, Following::Asked(self.probes));
+                        self.follows_asked.push_back((self.probes, room));
                     }
                     // Only when the client is closed: nothing more will be heard anyway.
                     Err(err) => tracing::error!("NATS bus: cannot subscribe to a room: {err}"),
                 }
             }
             // Dropping the subscriber unsubscribes.
-            Control::Unfollow(room) => drop(self.rooms.remove(&room)),
-            Control::Settle(done) => {
+            Control::Unfollow(room) => {
+                drop(self.rooms.remove(&room));
+                self.following.remove(&room);
+            }
+            Control::Settle(done) | Control::Drain(done) => {
                 self.probes += 1;
                 self.settling.push((self.probes, done));
                 self.send_probe().await;
             }
         }
+    }
+
+    /// Probe `heard` came back: the subscriptions asked for before it are in place, on the
+    /// connection the client is on now (after a reconnect the client subscribes again before
+    /// anything else it sends, so a probe from the connection before proves the new one too).
+    fn follows_confirmed(&mut self, heard: u64) {
+        let (now, connection) = (now_ms(), self.statistics.connects.load(Ordering::Relaxed));
+        while let Some(&(asked, room)) = self.follows_asked.front().filter(|(asked, _)| *asked < heard) {
+            self.follows_asked.pop_front();
+            if let Some(state) = self.following.get_mut(&room).filter(|state| **state == Following::Asked(asked)) {
+                *state = Following::Since(now, connection);
+            }
+        }
+    }
+
+    /// Every room's subscription is to be confirmed again (the connection changed).
+    fn follows_unconfirmed(&mut self) {
+        let asked = self.probes;
+        for (room, state) in &mut self.following {
+            *state = Following::Asked(asked);
+            self.follows_asked.push_back((asked, *room));
+        }
+    }
+
+    /// Whether this instance has heard every event of `room` since a message was stored at
+    /// `stored_at` (milliseconds since the Unix epoch, by its instance's clock), and still
+    /// remembers them: see "Carried messages" above.
+    fn heard_all_since(&self, room: &RoomHash, stored_at: i64) -> bool {
+        let connection = self.statistics.connects.load(Ordering::Relaxed);
+        self.connected && heard_all(self.following.get(room).copied(), connection, now_ms(), stored_at)
     }
 
     /// A probe numbered after every join waiting.
@@ -431,9 +546,9 @@ impl Task {
         }
     }
 
-    async fn publish(&mut self, room: RoomHash, kind: EventKind) {
-        let notice = Notice { instance: self.instance, room, kind }.encode();
-        match self.client.publish(self.key.room_subject(&room), notice.into()).await {
+    async fn publish(&mut self, room: RoomHash, kind: EventKind, carried: Option<Box<Carried>>) {
+        let payload = encode(&Notice { instance: self.instance, room, kind }, carried.as_deref());
+        match self.client.publish(self.key.room_subject(&room), payload.into()).await {
             Ok(()) => metrics::counter!(metrics::BUS_PUBLISHED).increment(1),
             Err(err) => tracing::warn!("NATS bus: a publish failed: {err}"),
         }
@@ -454,6 +569,8 @@ impl Task {
                 let told = self.events.send(BusEvent::Listening { again }).await;
                 if again {
                     tracing::info!("NATS bus: connected again");
+                    self.follows_unconfirmed();
+                    self.probe().await;
                     self.retell().await;
                 } else {
                     tracing::info!("NATS bus: connected");
@@ -514,9 +631,74 @@ impl Task {
             return;
         }
         for room in rooms {
-            self.publish(room, EventKind::Resync).await;
+            self.publish(room, EventKind::Resync, None).await;
         }
     }
+}
+
+/// The rule of [`Task::heard_all_since`], for a room whose subscription stands as `state`, the
+/// client's connection counted as `connection`, at `now`, of a message stored at `stored_at`.
+fn heard_all(state: Option<Following>, connection: u64, now: i64, stored_at: i64) -> bool {
+    let skew = i64::try_from(CLOCK_SKEW_ALLOWED.as_millis()).unwrap_or(i64::MAX);
+    let fresh = i64::try_from(CARRIED_FRESH.as_millis()).unwrap_or(i64::MAX);
+    let age = now.saturating_sub(stored_at);
+    let subscribed_before = matches!(
+        state,
+        Some(Following::Since(since, on)) if on == connection && since.saturating_add(skew) <= stored_at
+    );
+    subscribed_before && (-skew..=fresh).contains(&age)
+}
+
+/// A notice as NATS carries it: its text (`Notice::encode`), and for a message notice that
+/// carries its message, a line break and the message: when it was stored and its expiry (8 bytes
+/// each, big-endian), its sender (32), its recipients' count (2) and each recipient (32 each),
+/// then its body sealed at rest, to the end.
+pub fn encode(notice: &Notice, carried: Option<&Carried>) -> Vec<u8> {
+    let mut payload = notice.encode().into_bytes();
+    if let Some(Carried { message, stored_at }) = carried.filter(|_| matches!(notice.kind, EventKind::Message { .. })) {
+        let Ok(count) = u16::try_from(message.recipients.len()) else {
+            return payload; // more recipients than a room holds: sent without it
+        };
+        payload.reserve(1 + 8 + 8 + 32 + 2 + 32 * message.recipients.len() + message.body.len());
+        payload.push(b'\n');
+        payload.extend_from_slice(&stored_at.to_be_bytes());
+        payload.extend_from_slice(&message.expires_at.to_be_bytes());
+        payload.extend_from_slice(&message.sender.0);
+        payload.extend_from_slice(&count.to_be_bytes());
+        message.recipients.iter().for_each(|who| payload.extend_from_slice(&who.0));
+        payload.extend_from_slice(&message.body);
+    }
+    payload
+}
+
+/// The inverse of [`encode`]; `None` for anything else (a message that is not a message
+/// notice's, or cut short, is refused with its notice).
+fn decode(payload: &[u8]) -> Option<(Notice, Option<Carried>)> {
+    let (text, rest) = match payload.iter().position(|&b| b == b'\n') {
+        Some(at) => (&payload[..at], Some(&payload[at + 1..])),
+        None => (payload, None),
+    };
+    let notice = Notice::decode(std::str::from_utf8(text).ok()?)?;
+    let Some(mut rest) = rest else {
+        return Some((notice, None));
+    };
+    if !matches!(notice.kind, EventKind::Message { .. }) {
+        return None;
+    }
+    let stored_at = i64::from_be_bytes(take(&mut rest)?);
+    let expires_at = i64::from_be_bytes(take(&mut rest)?);
+    let sender = Participant(take(&mut rest)?);
+    let count = u16::from_be_bytes(take(&mut rest)?);
+    let recipients = (0..count).map(|_| take(&mut rest).map(Participant)).collect::<Option<Vec<_>>>()?;
+    let message = StoredMessage { body: rest.to_vec(), sender, recipients, expires_at };
+    Some((notice, Some(Carried { message, stored_at })))
+}
+
+/// The next `N` bytes of `rest`, which moves past them.
+fn take<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
+    let (head, tail) = rest.split_first_chunk::<N>()?;
+    *rest = tail;
+    Some(*head)
 }
 
 #[cfg(test)]
@@ -551,5 +733,67 @@ mod tests {
             assert!(NatsSettings::parse(bad, None, None).is_err(), "{bad:?}");
         }
         assert!(NatsSettings::parse("nats://127.0.0.1:4222", Some("ca.pem".into()), None).is_err());
+    }
+
+    fn carried(recipients: usize) -> Carried {
+        let message = StoredMessage {
+            body: vec![9; 300],
+            sender: Participant([1; 32]),
+            recipients: (0..recipients).map(|n| Participant([n as u8 + 2; 32])).collect(),
+            expires_at: 1_700_000_600_000,
+        };
+        Carried { message, stored_at: 1_700_000_000_000 }
+    }
+
+    #[test]
+    fn a_message_notice_carries_its_message_and_others_carry_nothing() {
+        let (instance, room, id) = (InstanceId([7; 16]), RoomHash([9; 32]), crate::domain::MessageId([3; 16]));
+        let notice = Notice { instance, room, kind: EventKind::Message { id, chunks: 2 } };
+        for recipients in [0, 1, 5] {
+            let with = carried(recipients);
+            assert_eq!(decode(&encode(&notice, Some(&with))), Some((notice, Some(with))));
+        }
+        assert_eq!(decode(&encode(&notice, None)), Some((notice, None)));
+        // Without a message, the payload is the notice's text as PostgreSQL's NOTIFY carries it.
+        assert_eq!(encode(&notice, None), notice.encode().into_bytes());
+        let typing = Notice { instance, room, kind: EventKind::Typing(true) };
+        assert_eq!(encode(&typing, Some(&carried(1))), typing.encode().into_bytes(), "only a message's notice");
+    }
+
+    #[test]
+    fn a_cut_or_misplaced_message_is_refused_with_its_notice() {
+        let (instance, room, id) = (InstanceId([7; 16]), RoomHash([9; 32]), crate::domain::MessageId([3; 16]));
+        let notice = Notice { instance, room, kind: EventKind::Message { id, chunks: 0 } };
+        let whole = encode(&notice, Some(&carried(2)));
+        let head = notice.encode().len() + 1;
+        // Cut inside the times, the sender, the count or the recipients: refused.
+        for cut in [head, head + 7, head + 16 + 31, head + 16 + 32 + 1, head + 16 + 32 + 2 + 63] {
+            assert_eq!(decode(&whole[..cut]), None, "cut at {cut}");
+        }
+        // Cut inside the body: the body is what is left (the at-rest seal refuses it on a fetch).
+        let short = decode(&whole[..whole.len() - 1]).unwrap().1.unwrap();
+        assert_eq!(short.message.body.len(), 299);
+        let mut typing = Notice { instance, room, kind: EventKind::Typing(true) }.encode().into_bytes();
+        typing.extend_from_slice(&whole[head - 1..]);
+        assert_eq!(decode(&typing), None, "a message after a notice that is not a message's");
+        assert_eq!(decode(b"\n"), None);
+        assert_eq!(decode(&[0xff, b' ', b'x']), None);
+    }
+
+    #[test]
+    fn a_carried_message_passes_only_when_every_event_since_its_storing_was_heard() {
+        let (skew, fresh) = (CLOCK_SKEW_ALLOWED.as_millis() as i64, CARRIED_FRESH.as_millis() as i64);
+        let confirmed = 1_000_000;
+        let state = Some(Following::Since(confirmed, 3));
+        let stored = confirmed + skew;
+        assert!(heard_all(state, 3, stored + 5, stored), "subscribed a skew's worth before its storing");
+        assert!(heard_all(state, 3, stored + fresh, stored), "arrived as late as allowed");
+        assert!(heard_all(state, 3, stored - skew, stored), "its clock ahead, as far as allowed");
+        assert!(!heard_all(state, 3, stored, stored - 1), "stored too soon after the subscription");
+        assert!(!heard_all(state, 3, stored + fresh + 1, stored), "held up on its way");
+        assert!(!heard_all(state, 3, stored - skew - 1, stored), "a clock too far ahead");
+        assert!(!heard_all(state, 4, stored + 5, stored), "the connection changed since the confirmation");
+        assert!(!heard_all(Some(Following::Asked(5)), 3, stored + 5, stored), "not confirmed");
+        assert!(!heard_all(None, 3, stored + 5, stored), "not followed");
     }
 }

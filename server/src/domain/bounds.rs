@@ -23,6 +23,20 @@ pub const BUS_SETTLE_WAIT: Duration = Duration::from_secs(2);
 pub const BUS_PUBLISH_QUEUE: usize = 16_384;
 /// NATS: unconfirmed rooms named one by one; past it, every instance resyncs everything.
 pub const UNCONFIRMED_ROOMS_MAX: usize = 10_000;
+/// NATS: a message notice carries the message as stored (sealed at rest) to the room's other
+/// instances, which hold it for their fetches only when it arrives this soon after it was stored
+/// (by the storing instance's clock): a room remembers the deletions of at least this long
+/// (`Hub::hear`). A notice that arrives later was held up (its publisher's link was down) and goes
+/// on without it: its message is fetched from the store.
+pub const CARRIED_FRESH: Duration = Duration::from_secs(2);
+/// NATS: how far the instances' clocks may disagree for a carried message to be held only when
+/// its room's every event since its storing was heard (`bus/nats.rs`, "Carried messages"). NTP
+/// keeps clocks on one network within milliseconds; message expiry already relies on them.
+pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_millis(250);
+/// NATS: the longest an instance holds a message a notice carried (its fetches follow the
+/// notice within a moment; a later fetch reads the store): a deletion it could not hear in time
+/// (its publisher's link was down) outlives the held copy by no more than this.
+pub const CARRIED_HELD_FOR: Duration = Duration::from_secs(10);
 
 // Start and stop (`startup.rs`).
 
@@ -55,7 +69,7 @@ pub const ROOM_CHANNEL_CAPACITY: usize = 32;
 // Held messages (`relay/held.rs`).
 
 /// What the messages one instance holds may weigh at most, over all rooms (bodies, recipients
-/// and map entries: `HeldMessage::weight`). Past it, messages are not held
+/// and map entries: `StoredMessage::weight`). Past it, messages are not held
 /// and their recipients fetch them from the store, as on another instance.
 pub const HELD_BYTES_BUDGET: usize = 16 << 20;
 

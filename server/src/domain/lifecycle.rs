@@ -99,6 +99,20 @@ pub struct Waiting {
     pub is_recipient: bool,
 }
 
+/// A message as its row holds it, less what it is keyed by: what an instance holds in memory
+/// for its fetches (`relay/held.rs`), and what a message notice carries over NATS to the room's
+/// other instances (`bus/nats.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Sealed at rest, as in its row.
+    pub body: Vec<u8>,
+    pub sender: Participant,
+    /// Who must view it; none: it is open to anyone but its sender.
+    pub recipients: Vec<Participant>,
+    /// Milliseconds since the Unix epoch, as the row's `expires_at`.
+    pub expires_at: i64,
+}
+
 impl Waiting {
     /// Whether `who`, the participant this was read for, may fetch it.
     pub fn may_be_fetched_by(&self, who: &Participant) -> Result<(), FetchRefusal> {

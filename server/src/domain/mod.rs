@@ -15,4 +15,4 @@ pub mod lifecycle;
 pub use address::ClientBlock;
 pub use events::{EventKind, Notice, CHANNEL};
 pub use ids::{ConnectionId, InstanceId, MessageId, Participant, RoomHash};
-pub use lifecycle::{now_ms, FetchRefusal, Inserted, NewMessage, Pending, Viewed, Waiting};
+pub use lifecycle::{now_ms, FetchRefusal, Inserted, NewMessage, Pending, StoredMessage, Viewed, Waiting};

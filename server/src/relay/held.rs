@@ -25,28 +25,16 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{MessageId, Participant, Waiting};
+use crate::domain::{MessageId, Participant, StoredMessage, Waiting};
 
-/// A message as stored, minus what the hub keys it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldMessage {
-    /// Sealed at rest, as in its row.
-    pub body: Vec<u8>,
-    pub sender: Participant,
-    /// Who must view it; none: it is open to anyone but its sender.
-    pub recipients: Vec<Participant>,
-    /// Milliseconds since the Unix epoch, as the row's `expires_at`.
-    pub expires_at: i64,
-}
-
-impl HeldMessage {
+impl StoredMessage {
     /// What holding it costs, as the held budget counts it: the body, the recipients, and the
     /// entry itself in its room's map (key, value and the map's control byte), so many tiny
     /// messages cannot hold more memory than the budget says.
     pub fn weight(&self) -> usize {
         self.body.len()
             + self.recipients.len() * std::mem::size_of::<Participant>()
-            + std::mem::size_of::<(MessageId, Option<HeldMessage>)>()
+            + std::mem::size_of::<(MessageId, Option<StoredMessage>)>()
             + 1
     }
 }
@@ -54,7 +42,7 @@ impl HeldMessage {
 /// One room's held messages. `None`: reserved by a send whose insert has not answered yet.
 #[derive(Debug, Default)]
 pub struct Held {
-    messages: HashMap<MessageId, Option<HeldMessage>>,
+    messages: HashMap<MessageId, Option<StoredMessage>>,
 }
 
 impl Held {
@@ -70,7 +58,7 @@ impl Held {
 
     /// Fills a reserved place; the bytes it now holds (0 if the place is gone, or if `budget`
     /// bytes are fewer than the body, when the place is given up instead).
-    pub fn fill(&mut self, id: MessageId, message: HeldMessage, budget: usize) -> usize {
+    pub fn fill(&mut self, id: MessageId, message: StoredMessage, budget: usize) -> usize {
         let size = message.weight();
         match self.messages.get_mut(&id) {
             Some(place @ None) if size <= budget => {
@@ -111,9 +99,9 @@ impl Held {
         freed
     }
 
-    /// What the held messages weigh ([`HeldMessage::weight`]).
+    /// What the held messages weigh ([`StoredMessage::weight`]).
     pub fn bytes(&self) -> usize {
-        self.messages.values().flatten().map(HeldMessage::weight).sum()
+        self.messages.values().flatten().map(StoredMessage::weight).sum()
     }
 
     /// `id` as `who` may see it, as the store's `get` would answer, if it is held and
@@ -144,8 +132,8 @@ mod tests {
         Participant([n; 32])
     }
 
-    fn message(recipients: &[u8], expires_at: i64) -> HeldMessage {
-        HeldMessage {
+    fn message(recipients: &[u8], expires_at: i64) -> StoredMessage {
+        StoredMessage {
             body: vec![7; 100],
             sender: who(1),
             recipients: recipients.iter().map(|&n| who(n)).collect(),
@@ -170,7 +158,7 @@ mod tests {
     #[test]
     fn the_weight_counts_the_entry_and_its_recipients_not_only_the_body() {
         let (alone, with_two) = (message(&[], 1_000).weight(), message(&[2, 3], 1_000).weight());
-        assert!(alone > 100 + std::mem::size_of::<HeldMessage>(), "{alone}");
+        assert!(alone > 100 + std::mem::size_of::<StoredMessage>(), "{alone}");
         assert_eq!(with_two - alone, 2 * std::mem::size_of::<Participant>());
     }
 

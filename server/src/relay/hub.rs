@@ -14,11 +14,16 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
-use super::held::{Held, HeldMessage};
+use super::held::Held;
 use super::quota::ClientCharges;
 use crate::bus::Outbox;
-use crate::domain::bounds::{GONE_REMEMBERED, GONE_REMEMBERED_MAX, HELD_BYTES_BUDGET, ROOM_CHANNEL_CAPACITY};
-use crate::domain::{ConnectionId, EventKind, MessageId, Participant, RoomHash, Waiting};
+use crate::domain::bounds::{
+    CARRIED_FRESH, CARRIED_HELD_FOR, CLOCK_SKEW_ALLOWED, GONE_REMEMBERED, GONE_REMEMBERED_MAX, HELD_BYTES_BUDGET,
+    ROOM_CHANNEL_CAPACITY,
+};
+use crate::domain::lifecycle::expiry;
+use crate::domain::{now_ms, ConnectionId, EventKind, MessageId, Participant, RoomHash, StoredMessage, Waiting};
+use crate::telemetry::metrics;
 
 /// An event and the connection that caused it (`None` for the server itself).
 #[derive(Debug, Clone, Copy)]
@@ -34,10 +39,10 @@ struct LocalRoom {
     connections: usize,
     /// Messages stored through this instance, held for its fetches (`held.rs`).
     held: Held,
-    /// The last messages of the room heard deleted or expired, most recent last: a notice of one
-    /// of them that comes later (NATS orders one instance's events, not several instances') is
-    /// stale, and is not passed on.
-    gone: VecDeque<MessageId>,
+    /// The last messages of the room heard deleted or expired, and when, most recent last: a
+    /// notice of one of them that comes later (NATS orders one instance's events, not several
+    /// instances') is stale, and is not passed on, nor is the message it carries held.
+    gone: VecDeque<(MessageId, Instant)>,
 }
 
 /// What one participant fetched here: the messages it may confirm as viewed, and those it
@@ -94,6 +99,8 @@ pub struct Hub {
     /// Where this instance's own events go to the other instances after their commit, and
     /// which rooms it follows there (NATS; nothing with PostgreSQL, whose writes notify).
     outbox: Outbox,
+    /// Messages held here as other instances' notices carried them (for tests).
+    carried_held: AtomicU64,
 }
 
 impl Hub {
@@ -219,7 +226,7 @@ impl Hub {
 
     /// Holds a stored message in the place [`Hub::reserve`] made, unless its deletion was heard
     /// meanwhile or the budget is spent.
-    pub fn fill(&self, room: &RoomHash, id: MessageId, message: HeldMessage) {
+    pub fn fill(&self, room: &RoomHash, id: MessageId, message: StoredMessage) {
         if let Some(entry) = self.rooms().get_mut(room) {
             let budget = HELD_BYTES_BUDGET.saturating_sub(self.held_bytes.load(Ordering::Relaxed));
             self.held_bytes.fetch_add(entry.held.fill(id, message, budget), Ordering::Relaxed);
@@ -274,22 +281,78 @@ impl Hub {
         self.outbox.publish(*room, kind);
     }
 
+    /// A message this instance stored (`kind`, its notice), once its insert has committed: held
+    /// in the place [`Hub::reserve`] made if `reserved`, announced here, and published to the
+    /// other instances with the message (stored at `stored_at`, read before the insert), so
+    /// that their fetches of it need not read the store.
+    pub fn announce_stored(
+        &self,
+        room: &RoomHash,
+        origin: Option<ConnectionId>,
+        kind: EventKind,
+        message: StoredMessage,
+        stored_at: i64,
+        reserved: bool,
+    ) {
+        self.outbox.publish_stored(*room, kind, &message, stored_at);
+        if let (true, EventKind::Message { id, .. }) = (reserved, kind) {
+            self.fill(room, id, message);
+        }
+        self.publish(room, origin, kind);
+    }
+
     /// An event for the other instances only: this one has dealt with it (presence changes,
     /// which each instance counts itself).
     pub fn tell_others(&self, room: &RoomHash, kind: EventKind) {
         self.outbox.publish(*room, kind);
     }
 
-    /// An event another instance published, passed on to the room here; a message notice is
+    /// Waits (a bounded time) until the events announced so far have reached the other
+    /// instances: a stopping server's last ones (its participants' disconnections).
+    pub async fn drained(&self) {
+        self.outbox.drained().await;
+    }
+
+    /// An event another instance published, passed on to the room here. A message notice is
     /// dropped if the room heard that message is gone already (a late notice, from an instance
-    /// whose link to the bus was down while the message was read and burned).
-    pub fn publish_heard(&self, room: &RoomHash, kind: EventKind) {
+    /// whose link to the bus was down while the message was read and burned). `carried`: the
+    /// message as its instance stored it, which the bus passes on only when this instance has
+    /// heard the room's every event since (`bus/nats.rs`, "Carried messages"); it is held for
+    /// its recipients' fetches here, for at most [`CARRIED_HELD_FOR`], unless the room may have
+    /// forgotten a deletion heard since (more than it remembers went in that time).
+    pub fn hear(&self, room: &RoomHash, kind: EventKind, carried: Option<StoredMessage>) {
         if let EventKind::Message { id, .. } = kind {
-            if self.rooms().get(room).is_some_and(|entry| entry.gone.contains(&id)) {
+            let mut rooms = self.rooms();
+            let Some(entry) = rooms.get_mut(room) else {
+                return; // nobody here: dropped anyway
+            };
+            if entry.gone.iter().any(|(gone, _)| *gone == id) {
                 return;
+            }
+            let forgot = entry.gone.len() == GONE_REMEMBERED_MAX
+                && entry.gone.front().is_some_and(|(_, at)| at.elapsed() < CARRIED_FRESH + CLOCK_SKEW_ALLOWED);
+            // Only for its recipients: none of them can fetch it after its burn but one that
+            // viewed it already. An open one, which anyone may fetch, is read from the store.
+            let holding = !forgot && !self.not_holding.load(Ordering::Relaxed);
+            if let Some(mut message) = carried.filter(|m| holding && !m.recipients.is_empty()) {
+                message.expires_at = message.expires_at.min(expiry(now_ms(), CARRIED_HELD_FOR));
+                let budget = HELD_BYTES_BUDGET.saturating_sub(self.held_bytes.load(Ordering::Relaxed));
+                if entry.held.reserve(id) {
+                    let held = entry.held.fill(id, message, budget);
+                    self.held_bytes.fetch_add(held, Ordering::Relaxed);
+                    if held > 0 {
+                        self.carried_held.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(metrics::BUS_CARRIED_HELD).increment(1);
+                    }
+                }
             }
         }
         self.publish(room, None, kind);
+    }
+
+    /// Messages held here as other instances' notices carried them, so far (for tests).
+    pub fn carried_held(&self) -> u64 {
+        self.carried_held.load(Ordering::Relaxed)
     }
 
     /// Publishes an event to this instance's connections to the room; a room nobody here is in
@@ -323,7 +386,7 @@ impl Hub {
                 if entry.gone.len() == GONE_REMEMBERED_MAX {
                     entry.gone.pop_front();
                 }
-                entry.gone.push_back(id);
+                entry.gone.push_back((id, Instant::now()));
             }
             EventKind::Resync => self.freed(entry.held.clear()),
             _ => {}
@@ -381,7 +444,7 @@ mod tests {
     fn hold(hub: &Hub, room: &RoomHash, n: u8, recipients: Vec<Participant>) -> MessageId {
         let id = MessageId([n; 16]);
         assert!(hub.reserve(room, id));
-        hub.fill(room, id, HeldMessage { body: vec![n; 10], sender: who(1), recipients, expires_at: i64::MAX });
+        hub.fill(room, id, StoredMessage { body: vec![n; 10], sender: who(1), recipients, expires_at: i64::MAX });
         id
     }
 
@@ -394,7 +457,7 @@ mod tests {
         let (a, b, c) =
             (hold(&hub, &room, 2, vec![who(2)]), hold(&hub, &room, 3, vec![]), hold(&hub, &room, 4, vec![]));
         let weight = |recipients: usize| {
-            HeldMessage { body: vec![0; 10], sender: who(1), recipients: vec![who(2); recipients], expires_at: 0 }
+            StoredMessage { body: vec![0; 10], sender: who(1), recipients: vec![who(2); recipients], expires_at: 0 }
                 .weight()
         };
         assert_eq!(hub.held_bytes(), weight(1) + 2 * weight(0));
@@ -429,7 +492,7 @@ mod tests {
         hub.fill(
             &room,
             reserved,
-            HeldMessage { body: vec![1; 10], sender: who(1), recipients: vec![], expires_at: i64::MAX },
+            StoredMessage { body: vec![1; 10], sender: who(1), recipients: vec![], expires_at: i64::MAX },
         );
         assert_eq!(hub.held_bytes(), 0, "a place made before is gone too");
         hub.start_holding();
@@ -448,14 +511,122 @@ mod tests {
         let (late, fresh) = (MessageId([2; 16]), MessageId([3; 16]));
         hub.announce(&room, None, EventKind::Deleted(late));
         assert_eq!(rx.try_recv().unwrap().kind, EventKind::Deleted(late));
-        hub.publish_heard(&room, EventKind::Message { id: late, chunks: 0 });
+        hub.hear(&room, EventKind::Message { id: late, chunks: 0 }, None);
         assert!(rx.try_recv().is_err(), "a stale notice reached the room");
-        hub.publish_heard(&room, EventKind::Message { id: fresh, chunks: 0 });
+        hub.hear(&room, EventKind::Message { id: fresh, chunks: 0 }, None);
         assert_eq!(rx.try_recv().unwrap().kind, EventKind::Message { id: fresh, chunks: 0 });
-        hub.publish_heard(&room, EventKind::Expired(fresh));
-        hub.publish_heard(&room, EventKind::Message { id: fresh, chunks: 0 });
+        hub.hear(&room, EventKind::Expired(fresh), None);
+        hub.hear(&room, EventKind::Message { id: fresh, chunks: 0 }, None);
         assert_eq!(rx.try_recv().unwrap().kind, EventKind::Expired(fresh));
         assert!(rx.try_recv().is_err(), "expired, then a late notice");
+    }
+
+    fn carried(n: u8, expires_at: i64) -> StoredMessage {
+        StoredMessage { body: vec![n; 10], sender: who(1), recipients: vec![who(2)], expires_at }
+    }
+
+    #[test]
+    fn a_message_another_instance_s_notice_carried_is_held_briefly_unless_its_deletion_was_heard() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let mut rx = hub.subscribe(room);
+        let (held, burned, late) = (MessageId([2; 16]), MessageId([3; 16]), MessageId([4; 16]));
+        hub.hear(&room, EventKind::Message { id: held, chunks: 0 }, Some(carried(2, i64::MAX)));
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Message { id: held, chunks: 0 });
+        assert_eq!(
+            (hub.carried_held(), hub.held(&room, &held, &who(2), now_ms()).map(|w| w.body)),
+            (1, Some(vec![2; 10]))
+        );
+        // Held for CARRIED_HELD_FOR at most, whatever its expiry.
+        let after = expiry(now_ms(), CARRIED_HELD_FOR) + 1;
+        assert!(hub.held(&room, &held, &who(2), after).is_none());
+        assert_eq!(hub.held_bytes(), 0);
+
+        // Its burn heard first (from a third instance): neither passed on nor held.
+        hub.hear(&room, EventKind::Deleted(burned), None);
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Deleted(burned));
+        hub.hear(&room, EventKind::Message { id: burned, chunks: 0 }, Some(carried(3, i64::MAX)));
+        assert!(rx.try_recv().is_err());
+        assert_eq!((hub.carried_held(), hub.held_bytes()), (1, 0));
+
+        // Burned after: released.
+        hub.hear(&room, EventKind::Message { id: late, chunks: 0 }, Some(carried(4, i64::MAX)));
+        assert!(hub.held_bytes() > 0);
+        hub.hear(&room, EventKind::Deleted(late), None);
+        assert_eq!(hub.held_bytes(), 0);
+
+        // An open message (anyone but its sender may fetch it) is read from the store.
+        let open = StoredMessage { recipients: vec![], ..carried(8, i64::MAX) };
+        hub.hear(&room, EventKind::Message { id: MessageId([8; 16]), chunks: 0 }, Some(open));
+        assert_eq!((hub.carried_held(), hub.held_bytes()), (2, 0));
+
+        // Nothing is held while deletions elsewhere go unheard, nor in a room nobody here is in.
+        hub.stop_holding();
+        hub.hear(&room, EventKind::Message { id: MessageId([5; 16]), chunks: 0 }, Some(carried(5, i64::MAX)));
+        hub.start_holding();
+        hub.hear(
+            &RoomHash([9; 32]),
+            EventKind::Message { id: MessageId([6; 16]), chunks: 0 },
+            Some(carried(6, i64::MAX)),
+        );
+        assert_eq!((hub.carried_held(), hub.held_bytes()), (2, 0));
+    }
+
+    #[test]
+    fn a_room_that_may_have_forgotten_a_recent_deletion_holds_nothing_carried() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let _rx = hub.subscribe(room);
+        for n in 0..GONE_REMEMBERED_MAX {
+            hub.hear(
+                &room,
+                EventKind::Deleted(MessageId([
+                    (n % 256) as u8,
+                    (n / 256) as u8,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                ])),
+                None,
+            );
+        }
+        // Every deletion it remembers is recent: one before them may have been this message's.
+        hub.hear(&room, EventKind::Message { id: MessageId([7; 16]), chunks: 0 }, Some(carried(7, i64::MAX)));
+        assert_eq!((hub.carried_held(), hub.held_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_message_stored_here_is_held_announced_and_carried() {
+        let hub = Hub::default();
+        let room = RoomHash([1; 32]);
+        let mut rx = hub.subscribe(room);
+        let id = MessageId([2; 16]);
+        assert!(hub.reserve(&room, id));
+        hub.announce_stored(&room, Some(1), EventKind::Message { id, chunks: 0 }, carried(2, i64::MAX), now_ms(), true);
+        assert_eq!(rx.try_recv().unwrap().kind, EventKind::Message { id, chunks: 0 });
+        assert!(hub.held(&room, &id, &who(2), now_ms()).is_some());
+        let other = MessageId([3; 16]);
+        hub.announce_stored(
+            &room,
+            Some(1),
+            EventKind::Message { id: other, chunks: 0 },
+            carried(3, i64::MAX),
+            now_ms(),
+            false,
+        );
+        assert!(hub.held(&room, &other, &who(2), now_ms()).is_none(), "no place reserved: not held");
+        assert_eq!(hub.carried_held(), 0, "its own are not counted as carried");
     }
 
     #[test]

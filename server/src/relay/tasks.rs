@@ -149,7 +149,8 @@ pub async fn hear_other_instances(
             BusEvent::Notice(notice) if notice.kind == EventKind::PresenceChanged => {
                 presence.changed(notice.room, None);
             }
-            BusEvent::Notice(notice) => hub.publish_heard(&notice.room, notice.kind),
+            BusEvent::Notice(notice) => hub.hear(&notice.room, notice.kind, None),
+            BusEvent::Stored(notice, message) => hub.hear(&notice.room, notice.kind, Some(*message)),
             BusEvent::ResyncAll => hub.publish_everywhere(EventKind::Resync),
         }
     }

@@ -45,6 +45,9 @@ pub const BUS_RECEIVED: &str = "ephemeral_chat_bus_received_total";
 /// Room events NATS could not take in time (the outgoing queue full); their rooms were told to
 /// resync instead.
 pub const BUS_DROPPED: &str = "ephemeral_chat_bus_dropped_total";
+/// Messages from other instances held here for fetches as their NATS notices carried them
+/// (each such fetch reads no row from PostgreSQL).
+pub const BUS_CARRIED_HELD: &str = "ephemeral_chat_bus_carried_held_total";
 /// The process's resident memory (Prometheus's standard name).
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 /// The process's open file descriptors (Prometheus's standard name).
@@ -94,11 +97,22 @@ fn describe() {
     describe_counter!(BUS_PUBLISHED, "Room events published on NATS");
     describe_counter!(BUS_RECEIVED, "Room events received from the bus");
     describe_counter!(BUS_DROPPED, "Room events NATS could not take in time (their rooms resync instead)");
+    describe_counter!(
+        BUS_CARRIED_HELD,
+        "Other instances' messages held here for fetches as their notices carried them"
+    );
     describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
     describe_gauge!(OPEN_FDS, "Open file descriptors of the process");
-    for name in
-        [MESSAGES_STORED, MESSAGES_BURNED, MESSAGES_EXPIRED, BUS_RECONNECTS, BUS_PUBLISHED, BUS_RECEIVED, BUS_DROPPED]
-    {
+    for name in [
+        MESSAGES_STORED,
+        MESSAGES_BURNED,
+        MESSAGES_EXPIRED,
+        BUS_RECONNECTS,
+        BUS_PUBLISHED,
+        BUS_RECEIVED,
+        BUS_DROPPED,
+        BUS_CARRIED_HELD,
+    ] {
         counter!(name).absolute(0);
     }
     for direction in ["in", "out"] {

@@ -11,11 +11,16 @@ use std::time::{Duration, Instant};
 use app::crypto::SenderId;
 use app::protocol::{ClientFrame, ServerFrame};
 use clap::Parser as _;
-use server::domain::{InstanceId, NewMessage, Participant, RoomHash};
+use server::bus::nats::{encode, Carried, SubjectKey};
+use server::domain::bounds::{CARRIED_FRESH, CLOCK_SKEW_ALLOWED};
+use server::domain::{
+    EventKind, Inserted, InstanceId, MessageId, NewMessage, Notice, Participant, RoomHash, StoredMessage,
+};
 use server::store::Store;
 use sqlx::Connection as _;
 
 use super::helpers::{spawn_app_on, Backend, TestApp, TestDatabase, TestRoom, FRAME_TIMEOUT, TEST_KEY};
+use super::process::ServerProcess;
 use super::recipients::{fetch_and_view, until};
 
 /// A nats-server of the test's own.
@@ -172,6 +177,143 @@ async fn nothing_is_lost_while_nats_restarts() {
     assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
 }
 
+/// Another instance over the same database, played by the test: it stores messages as an
+/// instance would, and publishes (or not) what an instance would publish.
+struct Elsewhere {
+    instance: InstanceId,
+    store: Store,
+    keys: server::at_rest::KeyRing,
+    /// Its participant in the room.
+    sender: Participant,
+}
+
+impl Elsewhere {
+    /// Registered on the NATS bus beside the test's instances, with a participant in `room`.
+    async fn beside(db: &TestDatabase, room: &TestRoom) -> Self {
+        let database =
+            server::config::Config::try_parse_from(["server", "--database-url", &db.url]).unwrap().database().unwrap();
+        let instance = InstanceId::generate();
+        let (store, _) = Store::connect(&database, instance, false).await.unwrap();
+        let keys =
+            server::at_rest::KeyRing::new(server::at_rest::ServerKey::from_hex(TEST_KEY).unwrap(), None).unwrap();
+        let bus = SubjectKey::new(&keys).identity().as_text();
+        assert_eq!(store.register(&bus).await.unwrap(), Vec::<String>::new(), "it runs beside the others");
+        let sender = Participant([7; 32]);
+        store.join(&RoomHash(room.keys.room_id.storage_hash()), &sender, 1, 10).await.unwrap().expect("admitted");
+        Self { instance, store, keys, sender }
+    }
+
+    /// Stores a message in `room` from its participant, as a send would: the message as
+    /// stored, and when (read before the insert).
+    async fn store(&self, room: &TestRoom, text: &str) -> (MessageId, Carried) {
+        let room_hash = RoomHash(room.keys.room_id.storage_hash());
+        let (id, sealed) = room.seal(text, SenderId::generate());
+        let body = self.keys.seal(&room_hash.0, &id, &sealed);
+        let stored_at = server::domain::now_ms();
+        let message = NewMessage {
+            room: &room_hash,
+            id: &id,
+            body: &body,
+            ttl: Duration::from_secs(600),
+            sender: &self.sender,
+            max_pending: 100,
+            chunks: 0,
+        };
+        let Inserted::New { recipients, expires_at } = self.store.insert(message).await.unwrap() else {
+            panic!("not stored")
+        };
+        (id, Carried { message: StoredMessage { body, sender: self.sender, recipients, expires_at }, stored_at })
+    }
+
+    /// Publishes the message's notice on `nats`, carrying `carried`.
+    async fn publish(&self, nats: &async_nats::Client, room: &TestRoom, id: MessageId, carried: &Carried) {
+        let room_hash = RoomHash(room.keys.room_id.storage_hash());
+        let notice = Notice { instance: self.instance, room: room_hash, kind: EventKind::Message { id, chunks: 0 } };
+        let subject = SubjectKey::new(&self.keys).room_subject(&room_hash);
+        nats.publish(subject, encode(&notice, Some(carried)).into()).await.unwrap();
+        nats.flush().await.unwrap();
+    }
+}
+
+/// Waits for `client` to hear of message `id`.
+async fn heard(client: &mut super::helpers::Client, id: MessageId) {
+    let notice = ServerFrame::Message { message_id: id.to_hex(), chunks: 0 };
+    assert_eq!(until(client, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
+}
+
+/// A message another instance's notice carries is held here for its fetches (which then read
+/// no row), but only when this instance has heard every event of the room since the message
+/// was stored: the room's subscription in place before it, and the notice fresh. The other
+/// instance is the test, publishing as one would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_missed() {
+    let nats = NatsServer::start();
+    let db = Arc::new(TestDatabase::new(Backend::Postgres));
+    let b = spawn_app_on(db.clone(), &["--bus-url", &nats.url()]).await;
+    let room = TestRoom::new();
+    let x = Elsewhere::beside(&db, &room).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let before_join = server::domain::now_ms();
+    let (mut bob, _, _) = b.joined(&room).await;
+
+    // Stored before the room's subscription here was in place: a burn before it may have been
+    // missed.
+    let (first, mut carried) = x.store(&room, "stored before the subscription").await;
+    carried.stored_at = before_join - 100;
+    x.publish(&client, &room, first, &carried).await;
+    heard(&mut bob, first).await;
+    let age = server::domain::now_ms() - carried.stored_at;
+    assert!(age < CARRIED_FRESH.as_millis() as i64, "too slow a machine for this check: {age} ms");
+    assert_eq!((b.relay.hub.carried_held(), b.relay.hub.held_bytes()), (0, 0));
+    fetch_and_view(&mut bob, &room, &first).await;
+
+    // Stored after the subscription, but the notice held up on its way (5 s).
+    tokio::time::sleep(CLOCK_SKEW_ALLOWED * 2).await;
+    let (late, mut carried) = x.store(&room, "held up").await;
+    carried.stored_at -= 5_000;
+    x.publish(&client, &room, late, &carried).await;
+    heard(&mut bob, late).await;
+    assert_eq!((b.relay.hub.carried_held(), b.relay.hub.held_bytes()), (0, 0));
+    fetch_and_view(&mut bob, &room, &late).await;
+
+    // Stored after the subscription, and fresh: held, fetched from memory, released with the
+    // burn.
+    let (fresh, carried) = x.store(&room, "fresh").await;
+    x.publish(&client, &room, fresh, &carried).await;
+    heard(&mut bob, fresh).await;
+    assert_eq!(b.relay.hub.carried_held(), 1);
+    assert!(b.relay.hub.held_bytes() > 0);
+    fetch_and_view(&mut bob, &room, &fresh).await;
+    let deleted = ServerFrame::Deleted { message_id: fresh.to_hex() };
+    assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
+}
+
+/// A server stopping gracefully keeps its participants (they may reconnect within their grace
+/// period), and the other instances' counts drop at once, on either bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopping_is_seen_in_the_other_instances_count() {
+    for nats in [None, Some(NatsServer::start())] {
+        let db = TestDatabase::new(Backend::Postgres);
+        let url = nats.as_ref().map(NatsServer::url);
+        let mut env = vec![("DATABASE_URL", db.url.as_str()), ("ENCRYPTION_KEY", TEST_KEY)];
+        env.extend(url.as_deref().map(|url| ("BUS_URL", url)));
+        let log = |name: &str| db.dir.path().join(name);
+        let mut stopping = ServerProcess::start(&env, log("stopping.log")).await;
+        let staying = ServerProcess::start(&env, log("staying.log")).await;
+        let room = TestRoom::new();
+        let mut alice = stopping.client_from([127, 0, 0, 1]).await;
+        alice.join(&room).await;
+        let mut bob = staying.client_from([127, 0, 0, 1]).await;
+        assert_eq!(bob.join(&room).await.0, 2);
+
+        let status = stopping.terminate();
+        assert!(status.success(), "{status}: {}", stopping.output_text());
+        let counted = until(&mut bob, |f| matches!(f, ServerFrame::Presence { .. })).await;
+        assert_eq!(counted, ServerFrame::Presence { participants: 1 }, "bus: {url:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_an_instance_committed_and_died_before_publishing_is_delivered() {
     let nats = NatsServer::start();
@@ -179,36 +321,17 @@ async fn a_message_an_instance_committed_and_died_before_publishing_is_delivered
     let b = spawn_app_on(db.clone(), &["--bus-url", &nats.url()]).await;
     let room = TestRoom::new();
     let (mut bob, _, _) = b.joined(&room).await;
-    let room_hash = RoomHash(room.keys.room_id.storage_hash());
 
     // Another instance, X, stores a message for Bob and never publishes it: it died.
-    let database =
-        server::config::Config::try_parse_from(["server", "--database-url", &db.url]).unwrap().database().unwrap();
-    let x = InstanceId::generate();
-    let (store_x, _) = Store::connect(&database, x, false).await.unwrap();
-    let keys = server::at_rest::KeyRing::new(server::at_rest::ServerKey::from_hex(TEST_KEY).unwrap(), None).unwrap();
-    let bus = server::bus::nats::SubjectKey::new(&keys).identity().as_text();
-    assert_eq!(store_x.register(&bus).await.unwrap(), Vec::<String>::new(), "X runs beside B");
-    let sender = Participant([7; 32]);
-    store_x.join(&room_hash, &sender, 1, 10).await.unwrap().expect("admitted");
-    let (id, sealed) = room.seal("committed, never published", SenderId::generate());
-    let body = keys.seal(&room_hash.0, &id, &sealed);
-    let message = NewMessage {
-        room: &room_hash,
-        id: &id,
-        body: &body,
-        ttl: Duration::from_secs(600),
-        sender: &sender,
-        max_pending: 100,
-        chunks: 0,
-    };
-    store_x.insert(message).await.unwrap();
+    let x = Elsewhere::beside(&db, &room).await;
+    let (id, _) = x.store(&room, "committed, never published").await;
     let quiet = tokio::time::timeout(Duration::from_millis(500), bob.recv_skipping_presence()).await;
     assert!(quiet.is_err(), "heard before X died: {quiet:?}");
 
     // X's heartbeat stops: B sees it within a heartbeat and resyncs the rooms X served.
     let stopped = server::domain::now_ms() - 20_000;
-    let sql = format!("UPDATE instances SET heartbeat_at = {stopped} WHERE instance = '\\x{}'", hex::encode(x.0));
+    let sql =
+        format!("UPDATE instances SET heartbeat_at = {stopped} WHERE instance = '\\x{}'", hex::encode(x.instance.0));
     assert_eq!(db.execute(&sql).await, 1);
     let notice = ServerFrame::Message { message_id: id.to_hex(), chunks: 0 };
     let heard = tokio::time::timeout(Duration::from_secs(10) + FRAME_TIMEOUT, async {

@@ -12,9 +12,10 @@ use std::time::Duration;
 use server::config::Database;
 use server::domain::lifecycle::Ledger;
 use server::domain::{
-    now_ms, FetchRefusal, Inserted, InstanceId, MessageId, NewMessage, Participant, RoomHash, Viewed, Waiting,
+    now_ms, FetchRefusal, Inserted, InstanceId, MessageId, NewMessage, Participant, RoomHash, StoredMessage, Viewed,
+    Waiting,
 };
-use server::relay::held::{Held, HeldMessage};
+use server::relay::held::Held;
 use server::store::Store;
 
 use super::helpers::{Backend, TestDatabase};
@@ -146,7 +147,7 @@ impl Subject {
                         let answer = ledger.insert(&message, now);
                         if let Inserted::New { recipients, expires_at } = &answer {
                             let kept =
-                                HeldMessage { body, sender, recipients: recipients.clone(), expires_at: *expires_at };
+                                StoredMessage { body, sender, recipients: recipients.clone(), expires_at: *expires_at };
                             if held.reserve(id) {
                                 held.fill(id, kept, usize::MAX);
                             }

@@ -163,6 +163,19 @@ impl Pair {
         Ok(())
     }
 
+    /// With metrics (the NATS runs): the messages the live instances held so far as other
+    /// instances' notices carried them.
+    async fn carried_held(&self) -> Option<u64> {
+        if !self.spec.metrics {
+            return None;
+        }
+        let mut held = 0.0;
+        for server in &self.servers {
+            held += server.metric("ephemeral_chat_bus_carried_held_total").await.unwrap_or(0.0);
+        }
+        Some(held as u64)
+    }
+
     /// Ends the faults' load, then runs the hopping receivers, and accounts for both: rows
     /// left, and the plaintext marker in any server's output.
     async fn finish(
@@ -175,7 +188,17 @@ impl Pair {
         load.finish(&mut report).await;
         report.rows_left = self.db.message_rows().await?;
         report.recipient_rows_left = self.db.recipient_rows().await?;
-        let hopping = hop_between(options, rooms, &self.urls, &report.backend, &self.db).await?;
+        let carried = self.carried_held().await;
+        let mut hopping = hop_between(options, rooms, &self.urls, &report.backend, &self.db).await?;
+        if let (Some(before), Some(after)) = (carried, self.carried_held().await) {
+            report.carried_held = before;
+            hopping.carried_held = after.saturating_sub(before);
+            for run in [&mut report, &mut hopping] {
+                if run.carried_held == 0 {
+                    run.not_happened.push(NOTHING_CARRIED.into());
+                }
+            }
+        }
         for server in &self.servers {
             if server.output_text().contains(PLAINTEXT_MARKER) {
                 report.plaintext_found_in.push(format!("{}", server.output.display()));
@@ -186,6 +209,9 @@ impl Pair {
         Ok(vec![report, hopping])
     }
 }
+
+/// What a NATS run says when no relay held a message a notice carried.
+const NOTHING_CARRIED: &str = "no relay held a message another one's notice carried";
 
 /// Two instances over LISTEN/NOTIFY: `kill -9`, a PostgreSQL restart, every LISTEN cut.
 async fn run_postgres(
@@ -225,6 +251,7 @@ async fn run_nats(
     let proxy = Proxy::start(nats.port()).await?;
     let mut spec = ServerSpec::for_load(options.server_bin.clone());
     spec.env.push(("BUS_URL".into(), format!("nats://127.0.0.1:{}", proxy.port)));
+    spec.metrics = true;
     let mut pair = Pair::start(spec, db).await?;
     let mut report =
         FaultReport { backend: "postgres + nats".into(), instances: 2, rooms: rooms.len(), ..Default::default() };

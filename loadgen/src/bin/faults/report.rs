@@ -24,6 +24,10 @@ pub struct FaultReport {
     /// acknowledged, for 2 s before that connection was dropped) and did not: it learnt of them
     /// on a later one. Must be 0.
     pub missed_notices: usize,
+    /// NATS: messages the relays held for their fetches as other instances' notices carried
+    /// them (the counts of the instances alive at the end). A NATS run with none proved nothing
+    /// of them, and says so in `not_happened`.
+    pub carried_held: u64,
     /// Faults the run meant to cause and could not (each a problem: the run proved nothing of it).
     pub not_happened: Vec<String>,
     /// Distinct messages the senders sent.

@@ -11,8 +11,9 @@ use subtle::ConstantTimeEq;
 
 use super::{internal, parse_id, Connection, Member, Refusal};
 use crate::at_rest::AtRestError;
-use crate::domain::{now_ms, EventKind, FetchRefusal, Inserted, MessageId, NewMessage, RoomHash, Viewed};
-use crate::relay::held::HeldMessage;
+use crate::domain::{
+    now_ms, EventKind, FetchRefusal, Inserted, MessageId, NewMessage, RoomHash, StoredMessage, Viewed,
+};
 use crate::relay::hub::FetchedState;
 use crate::relay::quota::Reservation;
 
@@ -56,6 +57,7 @@ impl Connection {
         // Its place among the messages held here is reserved before the insert commits, so
         // that a deletion heard from another instance right after the commit is not missed.
         let reserved = self.relay.hub.reserve(&room, id);
+        let stored_at = now_ms();
         let inserted = self.relay.store.insert(message).await;
         if !matches!(inserted, Ok(Inserted::New { .. })) {
             if reserved {
@@ -67,12 +69,11 @@ impl Connection {
         }
         match inserted.map_err(|err| internal(&err))? {
             Inserted::New { recipients, expires_at } => {
-                if reserved {
-                    self.relay.hub.fill(&room, id, HeldMessage { body, sender: who, recipients, expires_at });
-                }
                 self.sent.insert(id, Instant::now() + ttl);
                 self.upload_stored(&id);
-                self.relay.hub.announce(&room, Some(self.id), EventKind::Message { id, chunks });
+                let message = StoredMessage { body, sender: who, recipients, expires_at };
+                let kind = EventKind::Message { id, chunks };
+                self.relay.hub.announce_stored(&room, Some(self.id), kind, message, stored_at, reserved);
             }
             Inserted::RoomBacklogFull => return Err(ErrorCode::TooManyPending),
             Inserted::Exists(existing) => {

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use super::departure::leave_after_grace;
 use super::hub::RoomEvent;
 use super::Relay;
-use crate::domain::{ClientBlock, ConnectionId, MessageId, Participant, RoomHash};
+use crate::domain::{ClientBlock, ConnectionId, EventKind, MessageId, Participant, RoomHash};
 use crate::store::StoreError;
 
 /// A refused frame: the code to send back.
@@ -202,7 +202,9 @@ impl Connection {
                     self.relay.participants_changed(room, Some(self.id));
                     tokio::spawn(leave_after_grace(self.relay.clone(), room, who, generation, true));
                 }
-                Ending::ServerStopping => {}
+                // The store keeps the row; the other instances' counts are read again (this
+                // server waits for the bus to take this before it stops: `Hub::drained`).
+                Ending::ServerStopping => self.relay.hub.tell_others(&room, EventKind::PresenceChanged),
             },
             Ok(None) => {}
             Err(err) => tracing::error!("store: a connection ended: {err}"),
