@@ -117,6 +117,10 @@ pub struct JourneyRun {
     /// instances; its `ephemeral_chat_bus_received_total`).
     #[serde(default)]
     pub bus_received: Vec<f64>,
+    /// Messages each instance held over the run as other instances' notices carried them (NATS;
+    /// its `ephemeral_chat_bus_carried_held_total`): each spares a fetch's read of the store.
+    #[serde(default)]
+    pub carried_held: Vec<f64>,
 }
 
 impl JourneyRun {
@@ -124,6 +128,13 @@ impl JourneyRun {
     pub fn received_per_journey(&self) -> Vec<f64> {
         let journeys = self.report.completed.max(1) as f64;
         self.bus_received.iter().map(|n| n / journeys).collect()
+    }
+
+    /// The share of the run's journeys whose message another instance held as its notice
+    /// carried it; `None` without such counts (one instance, or LISTEN/NOTIFY).
+    pub fn carried_share(&self) -> Option<f64> {
+        let held: f64 = self.carried_held.iter().sum();
+        (!self.carried_held.is_empty()).then(|| held / self.report.completed.max(1) as f64)
     }
 }
 
@@ -429,26 +440,33 @@ async fn measured_run(
 ) -> Result<JourneyRun, BenchError> {
     db.settle().await?;
     let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
-    let received_before = bus_received(servers).await;
+    let (received_before, carried_before) = (counts(servers, RECEIVED).await, counts(servers, CARRIED).await);
     let before = CpuTime::now(&pids);
     let report = journey::run(rooms, options).await?;
     let cpu = CpuTime::now(&pids).since(&before);
-    let bus_received = bus_received(servers)
-        .await
-        .iter()
-        .zip(&received_before)
-        .filter_map(|(after, before)| Some(after.as_ref()? - before.as_ref()?))
-        .collect();
-    Ok(JourneyRun { mode: mode.into(), report, rows_left: db.message_rows().await?, cpu, bus_received })
+    let bus_received = since(counts(servers, RECEIVED).await, received_before);
+    let carried_held =
+        if options.urls.len() > 1 { since(counts(servers, CARRIED).await, carried_before) } else { vec![] };
+    let rows_left = db.message_rows().await?;
+    Ok(JourneyRun { mode: mode.into(), report, rows_left, cpu, bus_received, carried_held })
 }
 
-/// Each server's count of bus events received (`None` for a server without metrics).
-async fn bus_received(servers: &[Server]) -> Vec<Option<f64>> {
+/// The counters [`measured_run`] reads from each server's metrics.
+const RECEIVED: &str = "ephemeral_chat_bus_received_total";
+const CARRIED: &str = "ephemeral_chat_bus_carried_held_total";
+
+/// Each server's count of `metric` (`None` for a server without metrics).
+async fn counts(servers: &[Server], metric: &str) -> Vec<Option<f64>> {
     let mut counts = Vec::with_capacity(servers.len());
     for server in servers {
-        counts.push(server.metric("ephemeral_chat_bus_received_total").await);
+        counts.push(server.metric(metric).await);
     }
     counts
+}
+
+/// What each server counted since `before`, for the servers that count.
+fn since(after: Vec<Option<f64>>, before: Vec<Option<f64>>) -> Vec<f64> {
+    after.iter().zip(&before).filter_map(|(after, before)| Some(after.as_ref()? - before.as_ref()?)).collect()
 }
 
 async fn run_files(options: &BenchOptions, backend: Backend, rooms: &[RoomKeys]) -> Result<FilesRun, BenchError> {

@@ -36,9 +36,12 @@ pub(super) fn section(out: &mut String, results: &Results) {
          with each bus. *PostgreSQL per journey*: its processor time at the setup's peak, against one instance's. \
          *Bus events received*: per instance and journey at the peak, from each instance's \
          `ephemeral_chat_bus_received_total` (over LISTEN/NOTIFY every instance hears every notice, its own \
-         included; over NATS only its rooms' events, and never its own).\n\n\
-         | Setup | Peak journeys/s | × one instance | p99 send → plaintext at half peak | PostgreSQL per journey | × one instance's | Bus events received per instance per journey |\n\
-         |---|---|---|---|---|---|---|"
+         included; over NATS only its rooms' events, and never its own). *Fetched from a carried copy*: the \
+         share of the peak run's journeys whose message the receiving instance held as its NATS notice carried it \
+         (`ephemeral_chat_bus_carried_held_total`), so that the fetch read no row; the rest read PostgreSQL \
+         (README, \"Which bus\").\n\n\
+         | Setup | Peak journeys/s | × one instance | p99 send → plaintext at half peak | PostgreSQL per journey | × one instance's | Bus events received per instance per journey | Fetched from a carried copy |\n\
+         |---|---|---|---|---|---|---|---|"
     );
     let postgres_ms = |s: &Setup| s.peak_run().and_then(costs).map(|(_, postgres, _)| postgres);
     let one_postgres = postgres_ms(one);
@@ -53,9 +56,14 @@ pub(super) fn section(out: &mut String, results: &Results) {
             .map(JourneyRun::received_per_journey)
             .filter(|r| !r.is_empty())
             .map_or("–".to_owned(), |r| r.iter().map(|n| format!("{n:.2}")).collect::<Vec<_>>().join(", "));
+        let carried = setup
+            .peak_run()
+            .filter(|_| setup.nats)
+            .and_then(JourneyRun::carried_share)
+            .map_or("–".to_owned(), |share| format!("{:.0} %", share * 100.0));
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.2} | {p99} | {} | {} | {received} |",
+            "| {} | {:.0} | {:.2} | {p99} | {} | {} | {received} | {carried} |",
             setup.name(),
             setup.peak_journeys_per_s,
             setup.peak_journeys_per_s / one.peak_journeys_per_s,
@@ -98,8 +106,8 @@ fn model(out: &mut String, results: &Results) {
          Assumptions: each relay machine and each NATS node has this machine's {cores} cores; the PostgreSQL \
          primary has {}; each part's cost per journey stays what it was here, where all of them shared two cores \
          (no part had a core to itself); PostgreSQL's throughput grows with its cores (an upper bound: its \
-         commits also wait on its disk, which this does not model); the primary takes every write and every body \
-         read; a NATS event passes through at most {NATS_HOPS:.0} of the cluster's {NATS_NODES:.0} nodes (its \
+         commits also wait on its disk, which this does not model); the primary takes every write, and the \
+         reads of the bodies no notice carried; a NATS event passes through at most {NATS_HOPS:.0} of the cluster's {NATS_NODES:.0} nodes (its \
          publisher's and a subscriber's), spread over the three, so the cluster allows {cluster:.0} journeys/s; \
          the network is not the limit.\n",
         setup.name(),
@@ -169,13 +177,13 @@ mod tests {
         let mut results = results();
         results.setups.push(nats_two());
         let out = render(&results);
-        let rows = table(&out, "| Setup | Peak journeys/s | × one instance | p99 send → plaintext at half peak | PostgreSQL per journey | × one instance's | Bus events received per instance per journey |");
+        let rows = table(&out, "| Setup | Peak journeys/s | × one instance | p99 send → plaintext at half peak | PostgreSQL per journey | × one instance's | Bus events received per instance per journey | Fetched from a carried copy |");
         assert_eq!(
             rows[2..],
             [
-                "| PostgreSQL ×1 | 400 | 1.00 | 4.00 ms | 1.000 ms | 1.00 | – |",
-                "| PostgreSQL ×2 | 600 | 1.50 | 12.00 ms | 1.000 ms | 1.00 | – |",
-                "| PostgreSQL ×2, NATS | 380 | 0.95 | 5.00 ms | 1.050 ms | 1.05 | 1.00, 1.00 |",
+                "| PostgreSQL ×1 | 400 | 1.00 | 4.00 ms | 1.000 ms | 1.00 | – | – |",
+                "| PostgreSQL ×2 | 600 | 1.50 | 12.00 ms | 1.000 ms | 1.00 | – | – |",
+                "| PostgreSQL ×2, NATS | 380 | 0.95 | 5.00 ms | 1.050 ms | 1.05 | 1.00, 1.00 | 90 % |",
             ]
         );
     }

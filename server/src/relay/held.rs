@@ -1,5 +1,7 @@
 //! Messages held in memory for the room they were sent to, so that a recipient connected to
-//! the same instance as the sender fetches one without a round trip to the store.
+//! the same instance as the sender fetches one without a round trip to the store. Over NATS the
+//! room's other instances hold it too, as its notice carried it, under the rules of
+//! `bus/nats.rs` ("Carried messages") and `Hub::hear`: for its recipients only, and briefly.
 //!
 //! On PostgreSQL a fetch was one of a journey's three round trips to the database, and its read
 //! a fifth to a quarter of what the database spends on a journey (pgbench, in
@@ -22,6 +24,7 @@
 //! A send reserves the message's place before its insert commits and fills it in after. A
 //! deletion published in between (another instance burned it that fast) empties the place, and
 //! the fill then finds nothing to fill: a message cannot be held after its deletion was heard.
+//! A carried one is reserved and filled at once, unless its room heard it gone already.
 
 use std::collections::HashMap;
 
