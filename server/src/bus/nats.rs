@@ -60,10 +60,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event, ServerAddr, Statistics, Subscriber};
+use async_nats::{Client, ConnectOptions, Event, Message, ServerAddr, Statistics};
+use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::StreamMap;
 use zeroize::Zeroizing;
 
 use super::{BusEvent, BusIdentity};
@@ -275,7 +275,7 @@ pub async fn start(
         key,
         instance,
         events,
-        rooms: StreamMap::new(),
+        rooms: SelectAll::new(),
         following: HashMap::new(),
         follows_asked: VecDeque::new(),
         unconfirmed: HashSet::new(),
@@ -338,10 +338,13 @@ struct Task {
     key: SubjectKey,
     instance: InstanceId,
     events: mpsc::Sender<BusEvent>,
-    /// The subscription of every room someone is in here.
-    rooms: StreamMap<RoomHash, Subscriber>,
-    /// Where each room's subscription stands.
-    following: HashMap<RoomHash, Following>,
+    /// The messages of every room someone is in here, each tagged with its room. Polling it
+    /// polls only the subscriptions that have something (a map of streams would poll every
+    /// room's on every wake-up: with thousands of rooms, most of an instance's time).
+    rooms: SelectAll<BoxStream<'static, (RoomHash, Message)>>,
+    /// Each room followed: where its subscription stands, and what ends its stream (dropping
+    /// it ends the stream, which drops the subscriber, which unsubscribes).
+    following: HashMap<RoomHash, (Following, oneshot::Sender<()>)>,
     /// Rooms waiting for a probe to confirm their subscription, by the probe number it must pass.
     follows_asked: VecDeque<(u64, RoomHash)>,
     /// Rooms published to since the last confirming probe was sent: their publishes are not
@@ -475,24 +478,22 @@ impl Task {
     async fn control(&mut self, command: Control) {
         match command {
             Control::Follow(room) => {
-                if self.rooms.contains_key(&room) {
+                if self.following.contains_key(&room) {
                     return;
                 }
                 match self.client.subscribe(self.key.room_subject(&room)).await {
                     Ok(subscriber) => {
-                        self.rooms.insert(room, subscriber);
-                        self.following.insert(room, Following::Asked(self.probes));
+                        let (stop, stopped) = oneshot::channel();
+                        self.rooms.push(subscriber.take_until(stopped).map(move |message| (room, message)).boxed());
+                        self.following.insert(room, (Following::Asked(self.probes), stop));
                         self.follows_asked.push_back((self.probes, room));
                     }
                     // Only when the client is closed: nothing more will be heard anyway.
                     Err(err) => tracing::error!("NATS bus: cannot subscribe to a room: {err}"),
                 }
             }
-            // Dropping the subscriber unsubscribes.
-            Control::Unfollow(room) => {
-                drop(self.rooms.remove(&room));
-                self.following.remove(&room);
-            }
+            // Its stream ends, and its subscriber goes with it: that unsubscribes.
+            Control::Unfollow(room) => drop(self.following.remove(&room)),
             Control::Settle(done) | Control::Drain(done) => {
                 self.probes += 1;
                 self.settling.push((self.probes, done));
@@ -508,7 +509,9 @@ impl Task {
         let (now, connection) = (now_ms(), self.statistics.connects.load(Ordering::Relaxed));
         while let Some(&(asked, room)) = self.follows_asked.front().filter(|(asked, _)| *asked < heard) {
             self.follows_asked.pop_front();
-            if let Some(state) = self.following.get_mut(&room).filter(|state| **state == Following::Asked(asked)) {
+            if let Some((state, _)) =
+                self.following.get_mut(&room).filter(|(state, _)| *state == Following::Asked(asked))
+            {
                 *state = Following::Since(now, connection);
             }
         }
@@ -517,7 +520,7 @@ impl Task {
     /// Every room's subscription is to be confirmed again (the connection changed).
     fn follows_unconfirmed(&mut self) {
         let asked = self.probes;
-        for (room, state) in &mut self.following {
+        for (room, (state, _)) in &mut self.following {
             *state = Following::Asked(asked);
             self.follows_asked.push_back((asked, *room));
         }
@@ -528,7 +531,7 @@ impl Task {
     /// remembers them: see "Carried messages" above.
     fn heard_all_since(&self, room: &RoomHash, stored_at: i64) -> bool {
         let connection = self.statistics.connects.load(Ordering::Relaxed);
-        self.connected && heard_all(self.following.get(room).copied(), connection, now_ms(), stored_at)
+        self.connected && heard_all(self.following.get(room).map(|(state, _)| *state), connection, now_ms(), stored_at)
     }
 
     /// A probe numbered after every join waiting.
@@ -603,7 +606,7 @@ impl Task {
     /// are asked to resync (everyone, if they are too many to name).
     async fn retell(&mut self) {
         let mut rooms: HashSet<RoomHash> = self.unconfirmed.drain().chain(self.confirming.drain()).collect();
-        rooms.extend(self.rooms.keys().copied());
+        rooms.extend(self.following.keys().copied());
         self.confirming_at = None;
         let everyone = std::mem::take(&mut self.owe_everyone) | std::mem::take(&mut self.confirming_everyone);
         self.tell_to_resync(rooms, everyone).await;
