@@ -1,8 +1,9 @@
 //! What happens in a room, and the one text encoding an event has between instances (the bus,
 //! and PostgreSQL's writes, which NOTIFY it inside their transactions).
 //!
-//! A notice carries only the sending instance, the room hash, the event kind and message ids or
-//! counts: never a payload, a code or a key.
+//! A notice's text carries only the sending instance, the room hash, the event kind and message
+//! ids or counts: never a payload, a code or a key. (Over NATS a message's notice may add the
+//! message as stored, sealed at rest, after its text: `bus/nats.rs`, "Carried messages".)
 
 use super::ids::{InstanceId, MessageId, RoomHash};
 
