@@ -395,19 +395,16 @@ impl Task {
         let mut confirm = tokio::time::interval(BUS_CONFIRM_INTERVAL);
         loop {
             tokio::select! {
-                Some(command) = control.recv() => match command {
-                    Control::Drain(done) => {
-                        // Everything queued before the drain was asked for, then a probe after
-                        // it: its arrival means they reached the server.
+                Some(command) = control.recv() => {
+                    // A drain publishes everything queued before it was asked for; its probe,
+                    // sent after them, then says they reached the server.
+                    if let Control::Drain(_) = command {
                         while let Ok((room, kind, carried)) = publishes.try_recv() {
                             self.publish(room, kind, carried).await;
                         }
-                        self.probes += 1;
-                        self.settling.push((self.probes, done));
-                        self.send_probe().await;
                     }
-                    command => self.control(command).await,
-                },
+                    self.control(command).await;
+                }
                 Some((room, kind, carried)) = publishes.recv() => self.publish(room, kind, carried).await,
                 Some((room, message)) = self.rooms.next() => {
                     metrics::counter!(metrics::BUS_RECEIVED).increment(1);

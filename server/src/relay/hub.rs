@@ -228,9 +228,17 @@ impl Hub {
     /// meanwhile or the budget is spent.
     pub fn fill(&self, room: &RoomHash, id: MessageId, message: StoredMessage) {
         if let Some(entry) = self.rooms().get_mut(room) {
-            let budget = HELD_BYTES_BUDGET.saturating_sub(self.held_bytes.load(Ordering::Relaxed));
-            self.held_bytes.fetch_add(entry.held.fill(id, message, budget), Ordering::Relaxed);
+            self.fill_within_budget(entry, id, message);
         }
+    }
+
+    /// Fills `id`'s reserved place in `entry` within what is left of the held budget; the bytes
+    /// it now holds (0: not held). Called under the `rooms` lock.
+    fn fill_within_budget(&self, entry: &mut LocalRoom, id: MessageId, message: StoredMessage) -> usize {
+        let budget = HELD_BYTES_BUDGET.saturating_sub(self.held_bytes.load(Ordering::Relaxed));
+        let held = entry.held.fill(id, message, budget);
+        self.held_bytes.fetch_add(held, Ordering::Relaxed);
+        held
     }
 
     /// Stops holding a message (or gives up its reserved place).
@@ -336,14 +344,9 @@ impl Hub {
             let holding = !forgot && !self.not_holding.load(Ordering::Relaxed);
             if let Some(mut message) = carried.filter(|m| holding && !m.recipients.is_empty()) {
                 message.expires_at = message.expires_at.min(expiry(now_ms(), CARRIED_HELD_FOR));
-                let budget = HELD_BYTES_BUDGET.saturating_sub(self.held_bytes.load(Ordering::Relaxed));
-                if entry.held.reserve(id) {
-                    let held = entry.held.fill(id, message, budget);
-                    self.held_bytes.fetch_add(held, Ordering::Relaxed);
-                    if held > 0 {
-                        self.carried_held.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!(metrics::BUS_CARRIED_HELD).increment(1);
-                    }
+                if entry.held.reserve(id) && self.fill_within_budget(entry, id, message) > 0 {
+                    self.carried_held.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(metrics::BUS_CARRIED_HELD).increment(1);
                 }
             }
         }
