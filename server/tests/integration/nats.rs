@@ -287,6 +287,18 @@ async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_miss
     let deleted = ServerFrame::Deleted { message_id: fresh.to_hex() };
     assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
     assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
+
+    // A carried copy damaged on its way is held, but a fetch that cannot open it reads the row
+    // instead: the row is neither purged nor lost.
+    let (damaged, mut carried) = x.store(&room, "damaged on its way").await;
+    *carried.message.body.last_mut().unwrap() ^= 1;
+    x.publish(&client, &room, damaged, &carried).await;
+    heard(&mut bob, damaged).await;
+    assert_eq!(b.relay.hub.carried_held(), 2);
+    fetch_and_view(&mut bob, &room, &damaged).await;
+    let deleted = ServerFrame::Deleted { message_id: damaged.to_hex() };
+    assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+    assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
 }
 
 /// A server stopping gracefully keeps its participants (they may reconnect within their grace

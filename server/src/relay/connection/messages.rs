@@ -128,36 +128,47 @@ impl Connection {
     pub(super) async fn fetch(&mut self, message_id: &str) -> Result<Vec<ServerFrame>, Refusal> {
         let id = parse_id(message_id)?;
         let Member { room, who } = self.member()?;
-        let waiting = match self.relay.hub.held(&room, &id, &who, now_ms()) {
-            Some(held) => held,
-            None => self
-                .relay
-                .store
-                .get(&room, &id, &who)
-                .await
-                .map_err(|err| internal(&err))?
-                .ok_or(ErrorCode::UnknownMessage)?,
-        };
-        waiting.may_be_fetched_by(&who).map_err(|refusal| match refusal {
-            FetchRefusal::OwnMessage => ErrorCode::OwnMessage,
-            FetchRefusal::NotRecipient => ErrorCode::NotRecipient,
-        })?;
-        match self.relay.keys.open(&room.0, &id, &waiting.body) {
-            Ok(sealed) => {
-                self.relay.hub.mark_fetched(&room, &who, id);
-                Ok(vec![ServerFrame::Payload { message_id: id.to_hex(), sealed: sealed.to_base64() }])
-            }
-            Err(err) => {
-                // Unreadable at rest (key rotated away, or corrupt): purge it as expired.
-                if matches!(err, AtRestError::Corrupt) {
-                    tracing::error!("a stored message failed at-rest authentication; purging it");
+        let mut held = self.relay.hub.held(&room, &id, &who, now_ms());
+        loop {
+            let from_memory = held.is_some();
+            let waiting = match held.take() {
+                Some(held) => held,
+                None => self
+                    .relay
+                    .store
+                    .get(&room, &id, &who)
+                    .await
+                    .map_err(|err| internal(&err))?
+                    .ok_or(ErrorCode::UnknownMessage)?,
+            };
+            waiting.may_be_fetched_by(&who).map_err(|refusal| match refusal {
+                FetchRefusal::OwnMessage => ErrorCode::OwnMessage,
+                FetchRefusal::NotRecipient => ErrorCode::NotRecipient,
+            })?;
+            return match self.relay.keys.open(&room.0, &id, &waiting.body) {
+                Ok(sealed) => {
+                    self.relay.hub.mark_fetched(&room, &who, id);
+                    Ok(vec![ServerFrame::Payload { message_id: id.to_hex(), sealed: sealed.to_base64() }])
                 }
-                self.relay.hub.release(&room, &id);
-                if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
-                    self.relay.hub.announce(&room, None, EventKind::Expired(id));
+                // A copy held here that does not open (one another instance's notice carried,
+                // damaged on its way) says nothing of the row: drop it, and read the row.
+                Err(_) if from_memory => {
+                    tracing::warn!("a held message failed at-rest authentication; reading the store instead");
+                    self.relay.hub.release(&room, &id);
+                    continue;
                 }
-                Ok(Vec::new())
-            }
+                Err(err) => {
+                    // Unreadable at rest (key rotated away, or corrupt): purge it as expired.
+                    if matches!(err, AtRestError::Corrupt) {
+                        tracing::error!("a stored message failed at-rest authentication; purging it");
+                    }
+                    self.relay.hub.release(&room, &id);
+                    if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
+                        self.relay.hub.announce(&room, None, EventKind::Expired(id));
+                    }
+                    Ok(Vec::new())
+                }
+            };
         }
     }
 
