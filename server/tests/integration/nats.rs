@@ -183,13 +183,13 @@ struct Elsewhere {
     instance: InstanceId,
     store: Store,
     keys: server::at_rest::KeyRing,
-    /// Its participant in the room.
+    /// Its participant in the rooms it entered.
     sender: Participant,
 }
 
 impl Elsewhere {
-    /// Registered on the NATS bus beside the test's instances, with a participant in `room`.
-    async fn beside(db: &TestDatabase, room: &TestRoom) -> Self {
+    /// Registered on the NATS bus beside the test's instances.
+    async fn beside(db: &TestDatabase) -> Self {
         let database =
             server::config::Config::try_parse_from(["server", "--database-url", &db.url]).unwrap().database().unwrap();
         let instance = InstanceId::generate();
@@ -198,9 +198,13 @@ impl Elsewhere {
             server::at_rest::KeyRing::new(server::at_rest::ServerKey::from_hex(TEST_KEY).unwrap(), None).unwrap();
         let bus = SubjectKey::new(&keys).identity().as_text();
         assert_eq!(store.register(&bus).await.unwrap(), Vec::<String>::new(), "it runs beside the others");
-        let sender = Participant([7; 32]);
-        store.join(&RoomHash(room.keys.room_id.storage_hash()), &sender, 1, 10).await.unwrap().expect("admitted");
-        Self { instance, store, keys, sender }
+        Self { instance, store, keys, sender: Participant([7; 32]) }
+    }
+
+    /// Its participant joins `room`.
+    async fn enter(&self, room: &TestRoom) {
+        let room = RoomHash(room.keys.room_id.storage_hash());
+        self.store.join(&room, &self.sender, 1, 10).await.unwrap().expect("admitted");
     }
 
     /// Stores a message in `room` from its participant, as a send would: the message as
@@ -233,6 +237,24 @@ impl Elsewhere {
         nats.publish(subject, encode(&notice, Some(carried)).into()).await.unwrap();
         nats.flush().await.unwrap();
     }
+
+    /// Stores `text` in `room`, publishes its notice carrying the message as `change` leaves it,
+    /// and waits for `client` to hear of it. Returns the message's id and the notice's age (by
+    /// the storing time it carried) once heard: at least its age when the relay judged it.
+    async fn send_carried(
+        &self,
+        nats: &async_nats::Client,
+        room: &TestRoom,
+        client: &mut super::helpers::Client,
+        text: &str,
+        change: impl FnOnce(&mut Carried),
+    ) -> (MessageId, i64) {
+        let (id, mut carried) = self.store(room, text).await;
+        change(&mut carried);
+        self.publish(nats, room, id, &carried).await;
+        heard(client, id).await;
+        (id, server::domain::now_ms() - carried.stored_at)
+    }
 }
 
 /// Waits for `client` to hear of message `id`.
@@ -241,64 +263,90 @@ async fn heard(client: &mut super::helpers::Client, id: MessageId) {
     assert_eq!(until(client, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
 }
 
+/// Whether a carried notice heard `age` ms after its storing shows what a check needs: that it
+/// came within [`CARRIED_FRESH`]. A machine too loaded for that (a test suite beside it) gets
+/// another attempt, `attempt` being this one's number, up to five.
+fn fresh_enough(age: i64, attempt: u32) -> bool {
+    let fresh = age < CARRIED_FRESH.as_millis() as i64;
+    assert!(
+        fresh || attempt < 5,
+        "the machine was too slow for this check five times: the last notice came {age} ms after its storing"
+    );
+    fresh
+}
+
 /// A message another instance's notice carries is held here for its fetches (which then read
 /// no row), but only when this instance has heard every event of the room since the message
 /// was stored: the room's subscription in place before it, and the notice fresh. The other
-/// instance is the test, publishing as one would.
+/// instance is the test, publishing as one would. Each check that needs the notice fresh is
+/// tried again when the machine was too slow for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_missed() {
     let nats = NatsServer::start();
     let db = Arc::new(TestDatabase::new(Backend::Postgres));
     let b = spawn_app_on(db.clone(), &["--bus-url", &nats.url()]).await;
-    let room = TestRoom::new();
-    let x = Elsewhere::beside(&db, &room).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let before_join = server::domain::now_ms();
-    let (mut bob, _, _) = b.joined(&room).await;
+    let held = |b: &TestApp| (b.relay.hub.carried_held(), b.relay.hub.held_bytes());
 
-    // Stored before the room's subscription here was in place: a burn before it may have been
-    // missed.
-    let (first, mut carried) = x.store(&room, "stored before the subscription").await;
-    carried.stored_at = before_join - 100;
-    x.publish(&client, &room, first, &carried).await;
-    heard(&mut bob, first).await;
-    let age = server::domain::now_ms() - carried.stored_at;
-    assert!(age < CARRIED_FRESH.as_millis() as i64, "too slow a machine for this check: {age} ms");
-    assert_eq!((b.relay.hub.carried_held(), b.relay.hub.held_bytes()), (0, 0));
-    fetch_and_view(&mut bob, &room, &first).await;
+    // Stored before the room's subscription here was in place (a burn before it may have been
+    // missed): not held. Each attempt a room, and so a subscription, of its own.
+    let x = Elsewhere::beside(&db).await;
+    let mut attempt = 0;
+    let (room, mut bob) = loop {
+        attempt += 1;
+        let room = TestRoom::new();
+        x.enter(&room).await;
+        let mut bob = b.client().await;
+        let before_join = server::domain::now_ms();
+        bob.join(&room).await;
+        let text = "stored before the subscription";
+        let (first, age) = x.send_carried(&client, &room, &mut bob, text, |c| c.stored_at = before_join - 100).await;
+        assert_eq!(held(&b), (0, 0));
+        fetch_and_view(&mut bob, &room, &first).await;
+        if fresh_enough(age, attempt) {
+            break (room, bob);
+        }
+    };
 
-    // Stored after the subscription, but the notice held up on its way (5 s).
+    // Stored after the subscription, but the notice held up on its way (5 s): not held.
     tokio::time::sleep(CLOCK_SKEW_ALLOWED * 2).await;
-    let (late, mut carried) = x.store(&room, "held up").await;
-    carried.stored_at -= 5_000;
-    x.publish(&client, &room, late, &carried).await;
-    heard(&mut bob, late).await;
-    assert_eq!((b.relay.hub.carried_held(), b.relay.hub.held_bytes()), (0, 0));
+    let (late, _) = x.send_carried(&client, &room, &mut bob, "held up", |c| c.stored_at -= 5_000).await;
+    assert_eq!(held(&b), (0, 0));
     fetch_and_view(&mut bob, &room, &late).await;
 
     // Stored after the subscription, and fresh: held, fetched from memory, released with the
     // burn.
-    let (fresh, carried) = x.store(&room, "fresh").await;
-    x.publish(&client, &room, fresh, &carried).await;
-    heard(&mut bob, fresh).await;
-    assert_eq!(b.relay.hub.carried_held(), 1);
-    assert!(b.relay.hub.held_bytes() > 0);
-    fetch_and_view(&mut bob, &room, &fresh).await;
-    let deleted = ServerFrame::Deleted { message_id: fresh.to_hex() };
-    assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
-    assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
+    for attempt in 1.. {
+        let before = b.relay.hub.carried_held();
+        let (fresh, age) = x.send_carried(&client, &room, &mut bob, "fresh", |_| {}).await;
+        let (carried_held, held_bytes) = held(&b);
+        fetch_and_view(&mut bob, &room, &fresh).await;
+        let deleted = ServerFrame::Deleted { message_id: fresh.to_hex() };
+        assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+        assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
+        if fresh_enough(age, attempt) {
+            assert_eq!(carried_held, before + 1);
+            assert!(held_bytes > 0);
+            break;
+        }
+    }
 
     // A carried copy damaged on its way is held, but a fetch that cannot open it reads the row
     // instead: the row is neither purged nor lost.
-    let (damaged, mut carried) = x.store(&room, "damaged on its way").await;
-    *carried.message.body.last_mut().unwrap() ^= 1;
-    x.publish(&client, &room, damaged, &carried).await;
-    heard(&mut bob, damaged).await;
-    assert_eq!(b.relay.hub.carried_held(), 2);
-    fetch_and_view(&mut bob, &room, &damaged).await;
-    let deleted = ServerFrame::Deleted { message_id: damaged.to_hex() };
-    assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
-    assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
+    for attempt in 1.. {
+        let before = b.relay.hub.carried_held();
+        let damage = |c: &mut Carried| *c.message.body.last_mut().unwrap() ^= 1;
+        let (damaged, age) = x.send_carried(&client, &room, &mut bob, "damaged on its way", damage).await;
+        let carried_held = b.relay.hub.carried_held();
+        fetch_and_view(&mut bob, &room, &damaged).await;
+        let deleted = ServerFrame::Deleted { message_id: damaged.to_hex() };
+        assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+        assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
+        if fresh_enough(age, attempt) {
+            assert_eq!(carried_held, before + 1);
+            break;
+        }
+    }
 }
 
 /// A server stopping gracefully keeps its participants (they may reconnect within their grace
@@ -335,7 +383,8 @@ async fn a_message_an_instance_committed_and_died_before_publishing_is_delivered
     let (mut bob, _, _) = b.joined(&room).await;
 
     // Another instance, X, stores a message for Bob and never publishes it: it died.
-    let x = Elsewhere::beside(&db, &room).await;
+    let x = Elsewhere::beside(&db).await;
+    x.enter(&room).await;
     let (id, _) = x.store(&room, "committed, never published").await;
     let quiet = tokio::time::timeout(Duration::from_millis(500), bob.recv_skipping_presence()).await;
     assert!(quiet.is_err(), "heard before X died: {quiet:?}");
