@@ -263,6 +263,13 @@ async fn heard(client: &mut super::helpers::Client, id: MessageId) {
     assert_eq!(until(client, |f| matches!(f, ServerFrame::Message { .. })).await, notice);
 }
 
+/// Fetches and views message `id` as `client`, and waits until the relay has burned it.
+async fn view_and_burn(client: &mut super::helpers::Client, room: &TestRoom, id: MessageId) {
+    fetch_and_view(client, room, &id).await;
+    let deleted = ServerFrame::Deleted { message_id: id.to_hex() };
+    until(client, |f| *f == deleted).await;
+}
+
 /// Whether a carried notice heard `age` ms after its storing shows what a check needs: that it
 /// came within [`CARRIED_FRESH`]. A machine too loaded for that (a test suite beside it) gets
 /// another attempt, `attempt` being this one's number, up to five.
@@ -302,7 +309,7 @@ async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_miss
         let text = "stored before the subscription";
         let (first, age) = x.send_carried(&client, &room, &mut bob, text, |c| c.stored_at = before_join - 100).await;
         assert_eq!(held(&b), (0, 0));
-        fetch_and_view(&mut bob, &room, &first).await;
+        view_and_burn(&mut bob, &room, first).await;
         if fresh_enough(age, attempt) {
             break (room, bob);
         }
@@ -312,7 +319,7 @@ async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_miss
     tokio::time::sleep(CLOCK_SKEW_ALLOWED * 2).await;
     let (late, _) = x.send_carried(&client, &room, &mut bob, "held up", |c| c.stored_at -= 5_000).await;
     assert_eq!(held(&b), (0, 0));
-    fetch_and_view(&mut bob, &room, &late).await;
+    view_and_burn(&mut bob, &room, late).await;
 
     // Stored after the subscription, and fresh: held, fetched from memory, released with the
     // burn.
@@ -320,9 +327,7 @@ async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_miss
         let before = b.relay.hub.carried_held();
         let (fresh, age) = x.send_carried(&client, &room, &mut bob, "fresh", |_| {}).await;
         let (carried_held, held_bytes) = held(&b);
-        fetch_and_view(&mut bob, &room, &fresh).await;
-        let deleted = ServerFrame::Deleted { message_id: fresh.to_hex() };
-        assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+        view_and_burn(&mut bob, &room, fresh).await;
         assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
         if fresh_enough(age, attempt) {
             assert_eq!(carried_held, before + 1);
@@ -338,9 +343,7 @@ async fn a_carried_message_is_held_only_when_no_event_since_its_storing_was_miss
         let damage = |c: &mut Carried| *c.message.body.last_mut().unwrap() ^= 1;
         let (damaged, age) = x.send_carried(&client, &room, &mut bob, "damaged on its way", damage).await;
         let carried_held = b.relay.hub.carried_held();
-        fetch_and_view(&mut bob, &room, &damaged).await;
-        let deleted = ServerFrame::Deleted { message_id: damaged.to_hex() };
-        assert_eq!(until(&mut bob, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
+        view_and_burn(&mut bob, &room, damaged).await;
         assert_eq!((b.relay.hub.held_bytes(), b.row_count().await), (0, 0));
         if fresh_enough(age, attempt) {
             assert_eq!(carried_held, before + 1);
@@ -405,7 +408,7 @@ async fn a_message_an_instance_committed_and_died_before_publishing_is_delivered
     .await
     .expect("B resynced the room of the instance that died");
     assert_eq!(heard, notice);
-    fetch_and_view(&mut bob, &room, &id).await;
+    view_and_burn(&mut bob, &room, id).await;
     assert_eq!(b.row_count().await, 0);
 }
 
