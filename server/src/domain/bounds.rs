@@ -126,6 +126,14 @@ pub const INSERT_ATTEMPTS: usize = 3;
 /// Enough for two cores' worth of concurrent requests without crowding the database.
 pub const POSTGRES_POOL_CONNECTIONS: u32 = 10;
 
+/// A pooled connection idle this long is pinged before it is lent (one that went back sooner
+/// answered the ping sqlx sends on its return). Under load none idles this long, so no
+/// statement waits on a ping. A restart of the database takes longer than this, so every
+/// connection it cut is found out before a statement is sent on it; one cut within this time of
+/// its last use (`pg_terminate_backend`) fails its next statement, as a statement in flight at
+/// the cut does.
+pub const POSTGRES_PING_IDLE_AFTER: Duration = Duration::from_millis(100);
+
 // SQLite (`store/sqlite/mod.rs`).
 
 /// Read-only connections for concurrent readers; in WAL mode a writer never blocks them.

@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use app::crypto::{MessageId, SenderId};
 use app::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use clap::Parser as _;
 use server::at_rest::ServerKey;
+use server::domain::bounds::POSTGRES_PING_IDLE_AFTER;
+use server::domain::{InstanceId, Participant, RoomHash};
+use server::store::Store;
 
 use super::helpers::{spawn_app_on, Backend, Client, TestDatabase, TestRoom, TEST_KEY};
 use super::process::ServerProcess;
@@ -239,3 +243,24 @@ on_both_backends!(
     logs_never_name_an_address_room_message_code_key_or_payload,
     a_burned_message_leaves_no_bytes_behind,
 );
+
+/// The store's pool lends a connection without pinging it only shortly after it answered its
+/// last ping: a connection the database dropped while it idled longer (a restart, an
+/// administrator) is found out and replaced, and the next statement runs as if nothing had
+/// happened.
+#[tokio::test]
+async fn a_pooled_connection_the_database_dropped_while_idle_is_replaced_before_its_next_statement() {
+    let db = TestDatabase::new(Backend::Postgres);
+    let database =
+        server::config::Config::try_parse_from(["server", "--database-url", &db.url]).unwrap().database().unwrap();
+    let (store, _) = Store::connect(&database, InstanceId::generate(), false).await.unwrap();
+    let room = RoomHash([1; 32]);
+    store.join(&room, &Participant([2; 32]), 1, 10).await.unwrap().expect("admitted");
+
+    let sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+               WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    assert!(db.execute(sql).await > 0, "the store's connections were cut");
+    tokio::time::sleep(POSTGRES_PING_IDLE_AFTER * 2).await;
+    let joined = store.join(&room, &Participant([3; 32]), 1, 10).await;
+    assert!(matches!(joined, Ok(Some(_))), "{joined:?}");
+}

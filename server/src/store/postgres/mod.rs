@@ -4,23 +4,42 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::{InsertFound, StoreError};
-use crate::domain::bounds::POSTGRES_POOL_CONNECTIONS;
+use crate::domain::bounds::{POSTGRES_PING_IDLE_AFTER, POSTGRES_POOL_CONNECTIONS};
 use crate::domain::{now_ms, InstanceId, MessageId, NewMessage, Participant, RoomHash, Viewed, CHANNEL};
 
 /// SQLSTATE of "database does not exist".
 const INVALID_CATALOG_NAME: &str = "3D000";
 
 pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgPool, StoreError> {
-    let pool = match PgPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS).connect_with(options.clone()).await
-    {
+    let pool = match pool_options().connect_with(options.clone()).await {
         Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(INVALID_CATALOG_NAME) => {
             create_database(options).await?;
-            PgPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS).connect_with(options.clone()).await?
+            pool_options().connect_with(options.clone()).await?
         }
         other => other?,
     };
     sqlx::migrate!("../migrations/postgres").run(&pool).await?;
     Ok(pool)
+}
+
+/// The pool's options. sqlx pings every connection as it goes back to the pool, and by default
+/// again before lending it out: two round trips to the database beside every statement's own,
+/// which at the peak took a quarter of the relay's processor time, and their share of the
+/// database's (docs/benchmark-history.md). A connection back for less than
+/// [`POSTGRES_PING_IDLE_AFTER`] answered its ping then and is lent without another (HikariCP's
+/// "alive bypass window" does the same); one idle longer (across a restart of the database, say)
+/// is pinged first, and replaced if it does not answer.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS).test_before_acquire(false).before_acquire(
+        |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= POSTGRES_PING_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        },
+    )
 }
 
 /// The row [`INSERT`] evaluates to: (existing body, backlog, the inserted row's recipients (NULL
