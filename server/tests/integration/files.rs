@@ -227,6 +227,44 @@ pub async fn an_unopened_file_expires_with_its_chunks(backend: Backend) {
     assert_eq!((rows(&app, "messages").await, rows(&app, "chunks").await), (0, 0));
 }
 
+/// A chunk that no longer opens at rest (corrupt on the disk, say) makes its file unreadable for
+/// good: the request is refused, the file goes as expired (card and chunks), the room hears so,
+/// and the connection lives on.
+pub async fn a_file_whose_chunk_fails_at_rest_is_purged_as_expired(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let room = TestRoom::new();
+    let (mut alice, _, _) = app.joined(&room).await;
+    let (mut bob, _, _) = app.joined(&room).await;
+    let file = TestFile::new(&room, 2 * CHUNK_LEN);
+    upload(&mut alice, &file).await;
+    assert_eq!(frame(&mut bob).await, ServerFrame::Message { message_id: file.hex(), chunks: file.count() });
+    let damaged = match backend {
+        Backend::Sqlite => "UPDATE chunks SET body = zeroblob(length(body)) WHERE idx = 1",
+        Backend::Postgres => "UPDATE chunks SET body = decode(repeat('00', octet_length(body)), 'hex') WHERE idx = 1",
+    };
+    assert_eq!(app.db.execute(damaged).await, 1);
+    // The card and the first chunk open; the second does not.
+    bob.send(&ClientFrame::Fetch { message_id: file.hex() }).await;
+    assert!(matches!(frame(&mut bob).await, ServerFrame::Payload { .. }));
+    bob.send_raw(Message::Binary(binary::request(&file.id, 0).into())).await;
+    assert!(matches!(read(&mut bob).await, Read::Chunk(_)));
+    bob.send_raw(Message::Binary(binary::request(&file.id, 1).into())).await;
+    let expired = ServerFrame::Expired { message_id: file.hex() };
+    let (mut refused, mut told) = (false, false);
+    while !(refused && told) {
+        match frame(&mut bob).await {
+            ServerFrame::Error { code: ErrorCode::UnknownMessage, .. } if !refused => refused = true,
+            other if other == expired && !told => told = true,
+            other => panic!("expected the refusal and the expiry, got {other:?}"),
+        }
+    }
+    assert_eq!(frame(&mut alice).await, expired);
+    assert_eq!((rows(&app, "messages").await, rows(&app, "chunks").await), (0, 0));
+    bob.send_raw(Message::Binary(binary::request(&file.id, 0).into())).await;
+    expect_error(&mut bob, ErrorCode::UnknownMessage).await;
+    bob.assert_quiet_and_alive().await;
+}
+
 pub async fn every_bad_transfer_gets_its_own_code_and_leaves_other_transfers_intact(backend: Backend) {
     let app = spawn_app_with(backend, &["--max-file-size", "512KiB", "--rate-limit-burst", "100"]).await;
     let (room, other_room) = (TestRoom::new(), TestRoom::new());
@@ -485,6 +523,7 @@ fn the_test_files_pad_as_the_spec_says() {
 on_both_backends!(
     a_file_uploads_notifies_downloads_and_burns,
     an_unopened_file_expires_with_its_chunks,
+    a_file_whose_chunk_fails_at_rest_is_purged_as_expired,
     every_bad_transfer_gets_its_own_code_and_leaves_other_transfers_intact,
     an_interrupted_upload_is_purged_and_its_quota_given_back,
     a_file_past_the_relays_storage_is_refused_before_any_upload,

@@ -17,7 +17,7 @@ use app::protocol::{binary, ErrorCode, ServerFrame};
 use super::{internal, parse_id, Connection, Member, Outgoing, Refusal};
 use crate::at_rest::AtRestError;
 use crate::domain::bounds::UPLOAD_DEADLINE;
-use crate::domain::{EventKind, MessageId, RoomHash};
+use crate::domain::{MessageId, RoomHash};
 use crate::relay::hub::FetchedState;
 use crate::relay::quota::Reservation;
 use crate::store::ChunkRead;
@@ -218,10 +218,7 @@ impl Connection {
                 if matches!(err, AtRestError::Corrupt) {
                     tracing::error!("a stored file chunk failed at-rest authentication; purging its message");
                 }
-                self.relay.hub.release(&room, &id);
-                if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
-                    self.relay.hub.announce(&room, None, EventKind::Expired(id));
-                }
+                self.purge_unreadable(&room, id).await?;
                 Err(ErrorCode::UnknownMessage)
             }
         }

@@ -162,10 +162,7 @@ impl Connection {
                     if matches!(err, AtRestError::Corrupt) {
                         tracing::error!("a stored message failed at-rest authentication; purging it");
                     }
-                    self.relay.hub.release(&room, &id);
-                    if self.relay.store.purge(&room, &id).await.map_err(|err| internal(&err))? {
-                        self.relay.hub.announce(&room, None, EventKind::Expired(id));
-                    }
+                    self.purge_unreadable(&room, id).await?;
                     Ok(Vec::new())
                 }
             };

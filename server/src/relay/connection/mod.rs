@@ -210,6 +210,17 @@ impl Connection {
             Err(err) => tracing::error!("store: a connection ended: {err}"),
         }
     }
+
+    /// Message `id` (or a chunk of its file) no longer opens at rest: its key was rotated away,
+    /// or its row is corrupt. Nobody can ever read it, so it goes as its time running out would:
+    /// the copy held here is dropped, the row purged, and the room told it expired.
+    async fn purge_unreadable(&self, room: &RoomHash, id: MessageId) -> Result<(), Refusal> {
+        self.relay.hub.release(room, &id);
+        if self.relay.store.purge(room, &id).await.map_err(|err| internal(&err))? {
+            self.relay.hub.announce(room, None, EventKind::Expired(id));
+        }
+        Ok(())
+    }
 }
 
 fn parse_id(message_id: &str) -> Result<MessageId, Refusal> {
