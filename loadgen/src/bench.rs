@@ -12,6 +12,7 @@ use crate::client::ClientError;
 use crate::cpu::CpuTime;
 use crate::idle;
 use crate::journey::{self, JourneyError, JourneyOptions, JourneyReport};
+use crate::stats::Spread;
 use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
 use crate::transfer::{self, TransferReport};
 
@@ -54,6 +55,9 @@ pub struct Size {
     /// Journeys per second of the chat load run alone and then beside the transfers.
     #[serde(default)]
     pub beside_rate: f64,
+    /// Pairs of runs, one instance and two over NATS in turns, for issue 24's two figures.
+    #[serde(default)]
+    pub pairs: usize,
 }
 
 impl Size {
@@ -71,6 +75,7 @@ impl Size {
             file_size: 10 << 20,
             file_pairs: 20,
             beside_rate: 100.0,
+            pairs: 7,
         }
     }
 
@@ -88,6 +93,7 @@ impl Size {
             file_size: 200_000,
             file_pairs: 2,
             beside_rate: 20.0,
+            pairs: 2,
         }
     }
 }
@@ -202,7 +208,36 @@ pub struct Results {
     /// File transfers, per backend (absent from results older than files).
     #[serde(default)]
     pub files: Vec<FilesRun>,
+    /// One instance against two over NATS, run in turns (absent from older results).
+    #[serde(default)]
+    pub pairs: Vec<Pair>,
     pub elapsed_s: f64,
+}
+
+/// One instance's run and two instances' over NATS, one right after the other at the same
+/// window, each on its servers of the whole series: the machine's speed drifts over minutes
+/// (one instance's peak has swung by half between runs of one binary), so issue 24's two figures
+/// compare runs made side by side, not the sweeps' peaks made many minutes apart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pair {
+    /// Whether two instances ran first (the pairs alternate, so a drift within a pair favours
+    /// neither side).
+    pub two_first: bool,
+    pub one: JourneyRun,
+    pub two: JourneyRun,
+}
+
+impl Pair {
+    /// Two instances' journeys per second as a share of one instance's.
+    pub fn share(&self) -> f64 {
+        self.two.report.journeys_per_s / self.one.report.journeys_per_s
+    }
+
+    /// PostgreSQL's processor time per journey, in ms: (one instance's run, two instances').
+    pub fn postgres_ms(&self) -> Option<(f64, f64)> {
+        let ms = |run: &JourneyRun| run.cpu.per(run.report.completed).map(|(_, postgres, _, _)| postgres);
+        Some((ms(&self.one)?, ms(&self.two)?))
+    }
 }
 
 /// File transfers on one backend, one server with the default settings but the abuse limits
@@ -226,16 +261,22 @@ impl Results {
     /// Every journey clean and every message row gone.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        let mut check = |name: String, run: &JourneyRun| {
+            if !run.report.is_clean() {
+                problems.push(format!("{name}: not every journey completed cleanly: {:?}", run.report));
+            }
+            if run.rows_left != 0 {
+                problems.push(format!("{name}: {} message rows left behind", run.rows_left));
+            }
+        };
         for setup in &self.setups {
             for run in &setup.runs {
-                let name = format!("{} {} window {}", setup.name(), run.mode, run.report.window);
-                if !run.report.is_clean() {
-                    problems.push(format!("{name}: not every journey completed cleanly: {:?}", run.report));
-                }
-                if run.rows_left != 0 {
-                    problems.push(format!("{name}: {} message rows left behind", run.rows_left));
-                }
+                check(format!("{} {} window {}", setup.name(), run.mode, run.report.window), run);
             }
+        }
+        for (index, pair) in self.pairs.iter().enumerate() {
+            check(format!("pair {}, PostgreSQL ×1", index + 1), &pair.one);
+            check(format!("pair {}, PostgreSQL ×2, NATS", index + 1), &pair.two);
         }
         for files in &self.files {
             let name = format!("{} files", files.backend.name());
@@ -262,6 +303,17 @@ impl Results {
     /// The setup of `instances` of `backend` over LISTEN/NOTIFY (or no bus).
     pub fn setup(&self, backend: Backend, instances: usize) -> Option<&Setup> {
         self.setups.iter().find(|s| s.backend == backend && s.instances == instances && !s.nats)
+    }
+
+    /// Two instances' peak as a share of one instance's, over the pairs run in turns.
+    pub fn paired_share(&self) -> Option<Spread> {
+        Spread::of(self.pairs.iter().map(Pair::share))
+    }
+
+    /// How much more processor time PostgreSQL spent per journey for two instances than for
+    /// one (0.1 is 10 % more), over the pairs run in turns.
+    pub fn paired_postgres_growth(&self) -> Option<Spread> {
+        Spread::of(self.pairs.iter().filter_map(Pair::postgres_ms).map(|(one, two)| two / one - 1.0))
     }
 
     /// The setup of `instances` over PostgreSQL with their events on NATS.
@@ -322,6 +374,12 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
     ] {
         setups.push(run_setup(options, backend, instances, nats, &rooms).await?);
     }
+    let one_window = setups
+        .iter()
+        .find(|s| s.backend == Backend::Postgres && s.instances == 1 && !s.nats)
+        .and_then(Setup::peak_run)
+        .map_or(4, |run| run.report.window);
+    let pairs = run_pairs(options, one_window, &rooms).await?;
     let idle = run_idle(options).await?;
     let mut files = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -335,6 +393,7 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
         setups,
         idle,
         files,
+        pairs,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
 }
@@ -415,6 +474,61 @@ async fn run_setup(
         database_alone,
         database_alone_notify,
     })
+}
+
+/// `size.pairs` pairs of closed-loop runs at `window` (where one instance made its peak in its
+/// sweep): one instance over PostgreSQL, and two over NATS, in turns, two first in every other
+/// pair. Each side keeps its servers (and database, and nats-server) for the whole series; the
+/// side not running sits idle.
+async fn run_pairs(options: &BenchOptions, window: usize, rooms: &[RoomKeys]) -> Result<Vec<Pair>, BenchError> {
+    let size = &options.size;
+    if size.pairs == 0 {
+        return Ok(Vec::new());
+    }
+    // As in the sweeps: one instance without metrics, two counting their bus events.
+    let mut spec = ServerSpec::for_load(options.server_bin.clone());
+    spec.env.push(("SESSION_GRACE".into(), "1s".into()));
+    let key = target::random_key();
+    let one_db = Database::new(Backend::Postgres, &options.postgres_url)?;
+    let one = vec![Server::start(&spec, &one_db, &key, 0).await?];
+    let nats = target::NatsServer::start(&options.nats_server_bin)?;
+    let mut nats_spec = spec.clone();
+    nats_spec.metrics = true;
+    nats_spec.env.push(("BUS_URL".into(), nats.url()));
+    let two_db = Database::new(Backend::Postgres, &options.postgres_url)?;
+    let mut two = Vec::new();
+    for index in 0..2 {
+        two.push(Server::start(&nats_spec, &two_db, &key, index).await?);
+    }
+    let journey_options = |servers: &[Server]| JourneyOptions {
+        urls: servers.iter().map(Server::ws_url).collect(),
+        clients_per_room: 2,
+        messages: size.messages_per_room,
+        window,
+        payload: size.payload,
+        rate: None,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let mut pairs = Vec::with_capacity(size.pairs);
+    for index in 0..size.pairs {
+        let two_first = index % 2 == 1;
+        let (mut one_run, mut two_run) = (None, None);
+        for two_now in [two_first, !two_first] {
+            let (db, servers, name) =
+                if two_now { (&two_db, &two, "PostgreSQL ×2, NATS") } else { (&one_db, &one, "PostgreSQL ×1") };
+            eprintln!("bench: pair {} of {}, {name}, closed loop, window {window}", index + 1, size.pairs);
+            let run = measured_run("closed", db, servers, rooms, &journey_options(servers)).await?;
+            db.wait_until_everyone_left().await?;
+            *(if two_now { &mut two_run } else { &mut one_run }) = Some(run);
+        }
+        if let (Some(one), Some(two)) = (one_run, two_run) {
+            pairs.push(Pair { two_first, one, two });
+        }
+    }
+    drop((one, two, nats));
+    one_db.drop_database().await?;
+    two_db.drop_database().await?;
+    Ok(pairs)
 }
 
 /// PostgreSQL's own insert+delete pairs at `rate`, from as many connections as the server's

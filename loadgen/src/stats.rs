@@ -1,4 +1,5 @@
-//! Latency percentiles, by nearest rank over every sample (no histogram buckets, no sampling).
+//! Latency percentiles, by nearest rank over every sample (no histogram buckets, no sampling);
+//! the median and range of a few repeated measurements.
 
 use std::time::Duration;
 
@@ -36,6 +37,37 @@ impl Percentiles {
     }
 }
 
+/// The middle and the extremes of a few repeated measurements of one figure (in the figure's
+/// unit: seconds for [`Spread::of_durations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub count: usize,
+    /// The middle value; with an even count, the mean of the two middle ones.
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` without values (NaNs are left out).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let mut values: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
+        values.sort_unstable_by(f64::total_cmp);
+        let count = values.len();
+        let median = match count {
+            0 => return None,
+            n if n % 2 == 1 => values[n / 2],
+            n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        };
+        Some(Self { count, median, min: values[0], max: values[count - 1] })
+    }
+
+    /// The spread of `durations`, in seconds.
+    pub fn of_durations(durations: &[Duration]) -> Option<Self> {
+        Self::of(durations.iter().map(Duration::as_secs_f64))
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -50,6 +82,18 @@ mod tests {
         let p = Percentiles::of(samples).unwrap();
         assert_eq!((p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms), (50.0, 90.0, 99.0, 100.0));
         assert_eq!(p.samples, 100);
+    }
+
+    #[test]
+    fn a_spread_is_the_middle_value_or_the_mean_of_the_middle_two_with_the_extremes() {
+        let odd = Spread::of([1.07, 0.84, 0.93, f64::NAN, 0.91, 0.99]).unwrap();
+        assert_eq!((odd.count, odd.median, odd.min, odd.max), (5, 0.93, 0.84, 1.07));
+        let even = Spread::of([4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!((even.count, even.median, even.min, even.max), (4, 2.5, 1.0, 4.0));
+        assert_eq!(Spread::of([]), None);
+        assert_eq!(Spread::of([f64::NAN]), None);
+        let seconds = Spread::of_durations(&[3, 1, 2].map(Duration::from_secs)).unwrap();
+        assert_eq!((seconds.count, seconds.median, seconds.min, seconds.max), (3, 2.0, 1.0, 3.0));
     }
 
     #[test]

@@ -74,8 +74,59 @@ pub(super) fn section(out: &mut String, results: &Results) {
             },
         );
     }
+    pairs(out, results);
     model(out, results);
     out.push('\n');
+}
+
+/// One instance against two over NATS, each pair's runs one right after the other.
+fn pairs(out: &mut String, results: &Results) {
+    let (Some(first), Some(share)) = (results.pairs.first(), results.paired_share()) else { return };
+    let _ = writeln!(
+        out,
+        "\n### One instance against two over NATS, in turns
+
+\
+         The sweeps above run minutes apart, and this machine's speed drifts over minutes, so issue 24's two figures \
+         come from {} pairs of closed-loop runs at window {} (where one instance made its peak): one instance, then \
+         two over NATS right after it, or the other way round in every other pair, each side on servers of its own \
+         kept for the whole series.
+
+\
+         | Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS | × one instance's |
+\
+         |---|---|---|---|---|---|---|---|",
+        results.pairs.len(),
+        first.one.report.window
+    );
+    for (index, pair) in results.pairs.iter().enumerate() {
+        let (one_ms, two_ms, ratio) =
+            pair.postgres_ms().map_or(("–".to_owned(), "–".to_owned(), "–".to_owned()), |(one, two)| {
+                (format!("{one:.3} ms"), format!("{two:.3} ms"), format!("{:.2}", two / one))
+            });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {one_ms} | {two_ms} | {ratio} |",
+            index + 1,
+            if pair.two_first { "×2, NATS" } else { "×1" },
+            pair.one.report.journeys_per_s,
+            pair.two.report.journeys_per_s,
+            pair.share(),
+        );
+    }
+    let postgres = results.paired_postgres_growth().map_or(String::new(), |growth| {
+        format!(
+            "; PostgreSQL's processor time per journey {:+.0} % (from {:+.0} to {:+.0} %)",
+            growth.median * 100.0,
+            growth.min * 100.0,
+            growth.max * 100.0
+        )
+    });
+    let _ = writeln!(
+        out,
+        "\nMedians: two instances made {:.2} × one instance's journeys/s (from {:.2} to {:.2} ×){postgres}.",
+        share.median, share.min, share.max
+    );
 }
 
 /// PostgreSQL primaries the model is worked out for, by their cores: this machine's, and two
@@ -164,7 +215,7 @@ fn model(out: &mut String, results: &Results) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::fixture::{nats_two, results, table};
+    use crate::render::fixture::{nats_two, pairs, results, table};
 
     fn render(results: &Results) -> String {
         let mut out = String::new();
@@ -213,6 +264,33 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("the relay 1.200 ms, PostgreSQL 1.050 ms, NATS 0.100 ms"), "{out}");
+    }
+
+    #[test]
+    fn the_pairs_run_in_turns_are_each_a_row_with_their_medians_after() {
+        let mut results = results();
+        results.setups.push(nats_two());
+        results.pairs = pairs();
+        let out = render(&results);
+        let rows = table(&out, "| Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS | × one instance's |");
+        assert_eq!(
+            rows[2..],
+            [
+                "| 1 | ×1 | 400 | 380 | 0.95 | 1.000 ms | 1.050 ms | 1.05 |",
+                "| 2 | ×2, NATS | 500 | 400 | 0.80 | 1.000 ms | 1.200 ms | 1.20 |",
+                "| 3 | ×1 | 400 | 440 | 1.10 | 1.000 ms | 0.900 ms | 0.90 |",
+            ]
+        );
+        assert!(out.contains("come from 3 pairs of closed-loop runs at window 4"), "{out}");
+        assert!(
+            out.contains(
+                "Medians: two instances made 0.95 × one instance's journeys/s (from 0.80 to 1.10 ×); PostgreSQL's \
+                 processor time per journey +5 % (from -10 to +20 %)."
+            ),
+            "{out}"
+        );
+        results.pairs.clear();
+        assert!(!render(&results).contains("in turns"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! chosen so that each rendered one can be worked out by hand.
 
 use super::{AesGcm, Browser, FileSize, Pbkdf2};
-use crate::bench::{FilesRun, Idle, JourneyRun, Machine, Results, Setup, Size};
+use crate::bench::{FilesRun, Idle, JourneyRun, Machine, Pair, Results, Setup, Size};
 use crate::ceiling::{CeilingReport, PacedReport};
 use crate::cpu::CpuTime;
 use crate::journey::JourneyReport;
@@ -127,6 +127,21 @@ pub(super) fn nats_two() -> Setup {
     }
 }
 
+/// Three pairs run in turns (not in [`results`]): one instance at 400, 500, 400 journeys/s and
+/// two over NATS at 380, 400, 440 (0.95, 0.80, 1.10 ×: median 0.95); PostgreSQL per journey
+/// 1.0 ms for one instance each time and 1.05, 1.2, 0.9 ms for two (+5, +20, −10 %: median +5 %).
+pub(super) fn pairs() -> Vec<Pair> {
+    let side = |journeys_per_s: f64, postgres_ms: f64| JourneyRun {
+        cpu: run_cpu(0.01, postgres_ms / 100.0, 0.005),
+        ..run("closed", 4, None, journeys_per_s, 6.0)
+    };
+    vec![
+        Pair { two_first: false, one: side(400.0, 1.0), two: side(380.0, 1.05) },
+        Pair { two_first: true, one: side(500.0, 1.0), two: side(400.0, 1.2) },
+        Pair { two_first: false, one: side(400.0, 1.0), two: side(440.0, 0.9) },
+    ]
+}
+
 /// SQLite ×1 peaks at 1000 journeys/s (window 4) with p99 2.5 ms at half peak; PostgreSQL ×1 at
 /// 400 with 4 ms; PostgreSQL ×2 at 600 with 12 ms, over the 10 ms target.
 pub(super) fn results() -> Results {
@@ -184,6 +199,7 @@ pub(super) fn results() -> Results {
             file_size: 10 << 20,
             file_pairs: 2,
             beside_rate: 20.0,
+            pairs: 0,
         },
         machine: Machine {
             cpu: "Test CPU".into(),
@@ -217,6 +233,7 @@ pub(super) fn results() -> Results {
             journeys_beside: run("half-peak", 64, Some(20.0), 20.0, 39.0).report,
             rows_left: 0,
         }],
+        pairs: Vec::new(),
         elapsed_s: 123.4,
     }
 }

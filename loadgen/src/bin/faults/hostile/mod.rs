@@ -26,7 +26,6 @@ mod quota;
 mod report;
 mod slowloris;
 mod sockets;
-mod spread;
 mod storage;
 
 /// Why an attack could not be carried out (as opposed to a bound it broke, which is a problem

@@ -19,8 +19,8 @@ use tokio::task::JoinSet;
 use super::attacker::{random_room, Attacker, Sent, Via};
 use super::honest::{Honest, HonestReport};
 use super::sockets::server_sockets;
-use super::spread::Spread;
 use super::{seconds, HostileError, Sizes, Target};
+use loadgen::stats::Spread;
 
 /// Time a stalled socket may stay open past `WRITE_TIMEOUT`: a write that began just before the
 /// stall was seen, the sampling interval, and a loaded machine's scheduling.
@@ -86,10 +86,10 @@ impl NonReadingReport {
         for (what, spread) in
             [("dropped", &self.dropped_after_stall), ("left the presence count", &self.presence_left_after_stall)]
         {
-            if let Some(spread) = spread.as_ref().filter(|s| s.max_s > self.bound_s) {
+            if let Some(spread) = spread.as_ref().filter(|s| s.max > self.bound_s) {
                 problems.push(format!(
                     "non-reading: a non-reader {what} {:.2} s after its writes stalled, past WRITE_TIMEOUT {:.0} s + {:.0} s",
-                    spread.max_s,
+                    spread.max,
                     self.write_timeout_s,
                     DROP_MARGIN.as_secs_f64()
                 ));
@@ -189,12 +189,12 @@ fn report(
         dropped: watched.iter().filter(|w| w.dropped_at.is_some()).count(),
         not_dropped: watched.iter().filter(|w| w.dropped_at.is_none()).count(),
         never_stalled: watched.len() - stalled.len(),
-        stalled_after: Spread::of(stalled.iter().map(|w| w.last_moved - started).collect()),
+        stalled_after: Spread::of(stalled.iter().map(|w| (w.last_moved - started).as_secs_f64())),
         most_queued_bytes: watched.iter().map(|w| w.most_queued).max().unwrap_or(0),
         dropped_after_stall: Spread::of(
-            stalled.iter().filter_map(|w| Some(w.dropped_at?.saturating_duration_since(w.last_moved))).collect(),
+            stalled.iter().filter_map(|w| Some(w.dropped_at?.saturating_duration_since(w.last_moved).as_secs_f64())),
         ),
-        presence_left_after_stall: Spread::of(presence_left.collect()),
+        presence_left_after_stall: Spread::of(presence_left.map(|after| after.as_secs_f64())),
         rooms_still_counting: emptied.iter().filter(|(_, at)| at.is_none()).count(),
         honest,
     }

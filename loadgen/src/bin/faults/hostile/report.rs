@@ -10,8 +10,8 @@ use super::honest::{HonestReport, PageLoadReport};
 use super::non_reading::NonReadingReport;
 use super::quota::{QuotaPhase, QuotaReport};
 use super::slowloris::{Baseline, SlowlorisReport};
-use super::spread::Spread;
 use super::storage::StorageReport;
+use loadgen::stats::Spread;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HostileReport {
@@ -177,7 +177,7 @@ fn latency(p: Option<&Percentiles>) -> String {
 }
 
 fn spread(s: Option<&Spread>) -> String {
-    s.map_or("-".into(), |s| format!("min {:.2} s, median {:.2} s, max {:.2} s", s.min_s, s.median_s, s.max_s))
+    s.map_or("-".into(), |s| format!("min {:.2} s, median {:.2} s, max {:.2} s", s.min, s.median, s.max))
 }
 
 fn secs(s: Option<f64>) -> String {

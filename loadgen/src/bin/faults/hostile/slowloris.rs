@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::honest::{Honest, HonestReport, PageLoadReport, PageLoads};
-use super::spread::Spread;
 use super::{seconds, HostileError, Sizes, Target};
+use loadgen::stats::Spread;
 
 /// Time a connection may stay open past `HEADER_TIMEOUT` before it counts as held too long: the
 /// timer's own lateness, the close reaching this side, and a loaded machine's scheduling.
@@ -65,18 +65,18 @@ impl SlowlorisReport {
             ));
         }
         if let Some(spread) = &self.closed_after {
-            if spread.max_s > self.bound_s {
+            if spread.max > self.bound_s {
                 problems.push(format!(
                     "slowloris: a connection was held {:.2} s, past HEADER_TIMEOUT {:.0} s + {:.0} s",
-                    spread.max_s,
+                    spread.max,
                     self.header_timeout_s,
                     CLOSE_MARGIN.as_secs_f64()
                 ));
             }
-            if spread.min_s < self.header_timeout_s * EARLIEST_SHARE {
+            if spread.min < self.header_timeout_s * EARLIEST_SHARE {
                 problems.push(format!(
                     "slowloris: a connection was closed after {:.2} s, before HEADER_TIMEOUT: not the timeout's doing",
-                    spread.min_s
+                    spread.min
                 ));
             }
         }
@@ -143,8 +143,8 @@ pub async fn run(
         closed: closed.len(),
         not_closed: outcomes.iter().filter(|o| matches!(o, Held::NotClosed)).count(),
         connect_failures: outcomes.iter().filter(|o| matches!(o, Held::ConnectFailed)).count(),
-        connect: Spread::of(connects),
-        closed_after: Spread::of(closed),
+        connect: Spread::of_durations(&connects),
+        closed_after: Spread::of_durations(&closed),
         page_loads,
         honest,
     };
@@ -213,7 +213,7 @@ mod tests {
             not_closed: 0,
             connect_failures: 0,
             connect: None,
-            closed_after: Spread::of(closed_after.iter().map(|s| Duration::from_secs_f64(*s)).collect()),
+            closed_after: Spread::of(closed_after.iter().copied()),
             page_loads: PageLoadReport { loads: 1, ..Default::default() },
             honest,
         }
