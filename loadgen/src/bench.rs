@@ -12,7 +12,6 @@ use crate::client::ClientError;
 use crate::cpu::CpuTime;
 use crate::idle;
 use crate::journey::{self, JourneyError, JourneyOptions, JourneyReport};
-use crate::stats::Spread;
 use crate::target::{self, Backend, Database, Server, ServerSpec, TargetError};
 use crate::transfer::{self, TransferReport};
 
@@ -75,7 +74,7 @@ impl Size {
             file_size: 10 << 20,
             file_pairs: 20,
             beside_rate: 100.0,
-            pairs: 7,
+            pairs: 8,
         }
     }
 
@@ -214,10 +213,11 @@ pub struct Results {
     pub elapsed_s: f64,
 }
 
-/// One instance's run and two instances' over NATS, one right after the other at the same
-/// window, each on its servers of the whole series: the machine's speed drifts over minutes
-/// (one instance's peak has swung by half between runs of one binary), so issue 24's two figures
-/// compare runs made side by side, not the sweeps' peaks made many minutes apart.
+/// One instance's run and two instances' over NATS, one right after the other, each at the
+/// window where its sweep peaked and on its servers of the whole series: the machine's speed
+/// drifts over minutes (one instance's peak has swung by half between runs of one binary), so
+/// issue 24's two figures compare runs made side by side, not the sweeps' peaks made many
+/// minutes apart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pair {
     /// Whether two instances ran first (the pairs alternate, so a drift within a pair favours
@@ -305,15 +305,16 @@ impl Results {
         self.setups.iter().find(|s| s.backend == backend && s.instances == instances && !s.nats)
     }
 
-    /// Two instances' peak as a share of one instance's, over the pairs run in turns.
-    pub fn paired_share(&self) -> Option<Spread> {
-        Spread::of(self.pairs.iter().map(Pair::share))
+    /// Two instances' peak as a share of one instance's, in each pair run in turns.
+    pub fn paired_shares(&self) -> Vec<f64> {
+        self.pairs.iter().map(Pair::share).filter(|share| share.is_finite()).collect()
     }
 
     /// How much more processor time PostgreSQL spent per journey for two instances than for
-    /// one (0.1 is 10 % more), over the pairs run in turns.
-    pub fn paired_postgres_growth(&self) -> Option<Spread> {
-        Spread::of(self.pairs.iter().filter_map(Pair::postgres_ms).map(|(one, two)| two / one - 1.0))
+    /// one (0.1 is 10 % more), in each pair run in turns.
+    pub fn paired_postgres_growths(&self) -> Vec<f64> {
+        let growths = self.pairs.iter().filter_map(Pair::postgres_ms).map(|(one, two)| two / one - 1.0);
+        growths.filter(|growth| growth.is_finite()).collect()
     }
 
     /// The setup of `instances` over PostgreSQL with their events on NATS.
@@ -374,12 +375,14 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
     ] {
         setups.push(run_setup(options, backend, instances, nats, &rooms).await?);
     }
-    let one_window = setups
-        .iter()
-        .find(|s| s.backend == Backend::Postgres && s.instances == 1 && !s.nats)
-        .and_then(Setup::peak_run)
-        .map_or(4, |run| run.report.window);
-    let pairs = run_pairs(options, one_window, &rooms).await?;
+    let peak_window = |instances: usize, nats: bool| {
+        setups
+            .iter()
+            .find(|s| s.backend == Backend::Postgres && s.instances == instances && s.nats == nats)
+            .and_then(Setup::peak_run)
+            .map_or(4, |run| run.report.window)
+    };
+    let pairs = run_pairs(options, (peak_window(1, false), peak_window(2, true)), &rooms).await?;
     let idle = run_idle(options).await?;
     let mut files = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -476,16 +479,22 @@ async fn run_setup(
     })
 }
 
-/// `size.pairs` pairs of closed-loop runs at `window` (where one instance made its peak in its
-/// sweep): one instance over PostgreSQL, and two over NATS, in turns, two first in every other
-/// pair. Each side keeps its servers (and database, and nats-server) for the whole series; the
-/// side not running sits idle.
-async fn run_pairs(options: &BenchOptions, window: usize, rooms: &[RoomKeys]) -> Result<Vec<Pair>, BenchError> {
+/// `size.pairs` pairs of closed-loop runs: one instance over PostgreSQL, and two over NATS, each
+/// at the window where its own sweep peaked (`windows`: one's, two's), in turns, two first in
+/// every other pair. Each side keeps its servers (and database; two, a nats-server) for the whole
+/// series, warmed by a run that is not measured; the side not running sits idle, its database
+/// vacuumed after its run. Neither side serves metrics (they time every store call). Each run
+/// sends twice the sweeps' messages, so that the processor time, read in 10 ms ticks, is fine
+/// enough against a 10 % target.
+async fn run_pairs(
+    options: &BenchOptions,
+    windows: (usize, usize),
+    rooms: &[RoomKeys],
+) -> Result<Vec<Pair>, BenchError> {
     let size = &options.size;
     if size.pairs == 0 {
         return Ok(Vec::new());
     }
-    // As in the sweeps: one instance without metrics, two counting their bus events.
     let mut spec = ServerSpec::for_load(options.server_bin.clone());
     spec.env.push(("SESSION_GRACE".into(), "1s".into()));
     let key = target::random_key();
@@ -493,33 +502,41 @@ async fn run_pairs(options: &BenchOptions, window: usize, rooms: &[RoomKeys]) ->
     let one = vec![Server::start(&spec, &one_db, &key, 0).await?];
     let nats = target::NatsServer::start(&options.nats_server_bin)?;
     let mut nats_spec = spec.clone();
-    nats_spec.metrics = true;
     nats_spec.env.push(("BUS_URL".into(), nats.url()));
     let two_db = Database::new(Backend::Postgres, &options.postgres_url)?;
     let mut two = Vec::new();
     for index in 0..2 {
         two.push(Server::start(&nats_spec, &two_db, &key, index).await?);
     }
-    let journey_options = |servers: &[Server]| JourneyOptions {
+    let journey_options = |servers: &[Server], window: usize, messages: usize| JourneyOptions {
         urls: servers.iter().map(Server::ws_url).collect(),
         clients_per_room: 2,
-        messages: size.messages_per_room,
+        messages,
         window,
         payload: size.payload,
         rate: None,
         drain_timeout: Duration::from_secs(30),
     };
+    let sides = [("PostgreSQL ×1", &one_db, &one, windows.0), ("PostgreSQL ×2, NATS", &two_db, &two, windows.1)];
+    for (name, db, servers, window) in sides {
+        eprintln!("bench: pairs, {name}, warming up");
+        let messages = size.messages_per_room.div_ceil(4);
+        journey::run(rooms, &journey_options(servers, window, messages)).await?;
+        db.wait_until_everyone_left().await?;
+        db.settle().await?;
+    }
     let mut pairs = Vec::with_capacity(size.pairs);
     for index in 0..size.pairs {
         let two_first = index % 2 == 1;
         let (mut one_run, mut two_run) = (None, None);
-        for two_now in [two_first, !two_first] {
-            let (db, servers, name) =
-                if two_now { (&two_db, &two, "PostgreSQL ×2, NATS") } else { (&one_db, &one, "PostgreSQL ×1") };
+        for side in if two_first { [1, 0] } else { [0, 1] } {
+            let (name, db, servers, window) = sides[side];
             eprintln!("bench: pair {} of {}, {name}, closed loop, window {window}", index + 1, size.pairs);
-            let run = measured_run("closed", db, servers, rooms, &journey_options(servers)).await?;
+            let options = journey_options(servers, window, size.messages_per_room * 2);
+            let run = measured_run("closed", db, servers, rooms, &options).await?;
             db.wait_until_everyone_left().await?;
-            *(if two_now { &mut two_run } else { &mut one_run }) = Some(run);
+            db.settle().await?;
+            *(if side == 0 { &mut one_run } else { &mut two_run }) = Some(run);
         }
         if let (Some(one), Some(two)) = (one_run, two_run) {
             pairs.push(Pair { two_first, one, two });

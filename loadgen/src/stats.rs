@@ -49,9 +49,9 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// `None` without values (NaNs are left out).
+    /// `None` without values (NaNs and infinities, a ratio to a zero, are left out).
     pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
-        let mut values: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
+        let mut values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
         values.sort_unstable_by(f64::total_cmp);
         let count = values.len();
         let median = match count {
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_spread_is_the_middle_value_or_the_mean_of_the_middle_two_with_the_extremes() {
-        let odd = Spread::of([1.07, 0.84, 0.93, f64::NAN, 0.91, 0.99]).unwrap();
+        let odd = Spread::of([1.07, 0.84, 0.93, f64::NAN, 0.91, f64::INFINITY, 0.99]).unwrap();
         assert_eq!((odd.count, odd.median, odd.min, odd.max), (5, 0.93, 0.84, 1.07));
         let even = Spread::of([4.0, 1.0, 3.0, 2.0]).unwrap();
         assert_eq!((even.count, even.median, even.min, even.max), (4, 2.5, 1.0, 4.0));

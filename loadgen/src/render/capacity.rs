@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::bench::{JourneyRun, Results, Setup};
+use crate::stats::Spread;
 use crate::target::Backend;
 
 /// Relay machines the model is worked out for.
@@ -81,23 +82,20 @@ pub(super) fn section(out: &mut String, results: &Results) {
 
 /// One instance against two over NATS, each pair's runs one right after the other.
 fn pairs(out: &mut String, results: &Results) {
-    let (Some(first), Some(share)) = (results.pairs.first(), results.paired_share()) else { return };
+    let (Some(first), Some(share)) = (results.pairs.first(), Spread::of(results.paired_shares())) else { return };
     let _ = writeln!(
         out,
-        "\n### One instance against two over NATS, in turns
-
-\
+        "\n### One instance against two over NATS, in turns\n\n\
          The sweeps above run minutes apart, and this machine's speed drifts over minutes, so issue 24's two figures \
-         come from {} pairs of closed-loop runs at window {} (where one instance made its peak): one instance, then \
-         two over NATS right after it, or the other way round in every other pair, each side on servers of its own \
-         kept for the whole series.
-
-\
-         | Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS | × one instance's |
-\
+         come from {} pairs of closed-loop runs, each side at the window where its sweep peaked (one instance {}, \
+         two {}): one instance, then two over NATS right after it, or the other way round in every other pair, each \
+         side on servers of its own kept for the whole series. *PostgreSQL per journey* is the processor time of \
+         every PostgreSQL process over the run, the idle side's included (its database vacuumed after its run).\n\n\
+         | Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS | × one instance's |\n\
          |---|---|---|---|---|---|---|---|",
         results.pairs.len(),
-        first.one.report.window
+        first.one.report.window,
+        first.two.report.window,
     );
     for (index, pair) in results.pairs.iter().enumerate() {
         let (one_ms, two_ms, ratio) =
@@ -114,7 +112,7 @@ fn pairs(out: &mut String, results: &Results) {
             pair.share(),
         );
     }
-    let postgres = results.paired_postgres_growth().map_or(String::new(), |growth| {
+    let postgres = Spread::of(results.paired_postgres_growths()).map_or(String::new(), |growth| {
         format!(
             "; PostgreSQL's processor time per journey {:+.0} % (from {:+.0} to {:+.0} %)",
             growth.median * 100.0,
@@ -281,7 +279,7 @@ mod tests {
                 "| 3 | ×1 | 400 | 440 | 1.10 | 1.000 ms | 0.900 ms | 0.90 |",
             ]
         );
-        assert!(out.contains("come from 3 pairs of closed-loop runs at window 4"), "{out}");
+        assert!(out.contains("come from 3 pairs of closed-loop runs, each side at the window where its sweep peaked (one instance 4, two 4)"), "{out}");
         assert!(
             out.contains(
                 "Medians: two instances made 0.95 × one instance's journeys/s (from 0.80 to 1.10 ×); PostgreSQL's \
