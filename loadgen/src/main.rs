@@ -44,9 +44,10 @@ enum Command {
         rate: Option<f64>,
         /// A relay already running (its WebSocket URL, e.g. `ws://127.0.0.1:3000/ws`) instead
         /// of servers started here: nothing is started, and the rows left are for the caller to
-        /// count (`rows_left` is null).
+        /// count (`rows_left` is null). Repeat it for instances of one deployment: each room's
+        /// clients are spread over them, as over instances started here.
         #[arg(long, conflicts_with_all = ["backend", "instances"])]
-        url: Option<String>,
+        url: Vec<String>,
     },
     /// Joined, silent connections: server memory per connection.
     Idle {
@@ -137,10 +138,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Journey { target, rooms, clients_per_room, messages, concurrency, payload, rate, url } => {
             let keys = journey::derive_rooms(rooms).await;
             // Servers of our own over a fresh database, unless a running relay was named.
-            let started = if url.is_none() { Some(start(&target).await?) } else { None };
+            let started = if url.is_empty() { Some(start(&target).await?) } else { None };
             let urls = match &started {
                 Some((servers, _)) => servers.iter().map(Server::ws_url).collect(),
-                None => url.into_iter().collect(),
+                None => url,
             };
             let options = JourneyOptions {
                 urls,
