@@ -123,7 +123,7 @@ impl Application {
         tracing::info!(
             backend = match database {
                 Database::Sqlite { .. } => "sqlite",
-                Database::Postgres(_) => "postgres",
+                Database::Postgres { .. } => "postgres",
             },
             bus = match (&database, &nats) {
                 (Database::Sqlite { .. }, _) => "none",
@@ -292,7 +292,7 @@ fn cannot_open(err: StoreError, database: &Database) -> anyhow::Error {
         Database::Sqlite { path } => {
             return anyhow::Error::new(err).context(format!("cannot open SQLite database {}", path.display()))
         }
-        Database::Postgres(options) => options,
+        Database::Postgres { options, .. } => options,
     };
     let chain: Vec<&(dyn std::error::Error + 'static)> = {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
@@ -332,7 +332,7 @@ fn resolve_keys(config: &Config, database: &Database) -> anyhow::Result<KeyRing>
         return Ok(keys);
     }
     match database {
-        Database::Postgres(_) => {
+        Database::Postgres { .. } => {
             anyhow::bail!(
                 "ENCRYPTION_KEY is required with PostgreSQL (every instance must share it): 64 hex characters"
             )

@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use super::{Config, ConfigError};
+use crate::domain::bounds::POSTGRES_POOL_CONNECTIONS;
 
 /// Default database name when PostgreSQL is chosen through the `PG*` variables.
 pub const DEFAULT_PG_DATABASE: &str = "ephemeral_chat";
@@ -16,8 +17,21 @@ pub const DEFAULT_PG_DATABASE: &str = "ephemeral_chat";
 /// Where messages are stored, once every setting is resolved.
 #[derive(Debug, Clone)]
 pub enum Database {
-    Sqlite { path: PathBuf },
-    Postgres(Box<PgConnectOptions>),
+    Sqlite {
+        path: PathBuf,
+    },
+    /// `pool`: connections this instance holds at most (`POSTGRES_POOL_SIZE`).
+    Postgres {
+        options: Box<PgConnectOptions>,
+        pool: u32,
+    },
+}
+
+impl Database {
+    /// PostgreSQL at `options`, with the default pool.
+    pub fn postgres(options: PgConnectOptions) -> Self {
+        Self::Postgres { options: Box::new(options), pool: POSTGRES_POOL_CONNECTIONS }
+    }
 }
 
 impl Config {
@@ -29,16 +43,20 @@ impl Config {
                 let database = parse_database_url(url)
                     .map_err(|reason| ConfigError::new("database-url", "DATABASE_URL", reason))?;
                 match database {
-                    Database::Postgres(options) => {
-                        Database::Postgres(Box::new(self.with_tls_settings(*options, Some(url))))
+                    Database::Postgres { options, .. } => {
+                        Database::postgres(self.with_tls_settings(*options, Some(url)))
                     }
                     sqlite => sqlite,
                 }
             }
-            None if self.any_pg_setting() => Database::Postgres(Box::new(self.pg_options())),
+            None if self.any_pg_setting() => Database::postgres(self.pg_options()),
             None => Database::Sqlite { path: self.data_dir.join("ephemeral-chat.db") },
         };
-        if let Database::Postgres(_) = &database {
+        let database = match database {
+            Database::Postgres { options, .. } => Database::Postgres { options, pool: self.postgres_pool_size },
+            sqlite => sqlite,
+        };
+        if let Database::Postgres { .. } = &database {
             self.check_root_cert()?;
         }
         Ok(database)
@@ -160,7 +178,7 @@ fn parse_database_url(value: &str) -> Result<Database, String> {
             parse_ssl_mode(mode).map_err(|reason| format!("sslmode: {reason}"))?;
         }
         return PgConnectOptions::from_str(value)
-            .map(|options| Database::Postgres(Box::new(options)))
+            .map(Database::postgres)
             .map_err(|_| "not a valid postgres:// URL".to_owned());
     }
     Err("must start with sqlite: or postgres://".into())
@@ -198,14 +216,26 @@ mod tests {
         let config = parse(&["--database-url", "sqlite://tmp/x.db"]).unwrap();
         assert!(matches!(config.database().unwrap(), Database::Sqlite { path } if path == Path::new("tmp/x.db")));
         let config = parse(&["--database-url", "postgres://u@h/db"]).unwrap();
-        assert!(matches!(config.database().unwrap(), Database::Postgres(_)));
+        assert!(matches!(config.database().unwrap(), Database::Postgres { pool: 10, .. }));
+    }
+
+    #[test]
+    fn the_pool_is_postgres_pool_size_from_1_to_1000() {
+        let config = parse(&["--database-url", "postgres://u@h/db", "--postgres-pool-size", "3"]).unwrap();
+        assert!(matches!(config.database().unwrap(), Database::Postgres { pool: 3, .. }));
+        let config = parse(&["--pghost", "db.internal", "--postgres-pool-size", "1000"]).unwrap();
+        assert!(matches!(config.database().unwrap(), Database::Postgres { pool: 1000, .. }));
+        for bad in ["0", "1001", "-1", "ten"] {
+            let err = parse(&[&format!("--postgres-pool-size={bad}")]).unwrap_err().to_string();
+            assert!(err.contains("--postgres-pool-size"), "{bad}: {err}");
+        }
     }
 
     #[test]
     fn pg_settings_select_postgres_with_the_default_database() {
         let config = parse(&["--pghost", "db.internal"]).unwrap();
         match config.database().unwrap() {
-            Database::Postgres(options) => {
+            Database::Postgres { options, .. } => {
                 assert_eq!(options.get_host(), "db.internal");
                 assert_eq!(options.get_database(), Some(DEFAULT_PG_DATABASE));
             }

@@ -15,6 +15,7 @@ use sqlx::postgres::PgSslMode;
 
 use crate::at_rest::{KeyRing, ServerKey};
 use crate::bus::nats::NatsSettings;
+use crate::domain::bounds::POSTGRES_POOL_CONNECTIONS;
 use crate::telemetry::LogFormat;
 use database::parse_ssl_mode;
 pub use database::{ssl_mode_name, Database, DEFAULT_PG_DATABASE};
@@ -68,6 +69,13 @@ pub struct Config {
     /// (verify-ca, verify-full). An `sslrootcert` in DATABASE_URL takes precedence.
     #[arg(long, env = "PGSSLROOTCERT")]
     pub pgsslrootcert: Option<PathBuf>,
+
+    /// Connections this instance holds to PostgreSQL at most (1 to 1000). Every instance over
+    /// one database holds its own, so their sum (plus one each for LISTEN without BUS_URL) must
+    /// stay within the database's `max_connections`; a database of few cores does its most work
+    /// with few connections in all, however many instances share them.
+    #[arg(long, env = "POSTGRES_POOL_SIZE", default_value_t = POSTGRES_POOL_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub postgres_pool_size: u32,
 
     /// Directory of the SQLite database and its generated key.
     #[arg(long, env = "DATA_DIR", default_value = "data")]

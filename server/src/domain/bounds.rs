@@ -123,7 +123,8 @@ pub const INSERT_ATTEMPTS: usize = 3;
 
 // PostgreSQL (`store/postgres/mod.rs`).
 
-/// Enough for two cores' worth of concurrent requests without crowding the database.
+/// The default of `POSTGRES_POOL_SIZE`: enough for two cores' worth of concurrent requests
+/// without crowding the database.
 pub const POSTGRES_POOL_CONNECTIONS: u32 = 10;
 
 /// A pooled connection idle this long is pinged before it is lent (one that went back sooner

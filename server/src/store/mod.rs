@@ -127,8 +127,8 @@ impl Store {
                 sqlite::checkpoint::spawn(write.connect_options().as_ref().clone(), queue.watch());
                 Ok((Self { pool: Pool::Sqlite { write, read, queue }, instance, notifies: false }, Some(lock)))
             }
-            Database::Postgres(options) => {
-                let pool = Pool::Postgres(postgres::connect(options).await?);
+            Database::Postgres { options, pool } => {
+                let pool = Pool::Postgres(postgres::connect(options, *pool).await?);
                 Ok((Self { pool, instance, notifies }, None))
             }
         }

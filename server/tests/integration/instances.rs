@@ -179,6 +179,60 @@ async fn a_dropped_listen_connection_loses_no_notice() {
     assert_eq!(until(&mut alice, |f| matches!(f, ServerFrame::Deleted { .. })).await, deleted);
 }
 
+/// `POSTGRES_POOL_SIZE` bounds the connections an instance holds to PostgreSQL, under a load
+/// that would open more (eight rooms sending at once), and everything sent is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_holds_no_more_postgres_connections_than_its_pool_size() {
+    let db = Arc::new(TestDatabase::new(Backend::Postgres));
+    let app = spawn_app_on(db.clone(), &["--postgres-pool-size", "2"]).await;
+    let rooms = 8;
+    let messages = 10;
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..rooms {
+        let room = TestRoom::new();
+        let (sender, _, _) = app.joined(&room).await;
+        receivers.push(app.joined(&room).await.0);
+        senders.push((room, sender));
+    }
+    // The instance's connections (its pool, and its LISTEN connection), sampled while it works.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let (url, sampling) = (db.url.clone(), sampling.clone());
+        async move {
+            let mut conn = url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await.unwrap();
+            let mut most = 0;
+            while sampling.load(Ordering::Relaxed) {
+                let held: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                most = most.max(held);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        }
+    });
+    let sending = senders.into_iter().map(|(room, mut sender)| {
+        tokio::spawn(async move {
+            for n in 0..messages {
+                sender.send_message(&room, &format!("message {n}")).await;
+            }
+        })
+    });
+    for sent in futures::future::join_all(sending).await {
+        sent.unwrap();
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    assert!(most >= 1, "the sampler saw the instance's connections");
+    assert!(most <= 3, "{most} connections: a pool of 2, and the LISTEN connection");
+    assert_eq!(app.row_count().await, rooms * messages);
+    drop(receivers);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_one_sqlite_file_is_refused_with_a_clear_error() {
     let first = spawn_app(Backend::Sqlite).await;

@@ -292,7 +292,7 @@ async fn store_on(backend: Backend) -> (Subject, Option<TestDatabase>) {
     let db = TestDatabase::new(backend);
     let database = match backend {
         Backend::Sqlite => Database::Sqlite { path: db.dir.path().join("test.db") },
-        Backend::Postgres => Database::Postgres(Box::new(db.url.parse().expect("a PostgreSQL URL"))),
+        Backend::Postgres => Database::postgres(db.url.parse().expect("a PostgreSQL URL")),
     };
     let (store, lock) = Store::connect(&database, InstanceId::generate(), true).await.expect("store opens");
     (Subject::Store(store, BTreeMap::new(), lock), Some(db))

@@ -4,17 +4,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::{InsertFound, StoreError};
-use crate::domain::bounds::{POSTGRES_PING_IDLE_AFTER, POSTGRES_POOL_CONNECTIONS};
+use crate::domain::bounds::POSTGRES_PING_IDLE_AFTER;
 use crate::domain::{now_ms, InstanceId, MessageId, NewMessage, Participant, RoomHash, Viewed, CHANNEL};
 
 /// SQLSTATE of "database does not exist".
 const INVALID_CATALOG_NAME: &str = "3D000";
 
-pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgPool, StoreError> {
-    let pool = match pool_options().connect_with(options.clone()).await {
+/// A pool of at most `connections` to the database at `options`, created if missing.
+pub(super) async fn connect(options: &PgConnectOptions, connections: u32) -> Result<PgPool, StoreError> {
+    let pool = match pool_options(connections).connect_with(options.clone()).await {
         Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(INVALID_CATALOG_NAME) => {
             create_database(options).await?;
-            pool_options().connect_with(options.clone()).await?
+            pool_options(connections).connect_with(options.clone()).await?
         }
         other => other?,
     };
@@ -29,17 +30,15 @@ pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgPool, StoreE
 /// [`POSTGRES_PING_IDLE_AFTER`] answered its ping then and is lent without another (HikariCP's
 /// "alive bypass window" does the same); one idle longer (across a restart of the database, say)
 /// is pinged first, and replaced if it does not answer.
-fn pool_options() -> PgPoolOptions {
-    PgPoolOptions::new().max_connections(POSTGRES_POOL_CONNECTIONS).test_before_acquire(false).before_acquire(
-        |conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= POSTGRES_PING_IDLE_AFTER {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        },
-    )
+fn pool_options(connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(connections).test_before_acquire(false).before_acquire(|conn, meta| {
+        Box::pin(async move {
+            if meta.idle_for >= POSTGRES_PING_IDLE_AFTER {
+                conn.ping().await?;
+            }
+            Ok(true)
+        })
+    })
 }
 
 /// The row [`INSERT`] evaluates to: (existing body, backlog, the inserted row's recipients (NULL
