@@ -72,8 +72,8 @@ pub struct Config {
 
     /// Connections this instance holds to PostgreSQL at most (1 to 1000). Every instance over
     /// one database holds its own, so their sum (plus one each for LISTEN without BUS_URL) must
-    /// stay within the database's `max_connections`; a database of few cores does its most work
-    /// with few connections in all, however many instances share them.
+    /// stay within the database's `max_connections`. With many instances, lower each one's pool
+    /// rather than raise `max_connections` far past what the database's cores can run.
     #[arg(long, env = "POSTGRES_POOL_SIZE", default_value_t = POSTGRES_POOL_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub postgres_pool_size: u32,
 
