@@ -223,8 +223,15 @@ pub struct Pair {
     /// Whether two instances ran first (the pairs alternate, so a drift within a pair favours
     /// neither side).
     pub two_first: bool,
+    /// One instance, at the window where its sweep peaked.
     pub one: JourneyRun,
+    /// Two instances, at the window where their sweep peaked.
     pub two: JourneyRun,
+    /// Two instances again at one instance's window, run next to it, when the windows differ:
+    /// PostgreSQL's time per journey grows with the messages in flight whatever the instances,
+    /// so its two figures are compared at one window.
+    #[serde(default)]
+    pub two_at_one_window: Option<JourneyRun>,
 }
 
 impl Pair {
@@ -233,10 +240,11 @@ impl Pair {
         self.two.report.journeys_per_s / self.one.report.journeys_per_s
     }
 
-    /// PostgreSQL's processor time per journey, in ms: (one instance's run, two instances').
+    /// PostgreSQL's processor time per journey, in ms, at one window: (one instance's run, two
+    /// instances').
     pub fn postgres_ms(&self) -> Option<(f64, f64)> {
         let ms = |run: &JourneyRun| run.cpu.per(run.report.completed).map(|(_, postgres, _, _)| postgres);
-        Some((ms(&self.one)?, ms(&self.two)?))
+        Some((ms(&self.one)?, ms(self.two_at_one_window.as_ref().unwrap_or(&self.two))?))
     }
 }
 
@@ -481,7 +489,7 @@ async fn run_setup(
 
 /// `size.pairs` pairs of closed-loop runs: one instance over PostgreSQL, and two over NATS, each
 /// at the window where its own sweep peaked (`windows`: one's, two's), in turns, two first in
-/// every other pair. Each side keeps its servers (and database; two, a nats-server) for the whole
+/// every other pair; when the windows differ, two instances also at one's window, between them. Each side keeps its servers (and database; two, a nats-server) for the whole
 /// series, warmed by a run that is not measured; the side not running sits idle, its database
 /// vacuumed after its run. Neither side serves metrics (they time every store call). Each run
 /// sends twice the sweeps' messages, so that the processor time, read in 10 ms ticks, is fine
@@ -528,18 +536,29 @@ async fn run_pairs(
     let mut pairs = Vec::with_capacity(size.pairs);
     for index in 0..size.pairs {
         let two_first = index % 2 == 1;
-        let (mut one_run, mut two_run) = (None, None);
-        for side in if two_first { [1, 0] } else { [0, 1] } {
-            let (name, db, servers, window) = sides[side];
+        // Two instances at one's window (if it differs) always run next to one instance.
+        let at_one_window = (windows.0 != windows.1).then_some((sides[1].0, sides[1].1, sides[1].2, windows.0));
+        let order = if two_first {
+            [Some(sides[1]), at_one_window, Some(sides[0])]
+        } else {
+            [Some(sides[0]), at_one_window, Some(sides[1])]
+        };
+        let mut runs = Vec::with_capacity(3);
+        for (name, db, servers, window) in order.into_iter().flatten() {
             eprintln!("bench: pair {} of {}, {name}, closed loop, window {window}", index + 1, size.pairs);
             let options = journey_options(servers, window, size.messages_per_room * 2);
             let run = measured_run("closed", db, servers, rooms, &options).await?;
             db.wait_until_everyone_left().await?;
             db.settle().await?;
-            *(if side == 0 { &mut one_run } else { &mut two_run }) = Some(run);
+            runs.push((servers.len(), window, run));
         }
-        if let (Some(one), Some(two)) = (one_run, two_run) {
-            pairs.push(Pair { two_first, one, two });
+        let mut take = |instances: usize, window: usize| {
+            let at = runs.iter().position(|(n, w, _)| (*n, *w) == (instances, window))?;
+            Some(runs.swap_remove(at).2)
+        };
+        let (one, two, two_at_one_window) = (take(1, windows.0), take(2, windows.1), take(2, windows.0));
+        if let (Some(one), Some(two)) = (one, two) {
+            pairs.push(Pair { two_first, one, two, two_at_one_window });
         }
     }
     drop((one, two, nats));

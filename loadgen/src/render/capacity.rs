@@ -90,12 +90,15 @@ fn pairs(out: &mut String, results: &Results) {
          come from {} pairs of closed-loop runs, each side at the window where its sweep peaked (one instance {}, \
          two {}): one instance, then two over NATS right after it, or the other way round in every other pair, each \
          side on servers of its own kept for the whole series. *PostgreSQL per journey* is the processor time of \
-         every PostgreSQL process over the run, the idle side's included (its database vacuumed after its run).\n\n\
-         | Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS | × one instance's |\n\
+         every PostgreSQL process over the run, the idle side's included (its database vacuumed after its run), \
+         compared at one instance's window: it grows with the messages in flight whatever the instances, so when \
+         the windows differ two instances also run at one's, between the other two runs.\n\n\
+         | Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS, window {} | × one instance's |\n\
          |---|---|---|---|---|---|---|---|",
         results.pairs.len(),
         first.one.report.window,
         first.two.report.window,
+        first.one.report.window,
     );
     for (index, pair) in results.pairs.iter().enumerate() {
         let (one_ms, two_ms, ratio) =
@@ -270,7 +273,7 @@ mod tests {
         results.setups.push(nats_two());
         results.pairs = pairs();
         let out = render(&results);
-        let rows = table(&out, "| Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS | × one instance's |");
+        let rows = table(&out, "| Pair | Ran first | ×1 journeys/s | ×2, NATS journeys/s | × one instance | PostgreSQL per journey, ×1 | ×2, NATS, window 4 | × one instance's |");
         assert_eq!(
             rows[2..],
             [
@@ -289,6 +292,22 @@ mod tests {
         );
         results.pairs.clear();
         assert!(!render(&results).contains("in turns"));
+    }
+
+    #[test]
+    fn postgresql_is_compared_at_one_instances_window_when_two_peaked_at_another() {
+        let mut results = results();
+        results.setups.push(nats_two());
+        results.pairs = pairs();
+        // Pair 2's two instances peaked at window 16, with PostgreSQL at 1.2 ms; at window 4,
+        // next to one instance, 1.1 ms.
+        let mut at_one_window = results.pairs[1].two.clone();
+        at_one_window.cpu.postgres_s = 0.011;
+        results.pairs[1].two.report.window = 16;
+        results.pairs[1].two_at_one_window = Some(at_one_window);
+        let out = render(&results);
+        assert!(out.contains("| 2 | ×2, NATS | 500 | 400 | 0.80 | 1.000 ms | 1.100 ms | 1.10 |"), "{out}");
+        assert!(out.contains("PostgreSQL's processor time per journey +5 % (from -10 to +10 %)"), "{out}");
     }
 
     #[test]

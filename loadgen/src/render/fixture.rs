@@ -136,9 +136,9 @@ pub(super) fn pairs() -> Vec<Pair> {
         ..run("closed", 4, None, journeys_per_s, 6.0)
     };
     vec![
-        Pair { two_first: false, one: side(400.0, 1.0), two: side(380.0, 1.05) },
-        Pair { two_first: true, one: side(500.0, 1.0), two: side(400.0, 1.2) },
-        Pair { two_first: false, one: side(400.0, 1.0), two: side(440.0, 0.9) },
+        Pair { two_first: false, one: side(400.0, 1.0), two: side(380.0, 1.05), two_at_one_window: None },
+        Pair { two_first: true, one: side(500.0, 1.0), two: side(400.0, 1.2), two_at_one_window: None },
+        Pair { two_first: false, one: side(400.0, 1.0), two: side(440.0, 0.9), two_at_one_window: None },
     ]
 }
 

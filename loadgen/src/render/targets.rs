@@ -145,7 +145,8 @@ fn scale_out(out: &mut String, results: &Results) {
         (Some(pairs), swept) => (
             pairs.median,
             format!(
-                "{:+.0} %, the median of {} pairs run in turns ({:+.0} to {:+.0} %; {} of {} within {:.0} %){}",
+                "{:+.0} %, the median of {} pairs run in turns, at one instance's window ({:+.0} to {:+.0} %; {} of {} \
+                 within {:.0} %){}",
                 pairs.median * 100.0,
                 pairs.count,
                 pairs.min * 100.0,
@@ -227,8 +228,8 @@ mod tests {
         ));
         assert!(lines(&out).contains(
             &"| PostgreSQL ×2, NATS: PostgreSQL's processor time per journey within 10 % of one instance's | +5 %, the \
-              median of 3 pairs run in turns (-10 to +20 %; 2 of 3 within 10 %); at the sweeps' peaks: 1.050 ms \
-              against 1.000 ms (+5 %) | met |"
+              median of 3 pairs run in turns, at one instance's window (-10 to +20 %; 2 of 3 within 10 %); at the \
+              sweeps' peaks: 1.050 ms against 1.000 ms (+5 %) | met |"
         ));
         // The medians decide: a slower middle pair misses both.
         results.pairs[0].two.report.journeys_per_s = 300.0;
