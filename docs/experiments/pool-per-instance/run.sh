@@ -25,7 +25,7 @@ for i in $(seq 1 "$n"); do
         RATE_LIMIT_PER_SECOND=1000000 RATE_LIMIT_BURST=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 \
         CONNECTS_PER_SECOND_PER_ADDRESS=1000000 CONNECT_BURST_PER_ADDRESS=1000000 \
         MAX_STORED_BYTES_PER_ADDRESS=1024GiB MAX_CONNECTIONS=1000000 \
-        ${bus:+BUS_URL=nats://127.0.0.1:4222} "$T/server" >"$dir/server-$i.log" 2>&1 &
+        ${bus:+BUS_URL=${NATS_URL:-nats://127.0.0.1:4222}} "$T/server" >"$dir/server-$i.log" 2>&1 &
     pids+=($!); urls+=(--url "ws://127.0.0.1:$port/ws")
     until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
 done
