@@ -37,24 +37,19 @@ impl Database {
 impl Config {
     /// The store this configuration selects.
     pub fn database(&self) -> Result<Database, ConfigError> {
+        let postgres = |options| Database::Postgres { options: Box::new(options), pool: self.postgres_pool_size };
         let database = match &self.database_url {
             Some(url) => {
                 let url = url.expose_secret();
                 let database = parse_database_url(url)
                     .map_err(|reason| ConfigError::new("database-url", "DATABASE_URL", reason))?;
                 match database {
-                    Database::Postgres { options, .. } => {
-                        Database::postgres(self.with_tls_settings(*options, Some(url)))
-                    }
+                    Database::Postgres { options, .. } => postgres(self.with_tls_settings(*options, Some(url))),
                     sqlite => sqlite,
                 }
             }
-            None if self.any_pg_setting() => Database::postgres(self.pg_options()),
+            None if self.any_pg_setting() => postgres(self.pg_options()),
             None => Database::Sqlite { path: self.data_dir.join("ephemeral-chat.db") },
-        };
-        let database = match database {
-            Database::Postgres { options, .. } => Database::Postgres { options, pool: self.postgres_pool_size },
-            sqlite => sqlite,
         };
         if let Database::Postgres { .. } = &database {
             self.check_root_cert()?;
