@@ -129,6 +129,11 @@ pub struct JourneyRun {
 }
 
 impl JourneyRun {
+    /// PostgreSQL's processor time per journey of the run, in ms.
+    pub fn postgres_ms(&self) -> Option<f64> {
+        self.cpu.per(self.report.completed).map(|(_, postgres, _, _)| postgres)
+    }
+
     /// Bus events each instance received per journey of the run.
     pub fn received_per_journey(&self) -> Vec<f64> {
         let journeys = self.report.completed.max(1) as f64;
@@ -243,8 +248,7 @@ impl Pair {
     /// PostgreSQL's processor time per journey, in ms, at one window: (one instance's run, two
     /// instances').
     pub fn postgres_ms(&self) -> Option<(f64, f64)> {
-        let ms = |run: &JourneyRun| run.cpu.per(run.report.completed).map(|(_, postgres, _, _)| postgres);
-        Some((ms(&self.one)?, ms(self.two_at_one_window.as_ref().unwrap_or(&self.two))?))
+        Some((self.one.postgres_ms()?, self.two_at_one_window.as_ref().unwrap_or(&self.two).postgres_ms()?))
     }
 }
 
@@ -285,6 +289,9 @@ impl Results {
         for (index, pair) in self.pairs.iter().enumerate() {
             check(format!("pair {}, PostgreSQL ×1", index + 1), &pair.one);
             check(format!("pair {}, PostgreSQL ×2, NATS", index + 1), &pair.two);
+            if let Some(run) = &pair.two_at_one_window {
+                check(format!("pair {}, PostgreSQL ×2, NATS, at one instance's window", index + 1), run);
+            }
         }
         for files in &self.files {
             let name = format!("{} files", files.backend.name());
@@ -409,6 +416,15 @@ pub async fn run(options: &BenchOptions) -> Result<Results, BenchError> {
     })
 }
 
+/// The servers of journey runs: the load settings, and a participant whose socket breaks is
+/// freed after a second, not a minute. These clients never come back, and a socket breaks instead
+/// of closing when the server was still writing to it; so the next run starts in empty rooms.
+fn journey_spec(options: &BenchOptions) -> ServerSpec {
+    let mut spec = ServerSpec::for_load(options.server_bin.clone());
+    spec.env.push(("SESSION_GRACE".into(), "1s".into()));
+    spec
+}
+
 async fn run_setup(
     options: &BenchOptions,
     backend: Backend,
@@ -417,11 +433,7 @@ async fn run_setup(
     rooms: &[RoomKeys],
 ) -> Result<Setup, BenchError> {
     let size = &options.size;
-    let mut spec = ServerSpec::for_load(options.server_bin.clone());
-    // These clients never come back: a socket that breaks instead of closing (the server was
-    // still writing to it) frees its participant after a second, not a minute, so the next
-    // run starts in empty rooms.
-    spec.env.push(("SESSION_GRACE".into(), "1s".into()));
+    let mut spec = journey_spec(options);
     // Several instances count the bus events each receives.
     spec.metrics = instances > 1;
     let nats_server = if nats { Some(target::NatsServer::start(&options.nats_server_bin)?) } else { None };
@@ -489,8 +501,9 @@ async fn run_setup(
 
 /// `size.pairs` pairs of closed-loop runs: one instance over PostgreSQL, and two over NATS, each
 /// at the window where its own sweep peaked (`windows`: one's, two's), in turns, two first in
-/// every other pair; when the windows differ, two instances also at one's window, between them. Each side keeps its servers (and database; two, a nats-server) for the whole
-/// series, warmed by a run that is not measured; the side not running sits idle, its database
+/// every other pair; when the windows differ, two instances also at one's window, between them.
+/// Each side keeps its servers (and database; two, a nats-server) for the whole series, warmed
+/// by a run that is not measured; the side not running sits idle, its database
 /// vacuumed after its run. Neither side serves metrics (they time every store call). Each run
 /// sends twice the sweeps' messages, so that the processor time, read in 10 ms ticks, is fine
 /// enough against a 10 % target.
@@ -503,8 +516,7 @@ async fn run_pairs(
     if size.pairs == 0 {
         return Ok(Vec::new());
     }
-    let mut spec = ServerSpec::for_load(options.server_bin.clone());
-    spec.env.push(("SESSION_GRACE".into(), "1s".into()));
+    let spec = journey_spec(options);
     let key = target::random_key();
     let one_db = Database::new(Backend::Postgres, &options.postgres_url)?;
     let one = vec![Server::start(&spec, &one_db, &key, 0).await?];
@@ -623,9 +635,7 @@ async fn run_files(options: &BenchOptions, backend: Backend, rooms: &[RoomKeys])
     let size = &options.size;
     let (file, pairs) = (size.file_size, size.file_pairs);
     let db = Database::new(backend, &options.postgres_url)?;
-    let mut spec = ServerSpec::for_load(options.server_bin.clone());
-    spec.env.push(("SESSION_GRACE".into(), "1s".into()));
-    let server = Server::start(&spec, &db, &target::random_key(), 0).await?;
+    let server = Server::start(&journey_spec(options), &db, &target::random_key(), 0).await?;
     let url = server.ws_url();
     let transfer_error = |err: anyhow::Error| BenchError::Transfer(format!("{err:#}"));
     let rss_before_kib = server.rss_kib()?;
@@ -721,4 +731,24 @@ async fn machine(postgres_url: &str) -> Result<Machine, TargetError> {
         sqlite,
         date,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::render::fixture::{pairs, results};
+
+    #[test]
+    fn a_lost_journey_or_a_row_left_in_any_run_of_a_pair_is_a_problem() {
+        let mut results = results();
+        results.pairs = pairs();
+        assert_eq!(results.problems(), Vec::<String>::new());
+        let mut at_one_window = results.pairs[1].two.clone();
+        at_one_window.rows_left = 2;
+        results.pairs[1].two_at_one_window = Some(at_one_window);
+        results.pairs[2].one.report.completed -= 1;
+        let problems = results.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("pair 2, PostgreSQL ×2, NATS, at one instance's window: 2 message rows"));
+        assert!(problems[1].starts_with("pair 3, PostgreSQL ×1: not every journey completed cleanly"));
+    }
 }

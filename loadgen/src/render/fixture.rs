@@ -130,7 +130,7 @@ pub(super) fn nats_two() -> Setup {
 /// Three pairs run in turns (not in [`results`]): one instance at 400, 500, 400 journeys/s and
 /// two over NATS at 380, 400, 440 (0.95, 0.80, 1.10 ×: median 0.95); PostgreSQL per journey
 /// 1.0 ms for one instance each time and 1.05, 1.2, 0.9 ms for two (+5, +20, −10 %: median +5 %).
-pub(super) fn pairs() -> Vec<Pair> {
+pub(crate) fn pairs() -> Vec<Pair> {
     let side = |journeys_per_s: f64, postgres_ms: f64| JourneyRun {
         cpu: run_cpu(0.01, postgres_ms / 100.0, 0.005),
         ..run("closed", 4, None, journeys_per_s, 6.0)
@@ -144,7 +144,7 @@ pub(super) fn pairs() -> Vec<Pair> {
 
 /// SQLite ×1 peaks at 1000 journeys/s (window 4) with p99 2.5 ms at half peak; PostgreSQL ×1 at
 /// 400 with 4 ms; PostgreSQL ×2 at 600 with 12 ms, over the 10 ms target.
-pub(super) fn results() -> Results {
+pub(crate) fn results() -> Results {
     let sqlite = Setup {
         backend: Backend::Sqlite,
         instances: 1,

@@ -15,7 +15,7 @@ mod ceiling;
 mod crypto;
 mod files;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 mod format;
 mod idle;
 mod journeys;

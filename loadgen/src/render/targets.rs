@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::format::{kib, verdict};
 use super::Browser;
-use crate::bench::Results;
+use crate::bench::{JourneyRun, Results};
 use crate::ceiling::PacedReport;
 use crate::stats::Spread;
 use crate::target::Backend;
@@ -130,9 +130,7 @@ fn scale_out(out: &mut String, results: &Results) {
         "| PostgreSQL ×2, NATS: peak ≥ {MIN_TWO_INSTANCES_SHARE} × one instance's, on the same cores | {measured} | {} |",
         verdict(share >= MIN_TWO_INSTANCES_SHARE)
     );
-    let postgres = |s: &crate::bench::Setup| {
-        s.peak_run().and_then(|run| run.cpu.per(run.report.completed)).map(|(_, postgres, _, _)| postgres)
-    };
+    let postgres = |s: &crate::bench::Setup| s.peak_run().and_then(JourneyRun::postgres_ms);
     let swept = match (postgres(two), postgres(one)) {
         (Some(two_ms), Some(one_ms)) => Some((
             two_ms / one_ms - 1.0,
