@@ -280,3 +280,21 @@ async fn start(target: &Target) -> anyhow::Result<(Vec<Server>, Database)> {
     }
     Ok((servers, db))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn journey_takes_each_running_relay_named_and_no_backend_beside_them() {
+        let cli = Cli::try_parse_from(["loadgen", "journey", "--url", "ws://a/ws", "--url", "ws://b/ws"]).unwrap();
+        let Command::Journey { url, .. } = cli.command else { panic!("a journey") };
+        assert_eq!(url, ["ws://a/ws", "ws://b/ws"]);
+        let cli = Cli::try_parse_from(["loadgen", "journey"]).unwrap();
+        let Command::Journey { url, .. } = cli.command else { panic!("a journey") };
+        assert!(url.is_empty(), "no relay named: servers are started");
+        assert!(Cli::try_parse_from(["loadgen", "journey", "--url", "ws://a/ws", "--instances", "2"]).is_err());
+    }
+}

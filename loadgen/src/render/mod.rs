@@ -37,7 +37,7 @@ pub fn markdown(results: &Results, browser: &Browser, history: &str) -> String {
     let _ = writeln!(
         out,
         "Written by `make bench` on {} ({:.0} s for the server part). Every figure below comes from that one run; \
-         rerun with `make bench` (about 25 minutes on two cores once the tools are installed). \
+         rerun with `make bench` (10 to 25 minutes on two cores once the tools are installed). \
          How each figure is measured is under [Method](#method); what changed between runs is under [History](#history).\n",
         m.date, results.elapsed_s
     );
@@ -75,7 +75,7 @@ mod tests {
                 "# Benchmarks",
                 "",
                 "Written by `make bench` on 2025-01-02 03:04 UTC (123 s for the server part). Every figure below comes \
-                 from that one run; rerun with `make bench` (about 25 minutes on two cores once the tools are \
+                 from that one run; rerun with `make bench` (10 to 25 minutes on two cores once the tools are \
                  installed). How each figure is measured is under [Method](#method); what changed between runs is \
                  under [History](#history).",
                 "",
